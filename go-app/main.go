@@ -1,0 +1,108 @@
+// Command go-docker-prod is a small web service on httprouter, built by the
+// workspace's `cargo xtask` into a lean production container.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const (
+	defaultPort     = "8080"
+	shutdownTimeout = 5 * time.Second
+)
+
+func index(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
+	io.WriteString(w, "Welcome to go-docker-prod!\n")
+}
+
+func about(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
+	io.WriteString(w, "A Go web app on httprouter, shipped in a lean container.\n")
+}
+
+func hello(w http.ResponseWriter, _ *http.Request, ps httprouter.Params) {
+	fmt.Fprintf(w, "Hello, %s!\n", ps.ByName("name"))
+}
+
+func healthz(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
+	io.WriteString(w, "ok")
+}
+
+func showVersion(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
+	io.WriteString(w, version+"\n")
+}
+
+func newRouter() *httprouter.Router {
+	r := httprouter.New()
+	r.GET("/", index)
+	r.GET("/about", about)
+	r.GET("/hello/:name", hello)
+	r.GET("/healthz", healthz)
+	r.GET("/version", showVersion)
+	return r
+}
+
+func newServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+// serve answers on ln until ctx is cancelled, then shuts down gracefully.
+func serve(ctx context.Context, ln net.Listener) error {
+	srv := newServer(newRouter())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return err
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func main() {
+	port := os.Getenv("PORT")
+	if port == "" {
+		port = defaultPort
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	ln, err := net.Listen("tcp", ":"+port)
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("Starting Server (with httprouter) on Port %s", port)
+	if err := serve(ctx, ln); err != nil {
+		log.Fatal(err)
+	}
+	log.Print("Server stopped")
+}

@@ -1,0 +1,89 @@
+//! `cargo xtask clean [--all]`: removes what the other commands made, and nothing else: dist/,
+//! the GOPATH/glide workspace, go-app/vendor, our containers and images (by our ownership labels,
+//! which carry this checkout's id), dangling intermediates of ours; `--all` also the base images.
+
+use anyhow::Result;
+use xshell::cmd;
+
+use crate::{base_images, ctx::human_size, ctx::Ctx, docker, fsx, glide, tools};
+
+pub fn run(ctx: &Ctx, all: bool) -> Result<()> {
+    let _lock = ctx.lock()?;
+    let mut dirs = vec![ctx.paths.dist(), ctx.paths.target().join("xtask-tmp")];
+    dirs.extend(glide::clean_paths(ctx));
+    let mut removed_dirs = 0;
+    for dir in dirs.iter().filter(|d| d.exists()) {
+        ctx.announce(format!("removing {dir}"));
+        if !ctx.global.dry_run {
+            fsx::remove_dir(dir)?;
+        }
+        removed_dirs += 1;
+    }
+    if !tools::DOCKER.present() || docker::engine_error(std::time::Duration::from_secs(4)).is_some() {
+        ctx.announce("no Docker engine answers: images and containers not checked");
+        println!("clean: {removed_dirs} directories removed");
+        return Ok(());
+    }
+    let before = images_disk_usage(ctx);
+    let sh = &ctx.sh;
+    let containers = docker::ours(ctx, "container", &[])?;
+    if !containers.is_empty() {
+        let ids = &containers;
+        ctx.run(cmd!(sh, "docker rm -f {ids...}").ignore_stdout())?;
+    }
+    let mut images = docker::ours(ctx, "image", &[])?;
+    if all {
+        images.extend(base_images::ours(ctx)?);
+    }
+    let mut removed_images = 0;
+    for id in &images {
+        // One at a time: an image a foreign container still uses stays, with a warning.
+        match ctx.run(cmd!(sh, "docker image rm -f {id}").ignore_stdout().ignore_stderr()) {
+            Ok(()) => removed_images += 1,
+            Err(_) if docker::image_id(ctx, id).is_none() => removed_images += 1, // went with a child
+            Err(e) => eprintln!("warning: image {id} stays: {e:#}"),
+        }
+    }
+    let reclaimed = before.saturating_sub(images_disk_usage(ctx));
+    println!(
+        "clean: {removed_dirs} directories, {} containers, {removed_images} images removed; {} reclaimed",
+        containers.len(),
+        human_size(reclaimed)
+    );
+    Ok(())
+}
+
+/// The engine's total image disk usage in bytes (`docker system df`), 0 when unknown.
+fn images_disk_usage(ctx: &Ctx) -> u64 {
+    let sh = &ctx.sh;
+    let format = "{{.Type}}\t{{.Size}}";
+    let out = cmd!(sh, "docker system df --format {format}").quiet().read().unwrap_or_default();
+    out.lines().find_map(|l| l.strip_prefix("Images\t")).map(parse_size).unwrap_or(0)
+}
+
+/// "1.234GB" → 1_234_000_000 (docker's decimal units).
+pub fn parse_size(s: &str) -> u64 {
+    let s = s.trim();
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let factor = match unit.to_ascii_lowercase().as_str() {
+        "b" | "" => 1e0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        _ => return 0,
+    };
+    (num.parse::<f64>().unwrap_or(0.0) * factor) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::parse_size("1.5GB"), 1_500_000_000);
+        assert_eq!(super::parse_size("4.73MB"), 4_730_000);
+        assert_eq!(super::parse_size("0B"), 0);
+        assert_eq!(super::parse_size("12kB"), 12_000);
+    }
+}

@@ -1,0 +1,117 @@
+//! `cargo xtask image`: the production image, three ways.
+//! - multistage (default): docker/Dockerfile in one build. With the legacy builder the builder
+//!   stage is tagged first (`NAME-builder:TAG`), so it is no dangling `<none>` image and its layers
+//!   stay as the next build's cache; BuildKit keeps the builder stage in its cache, not as an image.
+//! - handoff: ex1, `docker cp` to dist/, ex2 from dist/ (the fallback when the engine cannot do
+//!   multi-stage builds, and the path `--compress` takes).
+//! - single: ex1 as the production image: the fat image, for comparison.
+//! After each build our superseded (dangling) images are removed and a summary is printed.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use xshell::cmd;
+
+use crate::{
+    ctx::{human_size, secs, Ctx},
+    dist, docker,
+    dockerbuild::{self, Plan},
+    flags::{self, Builder, Strategy},
+    glide, gobuild, handoff, smoke, tools,
+};
+
+pub fn run(ctx: &Ctx, opts: &flags::Image) -> Result<()> {
+    let _lock = ctx.lock()?;
+    let engine = docker::engine(ctx)?;
+    let mut strategy = opts.strategy;
+    if strategy == Strategy::Multistage && !engine.multistage() {
+        ctx.announce(format!(
+            "the engine's API {}.{} predates multi-stage builds (1.31): using the dist handoff",
+            engine.api.0, engine.api.1
+        ));
+        strategy = Strategy::Handoff;
+    }
+    if opts.compress && strategy != Strategy::Handoff {
+        ctx.announce("--compress runs UPX on the host's dist/main: using the dist handoff");
+        strategy = Strategy::Handoff;
+    }
+    if opts.compress {
+        tools::require(ctx, &[tools::UPX])?;
+    }
+    glide::vendor(ctx)?;
+    let version = gobuild::version(ctx, opts.app_version.as_deref());
+    let plan = Plan::new(ctx, &engine, opts, &version)?;
+    let started = Instant::now();
+    build(ctx, &plan, strategy, opts.compress)?;
+    let elapsed = started.elapsed();
+    let pruned = docker::prune_dangling(ctx)?;
+    if !ctx.global.dry_run {
+        summary(ctx, &plan, strategy, elapsed, pruned)?;
+    }
+    if opts.smoke {
+        smoke::run(ctx, &plan.tag)?;
+    }
+    Ok(())
+}
+
+/// Builds `plan.tag` with `strategy`.
+pub fn build(ctx: &Ctx, plan: &Plan, strategy: Strategy, compress: bool) -> Result<()> {
+    let go_app = ctx.paths.go_app();
+    match strategy {
+        Strategy::Multistage => {
+            if plan.builder == Builder::Legacy {
+                ctx.step("builder stage (tagged, so it is no dangling image)", || {
+                    plan.build(ctx, dockerbuild::MULTISTAGE, Some(dockerbuild::BUILDER_STAGE), &plan.builder_tag(), &go_app)
+                })?;
+            }
+            ctx.step("production image (multi-stage)", || plan.build(ctx, dockerbuild::MULTISTAGE, None, &plan.tag, &go_app))
+        }
+        Strategy::Handoff => {
+            handoff::to_dist(ctx, plan)?;
+            if compress {
+                ctx.step("compress dist/main (UPX)", || compress_dist(ctx))?;
+            }
+            ctx.step("runtime image (ex2, from dist/)", || handoff::build_runtime(ctx, plan))
+        }
+        Strategy::Single => ctx.step("single-stage image (ex1)", || handoff::build_builder(ctx, plan).and_then(|()| {
+            let (builder_tag, tag) = (plan.builder_tag(), &plan.tag);
+            let sh = &ctx.sh;
+            ctx.run(cmd!(sh, "docker tag {builder_tag} {tag}"))
+        })),
+    }
+}
+
+/// UPX on a copy of dist/ (best, LZMA), republished with fresh checksums.
+fn compress_dist(ctx: &Ctx) -> Result<()> {
+    let tmp = crate::fsx::TempDir::new(ctx.paths.scratch("compress"))?;
+    let next = tmp.0.join("dist");
+    crate::fsx::copy_dir(&ctx.paths.dist(), &next)?;
+    let _ = std::fs::remove_file(next.join("SHA256SUMS"));
+    let binary = next.join(crate::project::BINARY);
+    let sh = &ctx.sh;
+    ctx.run(cmd!(sh, "upx -q --best --lzma {binary}").ignore_stdout()).context("compressing dist/main with UPX")?;
+    dist::publish(ctx, &next)
+}
+
+fn summary(ctx: &Ctx, plan: &Plan, strategy: Strategy, elapsed: Duration, pruned: usize) -> Result<()> {
+    let size = docker::image_size(ctx, &plan.tag).with_context(|| format!("{} is missing after the build", plan.tag))?;
+    let builder_tag = plan.builder_tag();
+    let (builder_ref, builder_size) = match docker::image_size(ctx, &builder_tag) {
+        Some(s) => (builder_tag, s),
+        None => (format!("{} (base)", plan.builder_image), docker::image_size(ctx, &plan.builder_image).unwrap_or(0)),
+    };
+    let dangling = docker::ours(ctx, "image", &["dangling=true"])?.len();
+    println!();
+    println!("{:<32} {:<11} {:<9} {:>10} {:>11}   builder image", "image", "strategy", "builder", "size", "build time");
+    println!(
+        "{:<32} {:<11} {:<9} {:>10} {:>11}   {builder_ref} {}",
+        plan.tag,
+        strategy.to_string(),
+        plan.builder.to_string(),
+        human_size(size),
+        secs(elapsed),
+        human_size(builder_size)
+    );
+    println!("dangling images of ours: {dangling} (removed {pruned} superseded)");
+    Ok(())
+}

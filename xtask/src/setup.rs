@@ -1,0 +1,186 @@
+//! Provisioning on Debian/Ubuntu: apt packages (a few from other suites, pinned so that nothing
+//! else ever comes from them) and a running Docker engine.
+
+use std::{fs, process::Stdio, time::Duration};
+
+use anyhow::{bail, Context, Result};
+use xshell::cmd;
+
+use crate::{
+    ctx::Ctx,
+    docker,
+    tools::{self, Tool},
+};
+
+/// Everything the pipeline uses, in install order.
+pub const ALL: [Tool; 8] = [
+    tools::DOCKER,
+    tools::GO,
+    tools::GIT,
+    tools::DEBOOTSTRAP,
+    tools::HTTPROUTER_SRC,
+    tools::GLIDE,
+    tools::BUILDX,
+    tools::UPX,
+];
+
+const SOURCES: &str = "/etc/apt/sources.list.d/go-docker-prod-xtask.sources";
+const PREFERENCES: &str = "/etc/apt/preferences.d/go-docker-prod-xtask";
+const DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
+
+/// `cargo xtask setup`: installs what is missing, starts the engine. A second run only checks.
+pub fn run(ctx: &Ctx) -> Result<()> {
+    let missing: Vec<Tool> = ALL.iter().copied().filter(|t| !t.present()).collect();
+    if missing.is_empty() {
+        ctx.announce(format!("all tools present: {}", tools::names(&ALL)));
+    } else if let Some(reason) = cannot_provision() {
+        bail!(
+            "cannot install here ({reason}). Install these yourself:\n{}",
+            missing.iter().map(|t| format!("  {}: {}", t.name, t.install_hint())).collect::<Vec<_>>().join("\n")
+        );
+    } else {
+        install(ctx, &missing)?;
+    }
+    ensure_engine(ctx)
+}
+
+/// Why this machine cannot be provisioned by us, if it cannot.
+pub fn cannot_provision() -> Option<String> {
+    if !std::path::Path::new("/etc/debian_version").exists() || which::which("apt-get").is_err() {
+        return Some("not a Debian/Ubuntu system with apt-get".into());
+    }
+    if !is_root() {
+        return Some("not root: run `sudo cargo xtask setup`".into());
+    }
+    None
+}
+
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false)
+}
+
+/// Installs the packages behind `missing` with apt, each action announced.
+pub fn install(ctx: &Ctx, missing: &[Tool]) -> Result<()> {
+    ctx.step(&format!("setup: install {}", tools::names(missing)), || {
+        let sh = &ctx.sh;
+        let (native, extra): (Vec<Tool>, Vec<Tool>) = missing.iter().partition(|t| t.suite.is_none());
+        if !extra.is_empty() {
+            add_extra_suites(ctx, &extra)?;
+        }
+        ctx.announce("apt-get update");
+        ctx.run(cmd!(sh, "apt-get update -q"))?;
+        let apt = |specs: Vec<String>, recommends: bool| {
+            let no_rec = if recommends { None } else { Some("--no-install-recommends") };
+            ctx.run_env(
+                &[("DEBIAN_FRONTEND", "noninteractive".into())],
+                cmd!(sh, "apt-get install -y -q {no_rec...} {specs...}"),
+            )
+        };
+        if !native.is_empty() {
+            ctx.announce(format!("installing {}", native.iter().map(|t| t.package).collect::<Vec<_>>().join(" ")));
+            apt(native.iter().map(|t| t.apt_spec()).collect(), true)?;
+        }
+        // One package from another suite at a time, and only when apt would install it alone.
+        for tool in extra {
+            let spec = tool.apt_spec();
+            check_installs_alone(ctx, &spec, tool.package)?;
+            ctx.announce(format!("installing {spec} (alone: nothing else comes from {})", tool.suite.unwrap_or("")));
+            apt(vec![spec], false)?;
+        }
+        Ok(())
+    })
+}
+
+/// Adds the other suites with priority 1: apt takes from them only what is asked for by name.
+fn add_extra_suites(ctx: &Ctx, extra: &[Tool]) -> Result<()> {
+    let mut suites: Vec<&str> = extra.iter().filter_map(|t| t.suite).collect();
+    suites.sort_unstable();
+    suites.dedup();
+    let sources = format!(
+        "# Added by `cargo xtask setup` (go-docker-prod): single packages from these suites.\n\
+         Types: deb\nURIs: {DEBIAN_MIRROR}\nSuites: {}\nComponents: main\n\
+         Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
+        suites.join(" ")
+    );
+    let preferences = suites
+        .iter()
+        .map(|s| format!("Package: *\nPin: release n={s}\nPin-Priority: 1\n"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for (path, text) in [(SOURCES, sources), (PREFERENCES, preferences)] {
+        if fs::read_to_string(path).ok().as_deref() == Some(text.as_str()) {
+            continue;
+        }
+        ctx.announce(format!("writing {path} ({})", suites.join(", ")));
+        if !ctx.global.dry_run {
+            fs::write(path, text).with_context(|| format!("writing {path}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses an install that would bring or upgrade anything besides `package` (apt would happily
+/// upgrade libc6 and base-files to trixie's for a trixie package that needs them).
+fn check_installs_alone(ctx: &Ctx, spec: &str, package: &str) -> Result<()> {
+    if ctx.global.dry_run {
+        return Ok(());
+    }
+    let sh = &ctx.sh;
+    let plan = cmd!(sh, "apt-get -s install --no-install-recommends {spec}")
+        .quiet()
+        .read()
+        .with_context(|| format!("simulating `apt-get install {spec}`"))?;
+    let others: Vec<&str> = plan
+        .lines()
+        .filter_map(|l| l.strip_prefix("Inst "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != package)
+        .collect();
+    if !others.is_empty() {
+        bail!("refusing to install {spec}: apt would also install or upgrade {}", others.join(", "));
+    }
+    Ok(())
+}
+
+/// Makes sure a Docker engine answers: starts the local `dockerd` in the background when none does
+/// (and we may), then waits for it.
+pub fn ensure_engine(ctx: &Ctx) -> Result<()> {
+    if docker::engine_error(Duration::from_secs(5)).is_none() {
+        return Ok(());
+    }
+    let can_start = !ctx.global.no_setup
+        && std::env::var_os("DOCKER_HOST").is_none()
+        && which::which("dockerd").is_ok()
+        && cannot_provision().is_none();
+    if !can_start {
+        return docker::engine(ctx).map(|_| ());
+    }
+    ctx.step("setup: start dockerd", || {
+        if ctx.global.dry_run {
+            println!("[dry-run] dockerd (in the background)");
+            return Ok(());
+        }
+        let log_path = ctx.paths.target().join("dockerd.log");
+        fs::create_dir_all(ctx.paths.target())?;
+        let log = fs::File::create(&log_path).with_context(|| format!("creating {log_path}"))?;
+        ctx.announce(format!("no Docker engine answers: starting dockerd in the background (log: {log_path})"));
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new("dockerd")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .context("starting dockerd")?;
+        for _ in 0..120 {
+            if docker::engine_error(Duration::from_secs(5)).is_none() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        bail!("dockerd did not answer within 30 s: see {log_path}")
+    })
+}
