@@ -14,12 +14,19 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         ctx.step("setup", || setup::run(ctx))?;
     }
     // The image tests build offline: make the local builder base now, once.
-    ctx.step("local builder base image", || base_images::ensure_local(ctx, None))?;
+    ctx.step("local builder base image", || {
+        base_images::ensure_local(ctx, None)
+    })?;
     let sh = &ctx.sh;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    ctx.step("cargo fmt --check", || ctx.run(cmd!(sh, "{cargo} fmt --all -- --check")))?;
+    ctx.step("cargo fmt --check", || {
+        ctx.run(cmd!(sh, "{cargo} fmt --all -- --check"))
+    })?;
     ctx.step("cargo clippy", || {
-        ctx.run(cmd!(sh, "{cargo} clippy --workspace --all-targets --quiet -- -D warnings"))
+        ctx.run(cmd!(
+            sh,
+            "{cargo} clippy --workspace --all-targets --quiet -- -D warnings"
+        ))
     })?;
     ctx.step("go vet, gofmt, go test", || {
         glide::vendor(ctx)?;
@@ -37,5 +44,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         }
         ctx.run_env(&env, cmd!(sh, "go test -count=1 ."))
     })?;
-    ctx.step("cargo test", || ctx.run(cmd!(sh, "{cargo} test --workspace")))
+    ctx.step("cargo test", || {
+        ctx.run(cmd!(sh, "{cargo} test --workspace"))
+    })
 }

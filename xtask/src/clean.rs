@@ -19,7 +19,8 @@ pub fn run(ctx: &Ctx, all: bool) -> Result<()> {
         }
         removed_dirs += 1;
     }
-    if !tools::DOCKER.present() || docker::engine_error(std::time::Duration::from_secs(4)).is_some() {
+    if !tools::DOCKER.present() || docker::engine_error(std::time::Duration::from_secs(4)).is_some()
+    {
         ctx.announce("no Docker engine answers: images and containers not checked");
         println!("clean: {removed_dirs} directories removed");
         return Ok(());
@@ -38,7 +39,11 @@ pub fn run(ctx: &Ctx, all: bool) -> Result<()> {
     let mut removed_images = 0;
     for id in &images {
         // One at a time: an image a foreign container still uses stays, with a warning.
-        match ctx.run(cmd!(sh, "docker image rm -f {id}").ignore_stdout().ignore_stderr()) {
+        match ctx.run(
+            cmd!(sh, "docker image rm -f {id}")
+                .ignore_stdout()
+                .ignore_stderr(),
+        ) {
             Ok(()) => removed_images += 1,
             Err(_) if docker::image_id(ctx, id).is_none() => removed_images += 1, // went with a child
             Err(e) => eprintln!("warning: image {id} stays: {e:#}"),
@@ -57,8 +62,14 @@ pub fn run(ctx: &Ctx, all: bool) -> Result<()> {
 fn images_disk_usage(ctx: &Ctx) -> u64 {
     let sh = &ctx.sh;
     let format = "{{.Type}}\t{{.Size}}";
-    let out = cmd!(sh, "docker system df --format {format}").quiet().read().unwrap_or_default();
-    out.lines().find_map(|l| l.strip_prefix("Images\t")).map(parse_size).unwrap_or(0)
+    let out = cmd!(sh, "docker system df --format {format}")
+        .quiet()
+        .read()
+        .unwrap_or_default();
+    out.lines()
+        .find_map(|l| l.strip_prefix("Images\t"))
+        .map(parse_size)
+        .unwrap_or(0)
 }
 
 /// "1.234GB" → 1_234_000_000 (docker's decimal units).

@@ -29,7 +29,11 @@ impl Ctx {
 
     /// `run`, with environment variables that are shown with the command.
     pub fn run_env(&self, env: &[(&str, String)], cmd: Cmd<'_>) -> Result<()> {
-        let shown = env.iter().map(|(k, v)| format!("{k}={} ", quote(v))).collect::<String>() + &cmd.to_string();
+        let shown = env
+            .iter()
+            .map(|(k, v)| format!("{k}={} ", quote(v)))
+            .collect::<String>()
+            + &cmd.to_string();
         if self.global.dry_run {
             println!("[dry-run] {shown}");
             return Ok(());
@@ -57,10 +61,13 @@ impl Ctx {
     /// Holds the checkout's lock until dropped, so that two xtasks never build into one `dist/`.
     pub fn lock(&self) -> Result<std::fs::File> {
         let path = self.paths.lock_file();
-        std::fs::create_dir_all(self.paths.target()).with_context(|| format!("creating {}", self.paths.target()))?;
+        std::fs::create_dir_all(self.paths.target())
+            .with_context(|| format!("creating {}", self.paths.target()))?;
         let file = std::fs::File::create(&path).with_context(|| format!("opening {path}"))?;
         if file.try_lock().is_err() {
-            self.announce(format!("another cargo xtask is building in this checkout: waiting for {path}"));
+            self.announce(format!(
+                "another cargo xtask is building in this checkout: waiting for {path}"
+            ));
             file.lock().with_context(|| format!("locking {path}"))?;
         }
         Ok(file)

@@ -17,10 +17,15 @@ pub fn run(ctx: &Ctx, opts: &flags::Dist) -> Result<()> {
         Ok(()) => build_on_host(ctx, &opts.platforms, &version)?,
         // No Go here: build inside the ex1 builder image and hand the binary off.
         Err(no_go) if tools::DOCKER.present() && opts.platforms.is_empty() => {
-            let engine = docker::engine(ctx)
-                .map_err(|e| anyhow::anyhow!("{no_go:#}
-(the container fallback cannot run either: {e:#})"))?;
-            ctx.announce("no Go on this host: building in the ex1 builder image and copying the binary out");
+            let engine = docker::engine(ctx).map_err(|e| {
+                anyhow::anyhow!(
+                    "{no_go:#}
+(the container fallback cannot run either: {e:#})"
+                )
+            })?;
+            ctx.announce(
+                "no Go on this host: building in the ex1 builder image and copying the binary out",
+            );
             let plan = dockerbuild::Plan::for_dist(ctx, &engine, &version)?;
             handoff::to_dist(ctx, &plan)?;
         }
@@ -37,7 +42,12 @@ fn build_on_host(ctx: &Ctx, platforms: &[String], version: &str) -> Result<()> {
         let tmp = fsx::TempDir::new(ctx.paths.scratch("dist"))?;
         gobuild::build(ctx, &tmp.0.join(project::BINARY), None, version)?;
         for platform in platforms {
-            gobuild::build(ctx, &tmp.0.join(gobuild::platform_binary(platform)), Some(platform), version)?;
+            gobuild::build(
+                ctx,
+                &tmp.0.join(gobuild::platform_binary(platform)),
+                Some(platform),
+                version,
+            )?;
         }
         publish(ctx, &tmp.0)
     })
@@ -59,7 +69,10 @@ pub fn publish(ctx: &Ctx, dir: &Utf8Path) -> Result<()> {
     files.sort();
     let sh = &ctx.sh;
     let _dir = sh.push_dir(dir);
-    let sums = cmd!(sh, "sha256sum {files...}").quiet().read().context("computing checksums")?;
+    let sums = cmd!(sh, "sha256sum {files...}")
+        .quiet()
+        .read()
+        .context("computing checksums")?;
     fs::write(dir.join("SHA256SUMS"), sums + "\n").context("writing SHA256SUMS")?;
     fsx::replace_dir(dir, &dist)
 }
@@ -71,7 +84,10 @@ fn print_dist(ctx: &Ctx) -> Result<()> {
     for line in sums.lines() {
         if let Some((hash, name)) = line.split_once("  ") {
             let size = fs::metadata(dist.join(name)).map(|m| m.len()).unwrap_or(0);
-            println!("  {name:<24} {:>9}  sha256 {hash}", crate::ctx::human_size(size));
+            println!(
+                "  {name:<24} {:>9}  sha256 {hash}",
+                crate::ctx::human_size(size)
+            );
         }
     }
     Ok(())

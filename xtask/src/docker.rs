@@ -73,8 +73,13 @@ pub fn engine(ctx: &Ctx) -> Result<Engine> {
         Some((a.parse().ok()?, b.parse().ok()?))
     };
     let api = parse(&api).with_context(|| format!("unexpected engine API version `{api}`"))?;
-    let client = docker_with_deadline(&["version", "--format", "{{.Client.Version}}"], timeout).unwrap_or_default();
-    let client_major: u32 = client.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    let client = docker_with_deadline(&["version", "--format", "{{.Client.Version}}"], timeout)
+        .unwrap_or_default();
+    let client_major: u32 = client
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
     let buildkit = tools::BUILDX.present()
         || docker_with_deadline(&["buildx", "version"], timeout).is_ok()
         || (client_major > 0 && client_major < 23);
@@ -111,16 +116,30 @@ pub fn try_pull(ctx: &Ctx, reference: &str) -> bool {
         return true;
     }
     let sh = &ctx.sh;
-    cmd!(sh, "docker pull -q {reference}").quiet().ignore_stdout().ignore_stderr().run().is_ok()
+    cmd!(sh, "docker pull -q {reference}")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok()
 }
 
 /// IDs of what `docker <kind> ls` lists with our labels (`kind`: image, container).
 pub fn ours(ctx: &Ctx, kind: &str, extra_filter: &[&str]) -> Result<Vec<String>> {
     let sh = &ctx.sh;
     let project = format!("label={}={}", project::LABEL_PROJECT, project::APP);
-    let checkout = format!("label={}={}", project::LABEL_CHECKOUT, ctx.paths.checkout_id());
+    let checkout = format!(
+        "label={}={}",
+        project::LABEL_CHECKOUT,
+        ctx.paths.checkout_id()
+    );
     let all = if kind == "image" { "--all" } else { "-a" };
-    let mut filters = vec!["--filter".to_string(), project, "--filter".to_string(), checkout];
+    let mut filters = vec![
+        "--filter".to_string(),
+        project,
+        "--filter".to_string(),
+        checkout,
+    ];
     for f in extra_filter {
         filters.extend(["--filter".to_string(), f.to_string()]);
     }
@@ -160,12 +179,26 @@ pub struct TempContainer<'a> {
 }
 
 impl<'a> TempContainer<'a> {
-    pub fn create(ctx: &'a Ctx, image: &str, purpose: &str, extra: &[&str]) -> Result<TempContainer<'a>> {
+    pub fn create(
+        ctx: &'a Ctx,
+        image: &str,
+        purpose: &str,
+        extra: &[&str],
+    ) -> Result<TempContainer<'a>> {
         let sh = &ctx.sh;
         let name = format!("{}-{purpose}-{}", project::APP, std::process::id());
-        let labels: Vec<String> = ownership_labels(ctx).into_iter().flat_map(|l| ["--label".to_string(), l]).collect();
-        ctx.run(cmd!(sh, "docker create --name {name} {labels...} {extra...} {image}").ignore_stdout())
-            .with_context(|| format!("creating a container from {image}"))?;
+        let labels: Vec<String> = ownership_labels(ctx)
+            .into_iter()
+            .flat_map(|l| ["--label".to_string(), l])
+            .collect();
+        ctx.run(
+            cmd!(
+                sh,
+                "docker create --name {name} {labels...} {extra...} {image}"
+            )
+            .ignore_stdout(),
+        )
+        .with_context(|| format!("creating a container from {image}"))?;
         Ok(TempContainer { ctx, name })
     }
 }
@@ -174,7 +207,10 @@ impl Drop for TempContainer<'_> {
     fn drop(&mut self) {
         let sh = &self.ctx.sh;
         let name = &self.name;
-        if let Err(e) = self.ctx.run(cmd!(sh, "docker rm -f {name}").ignore_stdout()) {
+        if let Err(e) = self
+            .ctx
+            .run(cmd!(sh, "docker rm -f {name}").ignore_stdout())
+        {
             eprintln!("warning: could not remove container {name}: {e:#}");
         }
     }

@@ -34,13 +34,24 @@ pub struct Plan {
 
 impl Plan {
     pub fn new(ctx: &Ctx, engine: &Engine, opts: &flags::Image, version: &str) -> Result<Plan> {
-        let builder = opts.builder.unwrap_or(if engine.buildkit { Builder::BuildKit } else { Builder::Legacy });
+        let builder = opts.builder.unwrap_or(if engine.buildkit {
+            Builder::BuildKit
+        } else {
+            Builder::Legacy
+        });
         docker::check_builder(engine, builder)?;
         let builder_image = base_images::builder_base(ctx, opts.builder_image.as_deref())?;
         let runtime_image = base_images::runtime_base(ctx, opts.runtime_image.as_deref())?;
         let mut labels = docker::ownership_labels(ctx);
         labels.extend(oci_labels(ctx, version));
-        Ok(Plan { builder, builder_image, runtime_image, version: version.to_string(), tag: opts.tag.clone(), labels })
+        Ok(Plan {
+            builder,
+            builder_image,
+            runtime_image,
+            version: version.to_string(),
+            tag: opts.tag.clone(),
+            labels,
+        })
     }
 
     /// The plan `dist` uses when the host has no Go: defaults everywhere.
@@ -65,24 +76,50 @@ impl Plan {
     }
 
     /// `docker build` of `dockerfile` (in docker/) from `context`, tagged `tag`.
-    pub fn build(&self, ctx: &Ctx, dockerfile: &str, target: Option<&str>, tag: &str, context: &Utf8Path) -> Result<()> {
+    pub fn build(
+        &self,
+        ctx: &Ctx,
+        dockerfile: &str,
+        target: Option<&str>,
+        tag: &str,
+        context: &Utf8Path,
+    ) -> Result<()> {
         let file = ctx.paths.docker_dir().join(dockerfile);
         let target: Vec<&str> = target.map(|t| vec!["--target", t]).unwrap_or_default();
         let mut args = gobuild::docker_build_args(&self.version);
-        for (key, value) in [("BUILDER_IMAGE", &self.builder_image), ("RUNTIME_IMAGE", &self.runtime_image)] {
+        for (key, value) in [
+            ("BUILDER_IMAGE", &self.builder_image),
+            ("RUNTIME_IMAGE", &self.runtime_image),
+        ] {
             args.extend(["--build-arg".to_string(), format!("{key}={value}")]);
         }
         for label in &self.labels {
             args.extend(["--label".to_string(), label.clone()]);
         }
-        let rm = if self.builder == Builder::Legacy { Some("--force-rm") } else { None };
-        let buildkit = if self.builder == Builder::BuildKit { "1" } else { "0" };
+        let rm = if self.builder == Builder::Legacy {
+            Some("--force-rm")
+        } else {
+            None
+        };
+        let buildkit = if self.builder == Builder::BuildKit {
+            "1"
+        } else {
+            "0"
+        };
         let sh = &ctx.sh;
         ctx.run_env(
             &[("DOCKER_BUILDKIT", buildkit.to_string())],
-            cmd!(sh, "docker build {rm...} {target...} -t {tag} -f {file} {args...} {context}"),
+            cmd!(
+                sh,
+                "docker build {rm...} {target...} -t {tag} -f {file} {args...} {context}"
+            ),
         )
-        .with_context(|| format!("building {tag} from docker/{dockerfile} ({} builder)", self.builder))
+        .with_context(|| {
+            format!(
+                "building {tag} from docker/{dockerfile} ({} builder)",
+                self.builder
+            )
+        })
     }
 }
 
@@ -90,10 +127,20 @@ impl Plan {
 /// an unchanged commit yields an unchanged image. Never a host path.
 fn oci_labels(ctx: &Ctx, version: &str) -> Vec<String> {
     let sh = &ctx.sh;
-    let git = |args: &[&str]| cmd!(sh, "git {args...}").quiet().ignore_stderr().read().ok().filter(|s| !s.is_empty());
+    let git = |args: &[&str]| {
+        cmd!(sh, "git {args...}")
+            .env("TZ", "UTC")
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .ok()
+            .filter(|s| !s.is_empty())
+    };
     let mut labels = vec![format!("org.opencontainers.image.version={version}")];
     labels.push(format!("org.opencontainers.image.title={}", project::APP));
-    if let Some(url) = git(&["remote", "get-url", "origin"]).filter(|u| !u.starts_with('/') && !u.starts_with("file:")) {
+    if let Some(url) = git(&["remote", "get-url", "origin"])
+        .filter(|u| !u.starts_with('/') && !u.starts_with("file:"))
+    {
         labels.push(format!("org.opencontainers.image.source={url}"));
     }
     labels.push(format!(
@@ -102,7 +149,13 @@ fn oci_labels(ctx: &Ctx, version: &str) -> Vec<String> {
     ));
     labels.push(format!(
         "org.opencontainers.image.created={}",
-        git(&["log", "-1", "--format=%cI"]).unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
+        git(&[
+            "log",
+            "-1",
+            "--date=format-local:%Y-%m-%dT%H:%M:%SZ",
+            "--format=%cd"
+        ])
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
     ));
     labels
 }

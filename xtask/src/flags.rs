@@ -118,7 +118,11 @@ pub struct UsageError(pub String);
 
 impl fmt::Display for UsageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}\nRun `cargo xtask --help` for every command and flag.", self.0)
+        write!(
+            f,
+            "{}\nRun `cargo xtask --help` for every command and flag.",
+            self.0
+        )
     }
 }
 
@@ -167,7 +171,11 @@ pub fn parse(args: &[String]) -> Result<(Global, Command), UsageError> {
                 let value = if takes_value(&name) {
                     match inline {
                         Some(v) => Some(v),
-                        None => Some(it.next().cloned().ok_or_else(|| usage(format!("{name} needs a value")))?),
+                        None => Some(
+                            it.next()
+                                .cloned()
+                                .ok_or_else(|| usage(format!("{name} needs a value")))?,
+                        ),
                     }
                 } else {
                     inline.map_or(Ok(None), |_| Err(usage(format!("{name} takes no value"))))?
@@ -204,11 +212,25 @@ pub fn parse(args: &[String]) -> Result<(Global, Command), UsageError> {
             )))
         }
     };
-    if let Some((bad, _)) = rest.iter().find(|(name, _)| !allowed.contains(&name.as_str())) {
-        let valid = if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") };
-        return Err(usage(format!("unknown flag `{bad}` for `{command}`; its flags: {valid}")));
+    if let Some((bad, _)) = rest
+        .iter()
+        .find(|(name, _)| !allowed.contains(&name.as_str()))
+    {
+        let valid = if allowed.is_empty() {
+            "none".to_string()
+        } else {
+            allowed.join(", ")
+        };
+        return Err(usage(format!(
+            "unknown flag `{bad}` for `{command}`; its flags: {valid}"
+        )));
     }
-    let value = |name: &str| rest.iter().rev().find(|(n, _)| n == name).and_then(|(_, v)| v.clone());
+    let value = |name: &str| {
+        rest.iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.clone())
+    };
     let present = |name: &str| rest.iter().any(|(n, _)| n == name);
     let app_version = value("--app-version").map(validate_version).transpose()?;
 
@@ -216,30 +238,47 @@ pub fn parse(args: &[String]) -> Result<(Global, Command), UsageError> {
         "setup" => Command::Setup,
         "ci" => Command::Ci,
         "dist" => Command::Dist(Dist {
-            platforms: value("--platform").map(|p| parse_platforms(&p)).transpose()?.unwrap_or_default(),
+            platforms: value("--platform")
+                .map(|p| parse_platforms(&p))
+                .transpose()?
+                .unwrap_or_default(),
             app_version,
         }),
         "image" => Command::Image(Image {
-            strategy: value("--strategy").map(|s| parse_strategy(&s)).transpose()?.unwrap_or(Strategy::Multistage),
-            tag: value("--tag").map(|t| validate_tag(&t)).transpose()?.unwrap_or_else(|| crate::project::DEFAULT_TAG.into()),
+            strategy: value("--strategy")
+                .map(|s| parse_strategy(&s))
+                .transpose()?
+                .unwrap_or(Strategy::Multistage),
+            tag: value("--tag")
+                .map(|t| validate_tag(&t))
+                .transpose()?
+                .unwrap_or_else(|| crate::project::DEFAULT_TAG.into()),
             builder: value("--builder").map(|b| parse_builder(&b)).transpose()?,
-            builder_image: value("--builder-image").map(|i| validate_tag(&i)).transpose()?,
-            runtime_image: value("--runtime-image").map(|i| validate_runtime(&i)).transpose()?,
+            builder_image: value("--builder-image")
+                .map(|i| validate_tag(&i))
+                .transpose()?,
+            runtime_image: value("--runtime-image")
+                .map(|i| validate_runtime(&i))
+                .transpose()?,
             compress: present("--compress"),
             smoke: present("--smoke"),
             app_version,
         }),
-        "base-images" => Command::BaseImages { mirror: value("--mirror") },
-        "clean" => Command::Clean { all: present("--all") },
+        "base-images" => Command::BaseImages {
+            mirror: value("--mirror"),
+        },
+        "clean" => Command::Clean {
+            all: present("--all"),
+        },
         "bench" => Command::Bench {
             quick: present("--quick"),
             runs: match value("--runs") {
                 None => 5,
-                Some(n) => n
-                    .parse()
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| usage(format!("--runs takes a whole number of at least 1, not `{n}`")))?,
+                Some(n) => n.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    usage(format!(
+                        "--runs takes a whole number of at least 1, not `{n}`"
+                    ))
+                })?,
             },
         },
         _ => unreachable!("checked above"),
@@ -250,7 +289,15 @@ pub fn parse(args: &[String]) -> Result<(Global, Command), UsageError> {
 fn takes_value(flag: &str) -> bool {
     matches!(
         flag,
-        "--platform" | "--app-version" | "--strategy" | "--tag" | "--builder" | "--builder-image" | "--runtime-image" | "--mirror" | "--runs"
+        "--platform"
+            | "--app-version"
+            | "--strategy"
+            | "--tag"
+            | "--builder"
+            | "--builder-image"
+            | "--runtime-image"
+            | "--mirror"
+            | "--runs"
     )
 }
 
@@ -259,7 +306,10 @@ fn parse_strategy(s: &str) -> Result<Strategy, UsageError> {
         "multistage" => Ok(Strategy::Multistage),
         "handoff" => Ok(Strategy::Handoff),
         "single" => Ok(Strategy::Single),
-        _ => Err(usage(format!("unknown strategy `{s}`; valid strategies: {}", STRATEGIES.join(", ")))),
+        _ => Err(usage(format!(
+            "unknown strategy `{s}`; valid strategies: {}",
+            STRATEGIES.join(", ")
+        ))),
     }
 }
 
@@ -267,7 +317,10 @@ fn parse_builder(s: &str) -> Result<Builder, UsageError> {
     match s {
         "buildkit" => Ok(Builder::BuildKit),
         "legacy" => Ok(Builder::Legacy),
-        _ => Err(usage(format!("unknown builder `{s}`; valid builders: {}", BUILDERS.join(", ")))),
+        _ => Err(usage(format!(
+            "unknown builder `{s}`; valid builders: {}",
+            BUILDERS.join(", ")
+        ))),
     }
 }
 
@@ -275,7 +328,10 @@ fn parse_platforms(list: &str) -> Result<Vec<String>, UsageError> {
     let mut out: Vec<String> = Vec::new();
     for p in list.split(',').map(str::trim) {
         if !PLATFORMS.contains(&p) {
-            return Err(usage(format!("unknown platform `{p}`; valid platforms: {}", PLATFORMS.join(", "))));
+            return Err(usage(format!(
+                "unknown platform `{p}`; valid platforms: {}",
+                PLATFORMS.join(", ")
+            )));
         }
         if !out.iter().any(|q| q == p) {
             out.push(p.to_string());
@@ -286,11 +342,16 @@ fn parse_platforms(list: &str) -> Result<Vec<String>, UsageError> {
 
 /// A version string goes into `-ldflags -X` and an image label: keep it to a safe alphabet.
 fn validate_version(v: String) -> Result<String, UsageError> {
-    let ok = !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c));
+    let ok = !v.is_empty()
+        && v.len() <= 128
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c));
     if ok {
         Ok(v)
     } else {
-        Err(usage(format!("bad --app-version `{v}`: use 1 to 128 of A-Z a-z 0-9 . _ + -")))
+        Err(usage(format!(
+            "bad --app-version `{v}`: use 1 to 128 of A-Z a-z 0-9 . _ + -"
+        )))
     }
 }
 
@@ -325,19 +386,28 @@ pub fn validate_tag(reference: &str) -> Result<String, UsageError> {
         parts.remove(0); // a registry host: not checked further
     }
     for part in parts {
-        let valid_chars = part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
-        let ends_ok = part.starts_with(|c: char| c.is_ascii_alphanumeric()) && part.ends_with(|c: char| c.is_ascii_alphanumeric());
+        let valid_chars = part
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
+        let ends_ok = part.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && part.ends_with(|c: char| c.is_ascii_alphanumeric());
         if !valid_chars || !ends_ok || part.contains("..") || part.contains("___") {
-            return Err(bad("name components are lowercase letters and digits joined by . _ or -"));
+            return Err(bad(
+                "name components are lowercase letters and digits joined by . _ or -",
+            ));
         }
     }
     let tag = tag.unwrap_or("latest");
     let tag_ok = !tag.is_empty()
         && tag.len() <= 128
         && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-        && tag.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if !tag_ok {
-        return Err(bad("the tag is 1 to 128 of A-Z a-z 0-9 _ . - and starts with neither . nor -"));
+        return Err(bad(
+            "the tag is 1 to 128 of A-Z a-z 0-9 _ . - and starts with neither . nor -",
+        ));
     }
     Ok(format!("{name}:{tag}"))
 }
@@ -366,7 +436,10 @@ mod tests {
 
     #[test]
     fn flags_anywhere_and_inline_values() {
-        let (g, c) = parse(&args("--offline image --strategy=handoff --tag app:v1 --dry-run --smoke")).unwrap();
+        let (g, c) = parse(&args(
+            "--offline image --strategy=handoff --tag app:v1 --dry-run --smoke",
+        ))
+        .unwrap();
         assert!(g.offline && g.dry_run);
         match c {
             Command::Image(i) => {
@@ -380,11 +453,17 @@ mod tests {
 
     #[test]
     fn bad_values_list_the_valid_ones() {
-        let e = parse(&args("image --strategy fast")).unwrap_err().to_string();
+        let e = parse(&args("image --strategy fast"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("multistage, handoff, single"), "{e}");
-        let e = parse(&args("dist --platform linux/sparc")).unwrap_err().to_string();
+        let e = parse(&args("dist --platform linux/sparc"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("linux/arm64"), "{e}");
-        let e = parse(&args("image --builder kaniko")).unwrap_err().to_string();
+        let e = parse(&args("image --builder kaniko"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("buildkit, legacy"), "{e}");
         let e = parse(&args("launch")).unwrap_err().to_string();
         assert!(e.contains("valid commands"), "{e}");
@@ -396,7 +475,10 @@ mod tests {
 
     #[test]
     fn platforms_are_deduplicated() {
-        match parse(&args("dist --platform linux/arm64,linux/amd64,linux/arm64")).unwrap().1 {
+        match parse(&args("dist --platform linux/arm64,linux/amd64,linux/arm64"))
+            .unwrap()
+            .1
+        {
             Command::Dist(d) => assert_eq!(d.platforms, ["linux/arm64", "linux/amd64"]),
             other => panic!("{other:?}"),
         }
@@ -405,8 +487,20 @@ mod tests {
     #[test]
     fn tags() {
         assert_eq!(validate_tag("app").unwrap(), "app:latest");
-        assert_eq!(validate_tag("registry.local:5000/team/app:1.2-rc_1").unwrap(), "registry.local:5000/team/app:1.2-rc_1");
-        for bad in ["App:1", "app:", "app:-x", "-app", "app:a/b", "a..b", "app:tag with space", ""] {
+        assert_eq!(
+            validate_tag("registry.local:5000/team/app:1.2-rc_1").unwrap(),
+            "registry.local:5000/team/app:1.2-rc_1"
+        );
+        for bad in [
+            "App:1",
+            "app:",
+            "app:-x",
+            "-app",
+            "app:a/b",
+            "a..b",
+            "app:tag with space",
+            "",
+        ] {
             assert!(validate_tag(bad).is_err(), "{bad} accepted");
         }
     }

@@ -8,13 +8,17 @@ use camino::Utf8Path;
 /// Copies the directory tree `src` to `dst` (created; must not exist).
 pub fn copy_dir(src: &Utf8Path, dst: &Utf8Path) -> Result<()> {
     fs::create_dir_all(dst).with_context(|| format!("creating {dst}"))?;
-    for entry in src.read_dir_utf8().with_context(|| format!("reading {src}"))? {
+    for entry in src
+        .read_dir_utf8()
+        .with_context(|| format!("reading {src}"))?
+    {
         let entry = entry?;
         let to = dst.join(entry.file_name());
         if entry.file_type()?.is_dir() {
             copy_dir(entry.path(), &to)?;
         } else {
-            fs::copy(entry.path(), &to).with_context(|| format!("copying {} to {to}", entry.path()))?;
+            fs::copy(entry.path(), &to)
+                .with_context(|| format!("copying {} to {to}", entry.path()))?;
         }
     }
     Ok(())
@@ -23,7 +27,11 @@ pub fn copy_dir(src: &Utf8Path, dst: &Utf8Path) -> Result<()> {
 /// Replaces the directory `dst` by `new` (a sibling on the same filesystem): the old one is moved
 /// aside, the new one renamed in, the old one removed. `dst` is never half-written.
 pub fn replace_dir(new: &Utf8Path, dst: &Utf8Path) -> Result<()> {
-    let old = dst.with_file_name(format!(".{}.old-{}", dst.file_name().unwrap_or("dir"), std::process::id()));
+    let old = dst.with_file_name(format!(
+        ".{}.old-{}",
+        dst.file_name().unwrap_or("dir"),
+        std::process::id()
+    ));
     let had_old = dst.exists();
     if had_old {
         fs::rename(dst, &old).with_context(|| format!("moving {dst} aside"))?;
@@ -49,7 +57,9 @@ pub fn fresh_dir(dir: &Utf8Path) -> Result<()> {
 /// Removes a directory tree if it exists.
 pub fn remove_dir(dir: &Utf8Path) -> Result<()> {
     match fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).with_context(|| format!("removing {dir}")),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {dir}"))
+        }
         _ => Ok(()),
     }
 }

@@ -21,16 +21,10 @@ const MIRROR_DATE: &str = "2019-09-29T00:00:00Z";
 const TRACKED: [&str; 2] = ["glide.yaml", "glide.lock"];
 
 /// Stages the app in the GOPATH workspace and fills its vendor/ (and go-app/vendor/, the Docker
-/// build context's) with glide. Skips glide when nothing it depends on changed.
+/// build context's) with glide. Skips glide (and needs none of its tools) when nothing it depends
+/// on changed.
 pub fn vendor(ctx: &Ctx) -> Result<()> {
-    tools::require(ctx, &[tools::GLIDE, tools::GIT])?;
     let offline = ctx.global.offline || !github_reachable();
-    if offline {
-        let why = if ctx.global.offline { "--offline" } else { "GitHub is unreachable" };
-        ctx.announce(format!(
-            "{why}: glide resolves httprouter {HTTPROUTER_VERSION} from Debian's source (local mirror in target/glide)"
-        ));
-    }
     let stage = ctx.paths.stage();
     let go_app = ctx.paths.go_app();
     if ctx.global.dry_run {
@@ -44,10 +38,23 @@ pub fn vendor(ctx: &Ctx) -> Result<()> {
         fs::read_to_string(go_app.join("glide.yaml")).context("reading go-app/glide.yaml")?,
         fs::read_to_string(go_app.join("glide.lock")).unwrap_or_default()
     );
-    let fresh = stage.join("vendor").is_dir() && fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str());
+    let fresh = stage.join("vendor").is_dir()
+        && fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str());
     if fresh {
         ctx.announce("vendor/ is up to date with glide.yaml and glide.lock: glide skipped");
     } else {
+        // Glide asks `go` for its version and environment: it needs Go on the host too.
+        tools::require(ctx, &[tools::GO, tools::GLIDE, tools::GIT])?;
+        if offline {
+            let why = if ctx.global.offline {
+                "--offline"
+            } else {
+                "GitHub is unreachable"
+            };
+            ctx.announce(format!(
+                "{why}: glide resolves httprouter {HTTPROUTER_VERSION} from Debian's source (local mirror in target/glide)"
+            ));
+        }
         ctx.step("glide install", || {
             let home = ctx.paths.glide_home(offline);
             if offline {
@@ -86,11 +93,15 @@ fn stage_sources(go_app: &Utf8Path, stage: &Utf8Path) -> Result<()> {
             fs::remove_file(entry.path())?;
         }
     }
-    for entry in go_app.read_dir_utf8().with_context(|| format!("reading {go_app}"))? {
+    for entry in go_app
+        .read_dir_utf8()
+        .with_context(|| format!("reading {go_app}"))?
+    {
         let entry = entry?;
         let name = entry.file_name();
         if entry.file_type()?.is_file() && (name.ends_with(".go") || TRACKED.contains(&name)) {
-            fs::copy(entry.path(), stage.join(name)).with_context(|| format!("staging {}", entry.path()))?;
+            fs::copy(entry.path(), stage.join(name))
+                .with_context(|| format!("staging {}", entry.path()))?;
         }
     }
     Ok(())
@@ -98,8 +109,12 @@ fn stage_sources(go_app: &Utf8Path, stage: &Utf8Path) -> Result<()> {
 
 /// Can we open a TCP connection to GitHub within 3 s?
 fn github_reachable() -> bool {
-    let Ok(addrs) = ("github.com", 443).to_socket_addrs() else { return false };
-    addrs.into_iter().any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(3)).is_ok())
+    let Ok(addrs) = ("github.com", 443).to_socket_addrs() else {
+        return false;
+    };
+    addrs
+        .into_iter()
+        .any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(3)).is_ok())
 }
 
 /// Makes the git mirror of httprouter from Debian's source (once) and points glide at it.
@@ -108,17 +123,36 @@ fn ensure_mirror(ctx: &Ctx, home: &Utf8Path) -> Result<()> {
     let sh = &ctx.sh;
     if !mirror.join(".git").is_dir() {
         tools::require(ctx, &[tools::HTTPROUTER_SRC])?;
-        ctx.announce(format!("making the httprouter mirror from {DEBIAN_HTTPROUTER}"));
+        ctx.announce(format!(
+            "making the httprouter mirror from {DEBIAN_HTTPROUTER}"
+        ));
         if !ctx.global.dry_run {
             fsx::fresh_dir(&mirror)?;
             fsx::copy_dir(Utf8Path::new(DEBIAN_HTTPROUTER), &mirror)?;
         }
         let _dir = sh.push_dir(&mirror);
-        let git = ["-c", "init.defaultBranch=master", "-c", "user.name=xtask", "-c", "user.email=xtask@localhost", "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false"];
-        let dates = [("GIT_AUTHOR_DATE", MIRROR_DATE.to_string()), ("GIT_COMMITTER_DATE", MIRROR_DATE.to_string())];
+        let git = [
+            "-c",
+            "init.defaultBranch=master",
+            "-c",
+            "user.name=xtask",
+            "-c",
+            "user.email=xtask@localhost",
+            "-c",
+            "commit.gpgsign=false",
+            "-c",
+            "tag.gpgsign=false",
+        ];
+        let dates = [
+            ("GIT_AUTHOR_DATE", MIRROR_DATE.to_string()),
+            ("GIT_COMMITTER_DATE", MIRROR_DATE.to_string()),
+        ];
         ctx.run(cmd!(sh, "git {git...} init -q"))?;
         ctx.run(cmd!(sh, "git {git...} add -A"))?;
-        ctx.run_env(&dates, cmd!(sh, "git {git...} commit -q -m {HTTPROUTER_VERSION}"))?;
+        ctx.run_env(
+            &dates,
+            cmd!(sh, "git {git...} commit -q -m {HTTPROUTER_VERSION}"),
+        )?;
         ctx.run(cmd!(sh, "git {git...} tag {HTTPROUTER_VERSION}"))?;
     }
     if !ctx.global.dry_run {
@@ -127,12 +161,19 @@ fn ensure_mirror(ctx: &Ctx, home: &Utf8Path) -> Result<()> {
     let url = format!("file://{mirror}");
     let mirrors = home.join("mirrors.yaml");
     if !fs::read_to_string(&mirrors).is_ok_and(|m| m.contains(&url)) {
-        ctx.run(cmd!(sh, "glide --no-color --home {home} mirror set {HTTPROUTER_URL} {url} --vcs git"))?;
+        ctx.run(cmd!(
+            sh,
+            "glide --no-color --home {home} mirror set {HTTPROUTER_URL} {url} --vcs git"
+        ))?;
     }
     Ok(())
 }
 
 /// Removes what glide made: the GOPATH workspace, glide's homes and mirror, go-app/vendor.
 pub fn clean_paths(ctx: &Ctx) -> Vec<camino::Utf8PathBuf> {
-    vec![ctx.paths.gopath(), ctx.paths.target().join("glide"), ctx.paths.go_app().join("vendor")]
+    vec![
+        ctx.paths.gopath(),
+        ctx.paths.target().join("glide"),
+        ctx.paths.go_app().join("vendor"),
+    ]
 }

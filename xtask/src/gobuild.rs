@@ -31,7 +31,11 @@ pub fn version(ctx: &Ctx, flag: Option<&str>) -> String {
         .ignore_stderr()
         .read()
         .ok()
-        .filter(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c)))
+        .filter(|v| {
+            !v.is_empty()
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c))
+        })
         .unwrap_or_else(|| "dev".to_string())
 }
 
@@ -39,7 +43,10 @@ pub fn version(ctx: &Ctx, flag: Option<&str>) -> String {
 pub fn docker_build_args(version: &str) -> Vec<String> {
     ENV.iter()
         .map(|(k, v)| format!("{k}={v}"))
-        .chain([format!("LDFLAGS={}", ldflags(version)), format!("APP_UID={}", project::APP_UID)])
+        .chain([
+            format!("LDFLAGS={}", ldflags(version)),
+            format!("APP_UID={}", project::APP_UID),
+        ])
         .flat_map(|arg| ["--build-arg".to_string(), arg])
         .collect()
 }
@@ -83,8 +90,14 @@ mod tests {
 
     #[test]
     fn platforms() {
-        assert_eq!(arch_env("linux/arm64"), vec![("GOARCH", "arm64".to_string())]);
-        assert_eq!(arch_env("linux/arm/v7"), vec![("GOARCH", "arm".to_string()), ("GOARM", "7".to_string())]);
+        assert_eq!(
+            arch_env("linux/arm64"),
+            vec![("GOARCH", "arm64".to_string())]
+        );
+        assert_eq!(
+            arch_env("linux/arm/v7"),
+            vec![("GOARCH", "arm".to_string()), ("GOARM", "7".to_string())]
+        );
         assert_eq!(platform_binary("linux/arm/v7"), "main-linux-arm-v7");
     }
 
@@ -96,10 +109,19 @@ mod tests {
             let text = std::fs::read_to_string(docker.join(file)).unwrap();
             for (key, value) in ENV {
                 assert!(text.contains(key), "{file} does not declare {key}");
-                assert!(!text.contains(&format!("{key}={value}")), "{file} hard-codes {key}");
+                assert!(
+                    !text.contains(&format!("{key}={value}")),
+                    "{file} hard-codes {key}"
+                );
             }
-            assert!(text.contains("$LDFLAGS") && text.contains("ARG LDFLAGS APP_UID"), "{file}");
-            assert!(!text.contains(" -a "), "{file} uses -a, which defeats Go's build cache");
+            assert!(
+                text.contains("$LDFLAGS") && text.contains("ARG LDFLAGS APP_UID"),
+                "{file}"
+            );
+            assert!(
+                !text.contains(" -a "),
+                "{file} uses -a, which defeats Go's build cache"
+            );
         }
     }
 }

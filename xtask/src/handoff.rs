@@ -15,7 +15,13 @@ use crate::{
 
 /// The builder image (ex1), tagged `plan.builder_tag()`.
 pub fn build_builder(ctx: &Ctx, plan: &Plan) -> Result<()> {
-    plan.build(ctx, dockerbuild::EX1, None, &plan.builder_tag(), &ctx.paths.go_app())
+    plan.build(
+        ctx,
+        dockerbuild::EX1,
+        None,
+        &plan.builder_tag(),
+        &ctx.paths.go_app(),
+    )
 }
 
 /// Builds ex1 and makes its /out the new `dist/` (with SHA256SUMS). The temporary container goes
@@ -28,7 +34,8 @@ pub fn to_dist(ctx: &Ctx, plan: &Plan) -> Result<()> {
         let sh = &ctx.sh;
         let from = format!("{}:/out/.", container.name);
         let to = &tmp.0;
-        ctx.run(cmd!(sh, "docker cp {from} {to}")).context("copying /out from the builder container")?;
+        ctx.run(cmd!(sh, "docker cp {from} {to}"))
+            .context("copying /out from the builder container")?;
         dist::publish(ctx, to)
     })
 }

@@ -5,6 +5,7 @@
 //! - handoff: ex1, `docker cp` to dist/, ex2 from dist/ (the fallback when the engine cannot do
 //!   multi-stage builds, and the path `--compress` takes).
 //! - single: ex1 as the production image: the fat image, for comparison.
+//!
 //! After each build our superseded (dangling) images are removed and a summary is printed.
 
 use std::time::{Duration, Instant};
@@ -61,23 +62,35 @@ pub fn build(ctx: &Ctx, plan: &Plan, strategy: Strategy, compress: bool) -> Resu
         Strategy::Multistage => {
             if plan.builder == Builder::Legacy {
                 ctx.step("builder stage (tagged, so it is no dangling image)", || {
-                    plan.build(ctx, dockerbuild::MULTISTAGE, Some(dockerbuild::BUILDER_STAGE), &plan.builder_tag(), &go_app)
+                    plan.build(
+                        ctx,
+                        dockerbuild::MULTISTAGE,
+                        Some(dockerbuild::BUILDER_STAGE),
+                        &plan.builder_tag(),
+                        &go_app,
+                    )
                 })?;
             }
-            ctx.step("production image (multi-stage)", || plan.build(ctx, dockerbuild::MULTISTAGE, None, &plan.tag, &go_app))
+            ctx.step("production image (multi-stage)", || {
+                plan.build(ctx, dockerbuild::MULTISTAGE, None, &plan.tag, &go_app)
+            })
         }
         Strategy::Handoff => {
             handoff::to_dist(ctx, plan)?;
             if compress {
                 ctx.step("compress dist/main (UPX)", || compress_dist(ctx))?;
             }
-            ctx.step("runtime image (ex2, from dist/)", || handoff::build_runtime(ctx, plan))
+            ctx.step("runtime image (ex2, from dist/)", || {
+                handoff::build_runtime(ctx, plan)
+            })
         }
-        Strategy::Single => ctx.step("single-stage image (ex1)", || handoff::build_builder(ctx, plan).and_then(|()| {
-            let (builder_tag, tag) = (plan.builder_tag(), &plan.tag);
-            let sh = &ctx.sh;
-            ctx.run(cmd!(sh, "docker tag {builder_tag} {tag}"))
-        })),
+        Strategy::Single => ctx.step("single-stage image (ex1)", || {
+            handoff::build_builder(ctx, plan).and_then(|()| {
+                let (builder_tag, tag) = (plan.builder_tag(), &plan.tag);
+                let sh = &ctx.sh;
+                ctx.run(cmd!(sh, "docker tag {builder_tag} {tag}"))
+            })
+        }),
     }
 }
 
@@ -89,20 +102,34 @@ fn compress_dist(ctx: &Ctx) -> Result<()> {
     let _ = std::fs::remove_file(next.join("SHA256SUMS"));
     let binary = next.join(crate::project::BINARY);
     let sh = &ctx.sh;
-    ctx.run(cmd!(sh, "upx -q --best --lzma {binary}").ignore_stdout()).context("compressing dist/main with UPX")?;
+    ctx.run(cmd!(sh, "upx -q --best --lzma {binary}").ignore_stdout())
+        .context("compressing dist/main with UPX")?;
     dist::publish(ctx, &next)
 }
 
-fn summary(ctx: &Ctx, plan: &Plan, strategy: Strategy, elapsed: Duration, pruned: usize) -> Result<()> {
-    let size = docker::image_size(ctx, &plan.tag).with_context(|| format!("{} is missing after the build", plan.tag))?;
+fn summary(
+    ctx: &Ctx,
+    plan: &Plan,
+    strategy: Strategy,
+    elapsed: Duration,
+    pruned: usize,
+) -> Result<()> {
+    let size = docker::image_size(ctx, &plan.tag)
+        .with_context(|| format!("{} is missing after the build", plan.tag))?;
     let builder_tag = plan.builder_tag();
     let (builder_ref, builder_size) = match docker::image_size(ctx, &builder_tag) {
         Some(s) => (builder_tag, s),
-        None => (format!("{} (base)", plan.builder_image), docker::image_size(ctx, &plan.builder_image).unwrap_or(0)),
+        None => (
+            format!("{} (base)", plan.builder_image),
+            docker::image_size(ctx, &plan.builder_image).unwrap_or(0),
+        ),
     };
     let dangling = docker::ours(ctx, "image", &["dangling=true"])?.len();
     println!();
-    println!("{:<32} {:<11} {:<9} {:>10} {:>11}   builder image", "image", "strategy", "builder", "size", "build time");
+    println!(
+        "{:<32} {:<11} {:<9} {:>10} {:>11}   builder image",
+        "image", "strategy", "builder", "size", "build time"
+    );
     println!(
         "{:<32} {:<11} {:<9} {:>10} {:>11}   {builder_ref} {}",
         plan.tag,

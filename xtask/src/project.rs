@@ -41,7 +41,9 @@ impl Paths {
         let cwd = std::env::current_dir().context("reading the current directory")?;
         let cwd = Utf8PathBuf::from_path_buf(cwd)
             .map_err(|p| anyhow::anyhow!("the current directory is not UTF-8: {}", p.display()))?;
-        let compiled = Utf8Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Utf8Path::to_path_buf);
+        let compiled = Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .map(Utf8Path::to_path_buf);
         for dir in cwd.ancestors().map(Utf8Path::to_path_buf).chain(compiled) {
             if dir.join("go-app/glide.yaml").is_file() && dir.join("xtask").is_dir() {
                 return Ok(Paths { root: dir });
@@ -72,7 +74,11 @@ impl Paths {
     }
     /// Glide's home (cache, mirrors.yaml); one for online use, one for the offline mirror.
     pub fn glide_home(&self, offline: bool) -> Utf8PathBuf {
-        self.target().join(if offline { "glide/home-offline" } else { "glide/home" })
+        self.target().join(if offline {
+            "glide/home-offline"
+        } else {
+            "glide/home"
+        })
     }
     /// The local git mirror of httprouter made from Debian's source, for air-gapped builds.
     pub fn glide_mirror(&self) -> Utf8PathBuf {
@@ -80,7 +86,9 @@ impl Paths {
     }
     /// Scratch space for steps that build something then move it into place.
     pub fn scratch(&self, name: &str) -> Utf8PathBuf {
-        self.target().join("xtask-tmp").join(format!("{name}-{}", std::process::id()))
+        self.target()
+            .join("xtask-tmp")
+            .join(format!("{name}-{}", std::process::id()))
     }
     /// The lock that keeps two xtasks on one checkout from building at the same time.
     pub fn lock_file(&self) -> Utf8PathBuf {
@@ -89,9 +97,13 @@ impl Paths {
 
     /// The value of `LABEL_CHECKOUT`: FNV-1a of the root path, stable across runs and toolchains.
     pub fn checkout_id(&self) -> String {
-        let hash = self.root.as_str().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
+        let hash = self
+            .root
+            .as_str()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
         format!("{hash:016x}")
     }
 }

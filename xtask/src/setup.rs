@@ -36,7 +36,11 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     } else if let Some(reason) = cannot_provision() {
         bail!(
             "cannot install here ({reason}). Install these yourself:\n{}",
-            missing.iter().map(|t| format!("  {}: {}", t.name, t.install_hint())).collect::<Vec<_>>().join("\n")
+            missing
+                .iter()
+                .map(|t| format!("  {}: {}", t.name, t.install_hint()))
+                .collect::<Vec<_>>()
+                .join("\n")
         );
     } else {
         install(ctx, &missing)?;
@@ -58,7 +62,11 @@ pub fn cannot_provision() -> Option<String> {
 fn is_root() -> bool {
     fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -66,28 +74,43 @@ fn is_root() -> bool {
 pub fn install(ctx: &Ctx, missing: &[Tool]) -> Result<()> {
     ctx.step(&format!("setup: install {}", tools::names(missing)), || {
         let sh = &ctx.sh;
-        let (native, extra): (Vec<Tool>, Vec<Tool>) = missing.iter().partition(|t| t.suite.is_none());
+        let (native, extra): (Vec<Tool>, Vec<Tool>) =
+            missing.iter().partition(|t| t.suite.is_none());
         if !extra.is_empty() {
             add_extra_suites(ctx, &extra)?;
         }
         ctx.announce("apt-get update");
         ctx.run(cmd!(sh, "apt-get update -q"))?;
         let apt = |specs: Vec<String>, recommends: bool| {
-            let no_rec = if recommends { None } else { Some("--no-install-recommends") };
+            let no_rec = if recommends {
+                None
+            } else {
+                Some("--no-install-recommends")
+            };
             ctx.run_env(
-                &[("DEBIAN_FRONTEND", "noninteractive".into())],
+                &[("DEBIAN_FRONTEND", "noninteractive".into()), ("NEEDRESTART_SUSPEND", "1".into())],
                 cmd!(sh, "apt-get install -y -q {no_rec...} {specs...}"),
             )
         };
         if !native.is_empty() {
-            ctx.announce(format!("installing {}", native.iter().map(|t| t.package).collect::<Vec<_>>().join(" ")));
+            ctx.announce(format!(
+                "installing {}",
+                native
+                    .iter()
+                    .map(|t| t.package)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ));
             apt(native.iter().map(|t| t.apt_spec()).collect(), true)?;
         }
         // One package from another suite at a time, and only when apt would install it alone.
         for tool in extra {
             let spec = tool.apt_spec();
             check_installs_alone(ctx, &spec, tool.package)?;
-            ctx.announce(format!("installing {spec} (alone: nothing else comes from {})", tool.suite.unwrap_or("")));
+            ctx.announce(format!(
+                "installing {spec} (alone: nothing else comes from {})",
+                tool.suite.unwrap_or("")
+            ));
             apt(vec![spec], false)?;
         }
         Ok(())
@@ -140,7 +163,10 @@ fn check_installs_alone(ctx: &Ctx, spec: &str, package: &str) -> Result<()> {
         .filter(|name| *name != package)
         .collect();
     if !others.is_empty() {
-        bail!("refusing to install {spec}: apt would also install or upgrade {}", others.join(", "));
+        bail!(
+            "refusing to install {spec}: apt would also install or upgrade {}",
+            others.join(", ")
+        );
     }
     Ok(())
 }
@@ -166,7 +192,9 @@ pub fn ensure_engine(ctx: &Ctx) -> Result<()> {
         let log_path = ctx.paths.target().join("dockerd.log");
         fs::create_dir_all(ctx.paths.target())?;
         let log = fs::File::create(&log_path).with_context(|| format!("creating {log_path}"))?;
-        ctx.announce(format!("no Docker engine answers: starting dockerd in the background (log: {log_path})"));
+        ctx.announce(format!(
+            "no Docker engine answers: starting dockerd in the background (log: {log_path})"
+        ));
         use std::os::unix::process::CommandExt;
         std::process::Command::new("dockerd")
             .stdin(Stdio::null())

@@ -23,11 +23,30 @@ pub struct Tool {
     pub suite: Option<&'static str>,
 }
 
-pub const GO: Tool = Tool { name: "go", probe: Probe::OnPath("go"), package: "golang-go", suite: None };
-pub const GIT: Tool = Tool { name: "git", probe: Probe::OnPath("git"), package: "git", suite: None };
-pub const DOCKER: Tool = Tool { name: "docker", probe: Probe::OnPath("docker"), package: "docker.io", suite: None };
-pub const DEBOOTSTRAP: Tool =
-    Tool { name: "debootstrap", probe: Probe::OnPath("debootstrap"), package: "debootstrap", suite: None };
+pub const GO: Tool = Tool {
+    name: "go",
+    probe: Probe::OnPath("go"),
+    package: "golang-go",
+    suite: None,
+};
+pub const GIT: Tool = Tool {
+    name: "git",
+    probe: Probe::OnPath("git"),
+    package: "git",
+    suite: None,
+};
+pub const DOCKER: Tool = Tool {
+    name: "docker",
+    probe: Probe::OnPath("docker"),
+    package: "docker.io",
+    suite: None,
+};
+pub const DEBOOTSTRAP: Tool = Tool {
+    name: "debootstrap",
+    probe: Probe::OnPath("debootstrap"),
+    package: "debootstrap",
+    suite: None,
+};
 /// httprouter's source, which Debian ships: the air-gapped glide mirror is made from it.
 pub const HTTPROUTER_SRC: Tool = Tool {
     name: "httprouter source",
@@ -36,8 +55,12 @@ pub const HTTPROUTER_SRC: Tool = Tool {
     suite: None,
 };
 /// Glide left Debian after bullseye; its bullseye package installs alone on bookworm.
-pub const GLIDE: Tool =
-    Tool { name: "glide", probe: Probe::OnPath("glide"), package: "golang-glide", suite: Some("bullseye") };
+pub const GLIDE: Tool = Tool {
+    name: "glide",
+    probe: Probe::OnPath("glide"),
+    package: "golang-glide",
+    suite: Some("bullseye"),
+};
 /// BuildKit for Docker CLIs from 23 on; trixie's package installs alone on bookworm.
 pub const BUILDX: Tool = Tool {
     name: "docker-buildx",
@@ -46,8 +69,12 @@ pub const BUILDX: Tool = Tool {
     suite: Some("trixie"),
 };
 /// UPX 4 from bookworm-backports (trixie's would pull a newer libc6).
-pub const UPX: Tool =
-    Tool { name: "upx", probe: Probe::OnPath("upx"), package: "upx-ucl", suite: Some("bookworm-backports") };
+pub const UPX: Tool = Tool {
+    name: "upx",
+    probe: Probe::OnPath("upx"),
+    package: "upx-ucl",
+    suite: Some("bookworm-backports"),
+};
 
 impl Tool {
     pub fn present(&self) -> bool {
@@ -69,7 +96,10 @@ impl Tool {
     pub fn install_hint(&self) -> String {
         let apt = match self.suite {
             None => format!("apt-get install {}", self.package),
-            Some(suite) => format!("apt-get install {} (with Debian's {suite} suite added and pinned low)", self.apt_spec()),
+            Some(suite) => format!(
+                "apt-get install {} (with Debian's {suite} suite added and pinned low)",
+                self.apt_spec()
+            ),
         };
         format!("run `cargo xtask setup` (as root on Debian/Ubuntu), or install it yourself: {apt}")
     }
@@ -88,13 +118,22 @@ pub fn require(ctx: &Ctx, tools: &[Tool]) -> Result<()> {
         } else {
             setup::install(ctx, &missing)?;
             if let Some(still) = missing.iter().find(|t| !t.present()) {
-                bail!("`{}` is still missing after installing {}", still.name, still.apt_spec());
+                bail!(
+                    "`{}` is still missing after installing {}",
+                    still.name,
+                    still.apt_spec()
+                );
             }
             return Ok(());
         }
     }
     let first = missing[0];
-    bail!("`{}` not found{}: {}", first.name, where_looked(first), first.install_hint())
+    bail!(
+        "`{}` not found{}: {}",
+        first.name,
+        where_looked(first),
+        first.install_hint()
+    )
 }
 
 fn where_looked(tool: Tool) -> String {

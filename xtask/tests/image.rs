@@ -1,0 +1,339 @@
+//! `cargo xtask image` and `clean` against the real engine, offline (local base image), on both
+//! builders. Docker tests run one at a time: `clean` and the image-list checks see the whole engine.
+
+mod common;
+
+use std::{
+    collections::BTreeSet,
+    process::Command,
+    sync::{Mutex, MutexGuard},
+};
+
+use common::{sha256, Workspace};
+
+static ENGINE: Mutex<()> = Mutex::new(());
+
+fn engine() -> MutexGuard<'static, ()> {
+    ENGINE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("docker");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn lines(s: &str) -> BTreeSet<String> {
+    s.lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// Our dangling images: none may be left after any build.
+fn dangling(ws_label: &str) -> BTreeSet<String> {
+    lines(&docker(&[
+        "image",
+        "ls",
+        "-q",
+        "--filter",
+        "dangling=true",
+        "--filter",
+        ws_label,
+    ]))
+}
+
+fn checkout_label(ws: &Workspace) -> String {
+    let out = docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{index .Config.Labels \"dev.go-docker-prod.checkout\"}}",
+        &tag(ws),
+    ]);
+    format!("label=dev.go-docker-prod.checkout={out}")
+}
+
+fn tag(ws: &Workspace) -> String {
+    let n = ws
+        .root
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .replace(|c: char| !c.is_ascii_alphanumeric(), "-");
+    format!("xtask-test-{n}:latest")
+}
+
+/// The image's file list (what `docker export` shows, less what the engine adds to every container).
+fn files_in(image: &str) -> BTreeSet<String> {
+    let id = docker(&["create", image]);
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("docker export {id} | tar -t"))
+        .output()
+        .unwrap();
+    docker(&["rm", "-f", &id]);
+    let runtime = [
+        ".dockerenv",
+        "dev/",
+        "proc/",
+        "sys/",
+        "etc/hosts",
+        "etc/hostname",
+        "etc/resolv.conf",
+        "etc/mtab",
+    ];
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim_start_matches("./").to_string())
+        .filter(|l| {
+            !l.is_empty()
+                && !l.ends_with('/')
+                && !runtime.iter().any(|r| l == r || l.starts_with(r))
+        })
+        .collect()
+}
+
+fn binary_sha_in(image: &str, path: &str, ws: &Workspace) -> String {
+    let id = docker(&["create", image]);
+    let out = ws.path("target/from-image");
+    docker(&["cp", &format!("{id}:{path}"), out.to_str().unwrap()]);
+    docker(&["rm", "-f", &id]);
+    sha256(&out)
+}
+
+#[test]
+fn every_strategy_on_both_builders() {
+    let _engine = engine();
+    let ws = Workspace::copy();
+    ws.xtask(&["dist", "--offline", "--app-version", "t1"]).ok();
+    let host_sha = sha256(&ws.path("dist/main"));
+    let tag = tag(&ws);
+    for builder in ["buildkit", "legacy"] {
+        for strategy in ["multistage", "handoff", "single"] {
+            let what = format!("{strategy} on {builder}");
+            let run = ws
+                .xtask(&[
+                    "image",
+                    "--offline",
+                    "--strategy",
+                    strategy,
+                    "--builder",
+                    builder,
+                    "--tag",
+                    &tag,
+                    "--app-version",
+                    "t1",
+                    "--smoke",
+                ])
+                .ok();
+            assert!(
+                run.stdout.contains("answered /healthz and /hello/x"),
+                "{what}: no smoke:\n{}",
+                run.stdout
+            );
+            assert!(
+                run.stdout
+                    .contains(&format!("{tag:<32} {strategy:<11} {builder:<9}")),
+                "{what}: summary:\n{}",
+                run.stdout
+            );
+            assert!(run.stdout.contains("dangling images of ours: 0"), "{what}");
+            let user = docker(&["image", "inspect", "--format", "{{.Config.User}}", &tag]);
+            assert_eq!(user, "65532:65532", "{what} runs as {user}");
+            let labels = docker(&[
+                "image",
+                "inspect",
+                "--format",
+                "{{json .Config.Labels}}",
+                &tag,
+            ]);
+            for key in [
+                "org.opencontainers.image.version\":\"t1",
+                "org.opencontainers.image.revision",
+                "org.opencontainers.image.created",
+                "dev.go-docker-prod.project\":\"go-docker-prod",
+            ] {
+                assert!(
+                    labels.contains(key),
+                    "{what}: label {key} missing in {labels}"
+                );
+            }
+            assert!(
+                !labels.contains("/tmp") && !labels.contains(ws.root.to_str().unwrap()),
+                "{what}: a host path in {labels}"
+            );
+            let binary = if strategy == "single" {
+                "/out/main"
+            } else {
+                "/main"
+            };
+            assert_eq!(
+                binary_sha_in(&tag, binary, &ws),
+                host_sha,
+                "{what}: binary differs from dist's"
+            );
+            if strategy != "single" {
+                let expected: BTreeSet<String> = [
+                    "main",
+                    "etc/passwd",
+                    "etc/group",
+                    "etc/ssl/certs/ca-certificates.crt",
+                ]
+                .map(String::from)
+                .into();
+                assert_eq!(files_in(&tag), expected, "{what}: unexpected files");
+            }
+            assert!(
+                dangling(&checkout_label(&ws)).is_empty(),
+                "{what}: dangling images left"
+            );
+        }
+    }
+    ws.xtask(&["clean"]).ok();
+}
+
+#[test]
+fn clean_removes_only_ours_and_restores_the_image_list() {
+    let _engine = engine();
+    let ws = Workspace::copy();
+    // Base images aside: make sure the local base exists before the "before" snapshot.
+    ws.xtask(&["base-images"]).ok();
+    let before_images = lines(&docker(&["image", "ls", "-a", "-q", "--no-trunc"]));
+    let before_containers = lines(&docker(&["ps", "-a", "-q", "--no-trunc"]));
+
+    let tag = tag(&ws);
+    ws.xtask(&["image", "--offline", "--builder", "legacy", "--tag", &tag])
+        .ok();
+    ws.xtask(&[
+        "image",
+        "--offline",
+        "--builder",
+        "buildkit",
+        "--tag",
+        &tag,
+        "--strategy",
+        "handoff",
+    ])
+    .ok();
+    let ours = lines(&docker(&["image", "ls", "-a", "-q", "--no-trunc"]));
+    assert!(ours.len() > before_images.len(), "the builds made no image");
+
+    // Foreign things: an image, a container of it, a dangling image.
+    let foreign_dir = ws.path("target/foreign");
+    std::fs::create_dir_all(&foreign_dir).unwrap();
+    std::fs::write(foreign_dir.join("Dockerfile"), "FROM scratch\nCOPY a /a\n").unwrap();
+    let foreign = format!("{}-foreign", tag.trim_end_matches(":latest"));
+    for content in ["one", "two"] {
+        std::fs::write(foreign_dir.join("a"), content).unwrap();
+        let out = Command::new("docker")
+            .args(["build", "-q", "-t", &foreign, foreign_dir.to_str().unwrap()])
+            .env("DOCKER_BUILDKIT", "0")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let foreign_dangling = lines(&docker(&[
+        "image",
+        "ls",
+        "-q",
+        "--no-trunc",
+        "--filter",
+        "dangling=true",
+    ]));
+    let foreign_container = docker(&["create", &foreign, "/a"]);
+    let foreign_images = lines(&docker(&["image", "ls", "-a", "-q", "--no-trunc"]))
+        .difference(&ours)
+        .cloned()
+        .collect::<BTreeSet<_>>();
+
+    let run = ws.xtask(&["clean"]).ok();
+    assert!(run.stdout.contains("images removed"), "{}", run.stdout);
+    assert!(
+        !ws.path("dist").exists()
+            && !ws.path("target/gopath").exists()
+            && !ws.path("go-app/vendor").exists()
+    );
+    let after = lines(&docker(&["image", "ls", "-a", "-q", "--no-trunc"]));
+    let expected: BTreeSet<String> = before_images.union(&foreign_images).cloned().collect();
+    assert_eq!(
+        after, expected,
+        "clean did not restore the image list (plus the foreign images)"
+    );
+    assert!(
+        !foreign_dangling.is_empty() && foreign_dangling.is_subset(&after),
+        "a foreign dangling image went"
+    );
+    let containers = lines(&docker(&["ps", "-a", "-q", "--no-trunc"]));
+    assert!(
+        containers.contains(&foreign_container),
+        "the foreign container went"
+    );
+    assert_eq!(containers.len(), before_containers.len() + 1);
+
+    // Twice in a row: nothing left to do, still fine.
+    let again = ws.xtask(&["clean"]).ok();
+    assert!(
+        again.stdout.contains("0 containers, 0 images removed"),
+        "{}",
+        again.stdout
+    );
+
+    docker(&["rm", "-f", &foreign_container]);
+    docker(&["image", "rm", "-f", &foreign]);
+    for id in foreign_dangling {
+        let _ = Command::new("docker")
+            .args(["image", "rm", "-f", &id])
+            .output();
+    }
+}
+
+#[test]
+fn dry_run_runs_nothing() {
+    let _engine = engine();
+    let ws = Workspace::copy();
+    let tag = tag(&ws);
+    let images_before = lines(&docker(&["image", "ls", "-a", "-q"]));
+    for strategy in ["multistage", "handoff"] {
+        let run = ws
+            .xtask(&[
+                "image",
+                "--offline",
+                "--dry-run",
+                "--strategy",
+                strategy,
+                "--tag",
+                &tag,
+            ])
+            .ok();
+        assert!(
+            run.stdout.contains("[dry-run] DOCKER_BUILDKIT="),
+            "{}",
+            run.stdout
+        );
+        assert!(run.stdout.contains(&format!("-t {tag}")), "{}", run.stdout);
+    }
+    let run = ws.xtask(&["dist", "--offline", "--dry-run"]).ok();
+    assert!(run.stdout.contains("[dry-run] GOPATH="), "{}", run.stdout);
+    assert!(run.stdout.contains("go build -ldflags"), "{}", run.stdout);
+    assert_eq!(
+        lines(&docker(&["image", "ls", "-a", "-q"])),
+        images_before,
+        "--dry-run made images"
+    );
+    assert!(!ws.path("dist").exists(), "--dry-run made dist/");
+    assert!(
+        !ws.path("go-app/vendor").exists(),
+        "--dry-run made go-app/vendor"
+    );
+}
