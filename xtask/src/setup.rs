@@ -88,7 +88,10 @@ pub fn install(ctx: &Ctx, missing: &[Tool]) -> Result<()> {
                 Some("--no-install-recommends")
             };
             ctx.run_env(
-                &[("DEBIAN_FRONTEND", "noninteractive".into()), ("NEEDRESTART_SUSPEND", "1".into())],
+                &[
+                    ("DEBIAN_FRONTEND", "noninteractive".into()),
+                    ("NEEDRESTART_SUSPEND", "1".into()),
+                ],
                 cmd!(sh, "apt-get install -y -q {no_rec...} {specs...}"),
             )
         };
