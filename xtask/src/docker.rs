@@ -60,7 +60,8 @@ pub fn engine_error(timeout: Duration) -> Option<String> {
 pub fn engine(ctx: &Ctx) -> Result<Engine> {
     tools::require(ctx, &[tools::DOCKER])?;
     let timeout = Duration::from_secs(4);
-    let api = docker_with_deadline(&["version", "--format", "{{.Server.APIVersion}}"], timeout).map_err(|why| {
+    let format = "{{.Server.APIVersion}} {{.Client.Version}}";
+    let versions = docker_with_deadline(&["version", "--format", format], timeout).map_err(|why| {
         let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
         anyhow::anyhow!(
             "cannot reach the Docker engine at {host}: {why}\n\
@@ -68,21 +69,19 @@ pub fn engine(ctx: &Ctx) -> Result<Engine> {
              or point DOCKER_HOST at a running engine."
         )
     })?;
-    let parse = |s: &str| -> Option<(u32, u32)> {
-        let (a, b) = s.trim().split_once('.')?;
-        Some((a.parse().ok()?, b.parse().ok()?))
-    };
-    let api = parse(&api).with_context(|| format!("unexpected engine API version `{api}`"))?;
-    let client = docker_with_deadline(&["version", "--format", "{{.Client.Version}}"], timeout)
-        .unwrap_or_default();
+    let (api, client) = versions.split_once(' ').unwrap_or((&versions, ""));
+    let api = api
+        .split_once('.')
+        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+        .with_context(|| format!("unexpected engine API version `{api}`"))?;
     let client_major: u32 = client
         .split('.')
         .next()
         .and_then(|m| m.parse().ok())
         .unwrap_or(0);
-    let buildkit = tools::BUILDX.present()
-        || docker_with_deadline(&["buildx", "version"], timeout).is_ok()
-        || (client_major > 0 && client_major < 23);
+    let buildkit = (client_major > 0 && client_major < 23)
+        || tools::BUILDX.present()
+        || docker_with_deadline(&["buildx", "version"], timeout).is_ok();
     Ok(Engine { api, buildkit })
 }
 
@@ -96,7 +95,7 @@ pub fn image_size(ctx: &Ctx, reference: &str) -> Option<u64> {
     inspect(ctx, reference, "{{.Size}}")?.parse().ok()
 }
 
-fn inspect(ctx: &Ctx, reference: &str, format: &str) -> Option<String> {
+pub fn inspect(ctx: &Ctx, reference: &str, format: &str) -> Option<String> {
     let sh = &ctx.sh;
     cmd!(sh, "docker image inspect --format {format} {reference}")
         .quiet()

@@ -1,5 +1,6 @@
 //! One `docker build` invocation for every Dockerfile: builder, base images, the Go build args,
-//! and the labels every image we make carries.
+//! and the values of the labels every image we make carries (the Dockerfiles set them in one
+//! LABEL instruction: the legacy builder would make a step of every `--label`).
 
 use anyhow::{Context, Result};
 use camino::Utf8Path;
@@ -17,7 +18,7 @@ use crate::{
 pub const EX1: &str = "ex1.Dockerfile";
 pub const EX2: &str = "ex2.Dockerfile";
 pub const MULTISTAGE: &str = "Dockerfile";
-/// The multi-stage Dockerfile's builder stage.
+/// The multi-stage Dockerfile's builder stage, and its `LABEL_STAGE` value.
 pub const BUILDER_STAGE: &str = "builder";
 
 /// What every build of one `cargo xtask image` (or `dist` fallback) shares.
@@ -25,11 +26,12 @@ pub const BUILDER_STAGE: &str = "builder";
 pub struct Plan {
     pub builder: Builder,
     pub builder_image: String,
-    pub runtime_image: String,
-    pub version: String,
     /// The production image's tag.
     pub tag: String,
-    labels: Vec<String>,
+    /// `--no-cache`: a cold build.
+    pub no_cache: bool,
+    /// `--build-arg` values: the Go build's, the base images', the labels'.
+    build_args: Vec<String>,
 }
 
 impl Plan {
@@ -42,15 +44,22 @@ impl Plan {
         docker::check_builder(engine, builder)?;
         let builder_image = base_images::builder_base(ctx, opts.builder_image.as_deref())?;
         let runtime_image = base_images::runtime_base(ctx, opts.runtime_image.as_deref())?;
-        let mut labels = docker::ownership_labels(ctx);
-        labels.extend(oci_labels(ctx, version));
+        let mut build_args = gobuild::docker_build_args(version);
+        let values = [
+            ("BUILDER_IMAGE", builder_image.clone()),
+            ("RUNTIME_IMAGE", runtime_image),
+        ]
+        .into_iter()
+        .chain(label_values(ctx, version));
+        for (key, value) in values {
+            build_args.extend(["--build-arg".to_string(), format!("{key}={value}")]);
+        }
         Ok(Plan {
             builder,
             builder_image,
-            runtime_image,
-            version: version.to_string(),
             tag: opts.tag.clone(),
-            labels,
+            no_cache: opts.no_cache,
+            build_args,
         })
     }
 
@@ -64,6 +73,7 @@ impl Plan {
             runtime_image: None,
             compress: false,
             smoke: false,
+            no_cache: false,
             app_version: None,
         };
         Plan::new(ctx, engine, &opts, version)
@@ -76,26 +86,13 @@ impl Plan {
     }
 
     /// `docker build` of `dockerfile` (in docker/) from `context`, tagged `tag`.
-    pub fn build(
-        &self,
-        ctx: &Ctx,
-        dockerfile: &str,
-        target: Option<&str>,
-        tag: &str,
-        context: &Utf8Path,
-    ) -> Result<()> {
+    pub fn build(&self, ctx: &Ctx, dockerfile: &str, tag: &str, context: &Utf8Path) -> Result<()> {
         let file = ctx.paths.docker_dir().join(dockerfile);
-        let target: Vec<&str> = target.map(|t| vec!["--target", t]).unwrap_or_default();
-        let mut args = gobuild::docker_build_args(&self.version);
-        for (key, value) in [
-            ("BUILDER_IMAGE", &self.builder_image),
-            ("RUNTIME_IMAGE", &self.runtime_image),
-        ] {
-            args.extend(["--build-arg".to_string(), format!("{key}={value}")]);
-        }
-        for label in &self.labels {
-            args.extend(["--label".to_string(), label.clone()]);
-        }
+        let no_cache = if self.no_cache {
+            Some("--no-cache")
+        } else {
+            None
+        };
         let rm = if self.builder == Builder::Legacy {
             Some("--force-rm")
         } else {
@@ -106,12 +103,13 @@ impl Plan {
         } else {
             "0"
         };
+        let args = &self.build_args;
         let sh = &ctx.sh;
         ctx.run_env(
             &[("DOCKER_BUILDKIT", buildkit.to_string())],
             cmd!(
                 sh,
-                "docker build {rm...} {target...} -t {tag} -f {file} {args...} {context}"
+                "docker build {rm...} {no_cache...} -t {tag} -f {file} {args...} {context}"
             ),
         )
         .with_context(|| {
@@ -123,9 +121,10 @@ impl Plan {
     }
 }
 
-/// OCI labels: source and revision from git when there is one; created is the commit's time, so
-/// an unchanged commit yields an unchanged image. Never a host path.
-fn oci_labels(ctx: &Ctx, version: &str) -> Vec<String> {
+/// The label values the Dockerfiles take: the OCI labels (source and revision from git when
+/// there is one; created is the commit's time, so an unchanged commit yields an unchanged image;
+/// never a host path) and this checkout's id.
+fn label_values(ctx: &Ctx, version: &str) -> Vec<(&'static str, String)> {
     let sh = &ctx.sh;
     let git = |args: &[&str]| {
         cmd!(sh, "git {args...}")
@@ -136,26 +135,62 @@ fn oci_labels(ctx: &Ctx, version: &str) -> Vec<String> {
             .ok()
             .filter(|s| !s.is_empty())
     };
-    let mut labels = vec![format!("org.opencontainers.image.version={version}")];
-    labels.push(format!("org.opencontainers.image.title={}", project::APP));
-    if let Some(url) = git(&["remote", "get-url", "origin"])
-        .filter(|u| !u.starts_with('/') && !u.starts_with("file:"))
-    {
-        labels.push(format!("org.opencontainers.image.source={url}"));
+    let source = git(&["remote", "get-url", "origin"])
+        .filter(|u| !u.starts_with('/') && !u.starts_with("file:"));
+    let commit = git(&[
+        "log",
+        "-1",
+        "--date=format-local:%Y-%m-%dT%H:%M:%SZ",
+        "--format=%H %cd",
+    ]);
+    let (revision, created) = commit
+        .as_deref()
+        .and_then(|c| c.split_once(' '))
+        .unwrap_or(("unknown", "1970-01-01T00:00:00Z"));
+    vec![
+        ("VERSION", version.to_string()),
+        ("REVISION", revision.to_string()),
+        ("CREATED", created.to_string()),
+        ("SOURCE", source.unwrap_or_default()),
+        ("CHECKOUT", ctx.paths.checkout_id()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Dockerfiles spell our label keys as `project` does, and label every stage.
+    #[test]
+    fn dockerfiles_carry_our_labels() {
+        let docker = Utf8Path::new(env!("CARGO_MANIFEST_DIR")).join("../docker");
+        for (file, stages) in [(EX1, 1), (EX2, 1), (MULTISTAGE, 2)] {
+            let text = std::fs::read_to_string(docker.join(file)).unwrap();
+            let count = |needle: &str| text.matches(needle).count();
+            assert_eq!(
+                count(&format!("{}={}", project::LABEL_PROJECT, project::APP)),
+                stages,
+                "{file}"
+            );
+            assert_eq!(
+                count(&format!("{}=$CHECKOUT", project::LABEL_CHECKOUT)),
+                stages,
+                "{file}"
+            );
+            assert_eq!(
+                count(&format!("{}=", project::LABEL_STAGE)),
+                stages,
+                "{file}"
+            );
+            for key in ["VERSION", "REVISION", "CREATED", "SOURCE"] {
+                assert!(
+                    text.contains(&format!(
+                        "org.opencontainers.image.{}=${key}",
+                        key.to_lowercase()
+                    )),
+                    "{file}"
+                );
+            }
+        }
     }
-    labels.push(format!(
-        "org.opencontainers.image.revision={}",
-        git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into())
-    ));
-    labels.push(format!(
-        "org.opencontainers.image.created={}",
-        git(&[
-            "log",
-            "-1",
-            "--date=format-local:%Y-%m-%dT%H:%M:%SZ",
-            "--format=%cd"
-        ])
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
-    ));
-    labels
 }

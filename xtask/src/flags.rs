@@ -36,6 +36,7 @@ image
   --runtime-image IMG   the runtime base image (default scratch)
   --compress            UPX the binary (goes through the dist handoff; needs upx on the host)
   --smoke               run the image on a loopback port, check /healthz and /hello/x, stop it
+  --no-cache            build without the builder's cache (a cold build; base images are kept)
   --app-version V       as for dist
 
 base-images
@@ -97,6 +98,7 @@ pub struct Image {
     pub runtime_image: Option<String>,
     pub compress: bool,
     pub smoke: bool,
+    pub no_cache: bool,
     pub app_version: Option<String>,
 }
 
@@ -201,6 +203,7 @@ pub fn parse(args: &[String]) -> Result<(Global, Command), UsageError> {
             "--runtime-image",
             "--compress",
             "--smoke",
+            "--no-cache",
             "--app-version",
         ],
         "base-images" => &["--mirror"],
@@ -262,6 +265,7 @@ pub fn parse(args: &[String]) -> Result<(Global, Command), UsageError> {
                 .transpose()?,
             compress: present("--compress"),
             smoke: present("--smoke"),
+            no_cache: present("--no-cache"),
             app_version,
         }),
         "base-images" => Command::BaseImages {
@@ -382,7 +386,14 @@ pub fn validate_tag(reference: &str) -> Result<String, UsageError> {
     }
     let mut parts: Vec<&str> = name.split('/').collect();
     let first = parts[0];
-    if parts.len() > 1 && (first.contains('.') || first.contains(':') || first == "localhost") {
+    let host = first.split_once(':').map_or(first, |(host, _)| host);
+    let port_ok = first
+        .split_once(':')
+        .is_none_or(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+    if parts.len() > 1
+        && port_ok
+        && (host.contains('.') || host == "localhost" || first.contains(':'))
+    {
         parts.remove(0); // a registry host: not checked further
     }
     for part in parts {

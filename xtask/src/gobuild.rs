@@ -115,7 +115,9 @@ mod tests {
                 );
             }
             assert!(
-                text.contains("$LDFLAGS") && text.contains("ARG LDFLAGS APP_UID"),
+                text.contains("\"$LDFLAGS\"")
+                    && text.contains("ARG LDFLAGS\n")
+                    && text.contains("$APP_UID"),
                 "{file}"
             );
             assert!(

@@ -18,7 +18,6 @@ pub fn build_builder(ctx: &Ctx, plan: &Plan) -> Result<()> {
     plan.build(
         ctx,
         dockerbuild::EX1,
-        None,
         &plan.builder_tag(),
         &ctx.paths.go_app(),
     )
@@ -42,5 +41,5 @@ pub fn to_dist(ctx: &Ctx, plan: &Plan) -> Result<()> {
 
 /// ex2 from `dist/` alone.
 pub fn build_runtime(ctx: &Ctx, plan: &Plan) -> Result<()> {
-    plan.build(ctx, dockerbuild::EX2, None, &plan.tag, &ctx.paths.dist())
+    plan.build(ctx, dockerbuild::EX2, &plan.tag, &ctx.paths.dist())
 }

@@ -60,20 +60,13 @@ pub fn build(ctx: &Ctx, plan: &Plan, strategy: Strategy, compress: bool) -> Resu
     let go_app = ctx.paths.go_app();
     match strategy {
         Strategy::Multistage => {
-            if plan.builder == Builder::Legacy {
-                ctx.step("builder stage (tagged, so it is no dangling image)", || {
-                    plan.build(
-                        ctx,
-                        dockerbuild::MULTISTAGE,
-                        Some(dockerbuild::BUILDER_STAGE),
-                        &plan.builder_tag(),
-                        &go_app,
-                    )
-                })?;
-            }
             ctx.step("production image (multi-stage)", || {
-                plan.build(ctx, dockerbuild::MULTISTAGE, None, &plan.tag, &go_app)
-            })
+                plan.build(ctx, dockerbuild::MULTISTAGE, &plan.tag, &go_app)
+            })?;
+            if plan.builder == Builder::Legacy {
+                keep_builder_stage(ctx, plan)?;
+            }
+            Ok(())
         }
         Strategy::Handoff => {
             handoff::to_dist(ctx, plan)?;
@@ -92,6 +85,28 @@ pub fn build(ctx: &Ctx, plan: &Plan, strategy: Strategy, compress: bool) -> Resu
             })
         }),
     }
+}
+
+/// The legacy builder leaves the builder stage as an untagged image. Tagging the newest one keeps
+/// its layers as the next build's cache; the older ones are superseded and pruned afterwards.
+fn keep_builder_stage(ctx: &Ctx, plan: &Plan) -> Result<()> {
+    let stage = format!(
+        "label={}={}",
+        crate::project::LABEL_STAGE,
+        dockerbuild::BUILDER_STAGE
+    );
+    let candidates = docker::ours(ctx, "image", &["dangling=true", &stage])?;
+    let newest = candidates
+        .iter()
+        .filter_map(|id| docker::inspect(ctx, id, "{{.Created}}").map(|created| (created, id)))
+        .max()
+        .map(|(_, id)| id.clone());
+    if let Some(id) = newest {
+        let tag = plan.builder_tag();
+        let sh = &ctx.sh;
+        ctx.run(cmd!(sh, "docker tag {id} {tag}"))?;
+    }
+    Ok(())
 }
 
 /// UPX on a copy of dist/ (best, LZMA), republished with fresh checksums.
@@ -114,15 +129,25 @@ fn summary(
     elapsed: Duration,
     pruned: usize,
 ) -> Result<()> {
-    let size = docker::image_size(ctx, &plan.tag)
-        .with_context(|| format!("{} is missing after the build", plan.tag))?;
-    let builder_tag = plan.builder_tag();
-    let (builder_ref, builder_size) = match docker::image_size(ctx, &builder_tag) {
-        Some(s) => (builder_tag, s),
-        None => (
-            format!("{} (base)", plan.builder_image),
-            docker::image_size(ctx, &plan.builder_image).unwrap_or(0),
-        ),
+    // BuildKit's multi-stage build keeps its builder stage in the build cache, not as an image.
+    let builder_tagged = strategy != Strategy::Multistage || plan.builder == Builder::Legacy;
+    let builder = if builder_tagged {
+        plan.builder_tag()
+    } else {
+        plan.builder_image.clone()
+    };
+    let sh = &ctx.sh;
+    let (tag, format) = (&plan.tag, "{{.Size}}");
+    let sizes = cmd!(sh, "docker image inspect --format {format} {tag} {builder}")
+        .quiet()
+        .read()
+        .with_context(|| format!("inspecting {tag} after the build"))?;
+    let mut sizes = sizes.lines().map(|l| l.parse::<u64>().unwrap_or(0));
+    let (size, builder_size) = (sizes.next().unwrap_or(0), sizes.next().unwrap_or(0));
+    let builder_ref = if builder_tagged {
+        builder
+    } else {
+        format!("{builder} (base)")
     };
     let dangling = docker::ours(ctx, "image", &["dangling=true"])?.len();
     println!();

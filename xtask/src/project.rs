@@ -27,6 +27,8 @@ pub const LOCAL_BUILDER_IMAGE: &str = "xtask-local/golang:bookworm";
 pub const LABEL_PROJECT: &str = "dev.go-docker-prod.project";
 pub const LABEL_CHECKOUT: &str = "dev.go-docker-prod.checkout";
 pub const LABEL_BASE: &str = "dev.go-docker-prod.base-image";
+/// `builder` or `production`: which stage of our Dockerfiles an image is.
+pub const LABEL_STAGE: &str = "dev.go-docker-prod.stage";
 
 /// Where the workspace keeps things.
 #[derive(Clone, Debug)]
