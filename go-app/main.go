@@ -46,13 +46,22 @@ func showVersion(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
 	io.WriteString(w, version+"\n")
 }
 
+// plain marks every answer as plain text that browsers must not sniff: /hello echoes its input.
+func plain(h httprouter.Handle) httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		h(w, r, ps)
+	}
+}
+
 func newRouter() *httprouter.Router {
 	r := httprouter.New()
-	r.GET("/", index)
-	r.GET("/about", about)
-	r.GET("/hello/:name", hello)
-	r.GET("/healthz", healthz)
-	r.GET("/version", showVersion)
+	r.GET("/", plain(index))
+	r.GET("/about", plain(about))
+	r.GET("/hello/:name", plain(hello))
+	r.GET("/healthz", plain(healthz))
+	r.GET("/version", plain(showVersion))
 	return r
 }
 
@@ -63,7 +72,7 @@ func newServer(h http.Handler) *http.Server {
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,
 		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    16 << 10, // the request line counts too: a 64 KB path is refused
 	}
 }
 

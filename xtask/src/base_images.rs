@@ -64,7 +64,7 @@ fn available(ctx: &Ctx, image: &str) -> bool {
 
 /// `cargo xtask base-images`: makes the local builder base unless it is there already.
 pub fn run(ctx: &Ctx, mirror: Option<&str>) -> Result<()> {
-    docker::engine(ctx)?;
+    crate::setup::ensure_engine(ctx)?;
     ensure_local(ctx, mirror)?;
     if let Some(size) = docker::image_size(ctx, project::LOCAL_BUILDER_IMAGE) {
         println!(

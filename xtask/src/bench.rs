@@ -26,7 +26,7 @@ enum Who {
     SeedMultistage(&'static str),
     /// The tutorial's two Dockerfiles with `docker run -v …:/dist … cp` between them.
     SeedHandoff(&'static str),
-    /// `cargo xtask image --strategy S --builder B`.
+    /// `cargo xtask image --strategy S --builder B` ("compress": the handoff with `--compress`).
     Ours(&'static str, &'static str),
     /// A host `go build` with our flags: nothing can be faster.
     Limit,
@@ -51,7 +51,7 @@ impl Who {
     /// The seed row an "ours" row is compared with.
     fn seed(self) -> Option<Who> {
         match self {
-            Who::Ours("handoff", b) => Some(Who::SeedHandoff(b)),
+            Who::Ours("handoff" | "compress", b) => Some(Who::SeedHandoff(b)),
             Who::Ours(_, b) => Some(Who::SeedMultistage(b)),
             _ => None,
         }
@@ -100,6 +100,7 @@ pub fn run(ctx: &Ctx, quick: bool, runs: usize) -> Result<()> {
             contenders.push(Who::SeedHandoff(b));
             contenders.push(Who::Ours("handoff", b));
             contenders.push(Who::Ours("single", b));
+            contenders.push(Who::Ours("compress", b));
         }
     }
     let bench = Bench::prepare(ctx, quick, runs)?;
@@ -246,6 +247,11 @@ impl<'a> Bench<'a> {
             Who::Limit => self.host_build(cold)?,
             Who::Ours(strategy, builder) => {
                 let tag = who.tag();
+                // "compress" is the handoff with UPX.
+                let (strategy, compress) = match strategy {
+                    "compress" => ("handoff", Some("--compress")),
+                    other => (other, None),
+                };
                 let mut args = vec![
                     "image",
                     "--strategy",
@@ -256,6 +262,7 @@ impl<'a> Bench<'a> {
                     &tag,
                 ];
                 args.extend(["--builder-image", &self.builder_image]);
+                args.extend(compress);
                 if cold {
                     args.push("--no-cache");
                 }
@@ -358,7 +365,7 @@ impl<'a> Bench<'a> {
     fn context_bytes(&self, who: Who) -> Result<u64> {
         let go_app = dir_bytes(&self.ws.join("go-app"), &ignored(&self.ws.join("go-app"))?)?;
         Ok(match who {
-            Who::Ours("handoff", _) => go_app + dir_bytes(&self.ws.join("dist"), &[])?,
+            Who::Ours("handoff" | "compress", _) => go_app + dir_bytes(&self.ws.join("dist"), &[])?,
             Who::SeedHandoff(_) => go_app + dir_bytes(&self.ws.join("dist-seed"), &[])?,
             _ => go_app,
         })

@@ -1,6 +1,6 @@
 //! `cargo xtask ci`, the test command: provisions what the tests need (tools, engine, local base
 //! image), then Rust fmt and clippy, Go vet, gofmt and go test, and the Rust tests, whose
-//! integration tests drive the real xtask against the real engine.
+//! integration tests drive the real xtask against the real engine; then the quick bench.
 
 use anyhow::{bail, Result};
 use xshell::cmd;
@@ -46,5 +46,9 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     })?;
     ctx.step("cargo test", || {
         ctx.run(cmd!(sh, "{cargo} test --workspace"))
+    })?;
+    // The bench runs too, so that it cannot rot; no timing is asserted.
+    ctx.step("cargo xtask bench --quick", || {
+        crate::bench::run(ctx, true, 1)
     })
 }

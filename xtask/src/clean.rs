@@ -13,8 +13,10 @@ pub fn run(ctx: &Ctx, all: bool) -> Result<()> {
     dirs.extend(glide::clean_paths(ctx));
     let mut removed_dirs = 0;
     for dir in dirs.iter().filter(|d| d.exists()) {
-        ctx.announce(format!("removing {dir}"));
-        if !ctx.global.dry_run {
+        if ctx.global.dry_run {
+            println!("[dry-run] rm -rf {dir}");
+        } else {
+            ctx.announce(format!("removing {dir}"));
             fsx::remove_dir(dir)?;
         }
         removed_dirs += 1;

@@ -38,6 +38,9 @@ impl Ctx {
             println!("[dry-run] {shown}");
             return Ok(());
         }
+        if crate::interrupt::happened() {
+            anyhow::bail!("interrupted before `{shown}`");
+        }
         let cmd = env.iter().fold(cmd.quiet(), |c, (k, v)| c.env(k, v));
         eprintln!("$ {shown}");
         cmd.run().with_context(|| format!("`{shown}` failed"))

@@ -203,12 +203,18 @@ impl<'a> TempContainer<'a> {
 }
 
 impl Drop for TempContainer<'_> {
+    /// Runs even after Ctrl-C (which stops `ctx.run`): the container must go.
     fn drop(&mut self) {
+        if self.ctx.global.dry_run {
+            return;
+        }
         let sh = &self.ctx.sh;
         let name = &self.name;
-        if let Err(e) = self
-            .ctx
-            .run(cmd!(sh, "docker rm -f {name}").ignore_stdout())
+        eprintln!("$ docker rm -f {name}");
+        if let Err(e) = cmd!(sh, "docker rm -f {name}")
+            .quiet()
+            .ignore_stdout()
+            .run()
         {
             eprintln!("warning: could not remove container {name}: {e:#}");
         }

@@ -24,7 +24,6 @@ const TRACKED: [&str; 2] = ["glide.yaml", "glide.lock"];
 /// build context's) with glide. Skips glide (and needs none of its tools) when nothing it depends
 /// on changed.
 pub fn vendor(ctx: &Ctx) -> Result<()> {
-    let offline = ctx.global.offline || !github_reachable();
     let stage = ctx.paths.stage();
     let go_app = ctx.paths.go_app();
     if ctx.global.dry_run {
@@ -33,8 +32,9 @@ pub fn vendor(ctx: &Ctx) -> Result<()> {
         stage_sources(&go_app, &stage)?;
     }
     let stamp_path = ctx.paths.gopath().join(".vendor-stamp");
+    // The same glide files give the same vendor/, whether it came from GitHub or the mirror.
     let stamp = format!(
-        "offline={offline}\n{}\n{}",
+        "{}\n{}",
         fs::read_to_string(go_app.join("glide.yaml")).context("reading go-app/glide.yaml")?,
         fs::read_to_string(go_app.join("glide.lock")).unwrap_or_default()
     );
@@ -45,6 +45,7 @@ pub fn vendor(ctx: &Ctx) -> Result<()> {
     } else {
         // Glide asks `go` for its version and environment: it needs Go on the host too.
         tools::require(ctx, &[tools::GO, tools::GLIDE, tools::GIT])?;
+        let offline = ctx.global.offline || !github_reachable();
         if offline {
             let why = if ctx.global.offline {
                 "--offline"

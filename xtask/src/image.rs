@@ -1,7 +1,8 @@
 //! `cargo xtask image`: the production image, three ways.
-//! - multistage (default): docker/Dockerfile in one build. With the legacy builder the builder
-//!   stage is tagged first (`NAME-builder:TAG`), so it is no dangling `<none>` image and its layers
-//!   stay as the next build's cache; BuildKit keeps the builder stage in its cache, not as an image.
+//! - multistage (default): docker/Dockerfile in one build. The legacy builder leaves the builder
+//!   stage as an image: found by its stage label and tagged `NAME-builder:TAG`, it is no dangling
+//!   `<none>` image and its layers stay as the next build's cache. BuildKit keeps the builder stage
+//!   in its build cache, not as an image.
 //! - handoff: ex1, `docker cp` to dist/, ex2 from dist/ (the fallback when the engine cannot do
 //!   multi-stage builds, and the path `--compress` takes).
 //! - single: ex1 as the production image: the fat image, for comparison.
@@ -18,12 +19,14 @@ use crate::{
     dist, docker,
     dockerbuild::{self, Plan},
     flags::{self, Builder, Strategy},
-    glide, gobuild, handoff, smoke, tools,
+    glide, gobuild, handoff, setup, smoke, tools,
 };
 
 pub fn run(ctx: &Ctx, opts: &flags::Image) -> Result<()> {
     let _lock = ctx.lock()?;
-    let engine = docker::engine(ctx)?;
+    tools::require(ctx, &[tools::DOCKER])?;
+    tools::offer(ctx, tools::BUILDX);
+    let engine = setup::ensure_engine(ctx)?;
     let mut strategy = opts.strategy;
     if strategy == Strategy::Multistage && !engine.multistage() {
         ctx.announce(format!(
@@ -98,7 +101,9 @@ fn keep_builder_stage(ctx: &Ctx, plan: &Plan) -> Result<()> {
     let candidates = docker::ours(ctx, "image", &["dangling=true", &stage])?;
     let newest = candidates
         .iter()
-        .filter_map(|id| docker::inspect(ctx, id, "{{.Created}}").map(|created| (created, id)))
+        .filter_map(|id| {
+            docker::inspect(ctx, id, "{{.Created}}").map(|created| (sortable(&created), id))
+        })
         .max()
         .map(|(_, id)| id.clone());
     if let Some(id) = newest {
@@ -107,6 +112,16 @@ fn keep_builder_stage(ctx: &Ctx, plan: &Plan) -> Result<()> {
         ctx.run(cmd!(sh, "docker tag {id} {tag}"))?;
     }
     Ok(())
+}
+
+/// RFC 3339 with its fraction padded to nanoseconds, so that strings sort as times do
+/// ("…:19.5Z" would sort after "…:19.50001Z").
+fn sortable(created: &str) -> String {
+    let (head, fraction) = created
+        .trim_end_matches('Z')
+        .split_once('.')
+        .unwrap_or((created.trim_end_matches('Z'), ""));
+    format!("{head}.{fraction:0<9}")
 }
 
 /// UPX on a copy of dist/ (best, LZMA), republished with fresh checksums.
@@ -166,4 +181,25 @@ fn summary(
     );
     println!("dangling images of ours: {dangling} (removed {pruned} superseded)");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn creation_times_sort_as_times() {
+        let mut times = [
+            "2026-11-28T13:45:19.50001Z",
+            "2026-11-28T13:45:19.5Z",
+            "2026-11-28T13:45:19Z",
+        ];
+        times.sort_by_key(|t| super::sortable(t));
+        assert_eq!(
+            times,
+            [
+                "2026-11-28T13:45:19Z",
+                "2026-11-28T13:45:19.5Z",
+                "2026-11-28T13:45:19.50001Z"
+            ]
+        );
+    }
 }

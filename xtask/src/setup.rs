@@ -13,8 +13,9 @@ use crate::{
 };
 
 /// Everything the pipeline uses, in install order.
-pub const ALL: [Tool; 8] = [
+pub const ALL: [Tool; 9] = [
     tools::DOCKER,
+    tools::DOCKERD,
     tools::GO,
     tools::GIT,
     tools::DEBOOTSTRAP,
@@ -45,7 +46,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     } else {
         install(ctx, &missing)?;
     }
-    ensure_engine(ctx)
+    ensure_engine(ctx).map(|_| ())
 }
 
 /// Why this machine cannot be provisioned by us, if it cannot.
@@ -96,15 +97,10 @@ pub fn install(ctx: &Ctx, missing: &[Tool]) -> Result<()> {
             )
         };
         if !native.is_empty() {
-            ctx.announce(format!(
-                "installing {}",
-                native
-                    .iter()
-                    .map(|t| t.package)
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ));
-            apt(native.iter().map(|t| t.apt_spec()).collect(), true)?;
+            let mut specs: Vec<String> = native.iter().map(|t| t.apt_spec()).collect();
+            specs.dedup(); // docker and dockerd come in one package
+            ctx.announce(format!("installing {}", specs.join(" ")));
+            apt(specs, true)?;
         }
         // One package from another suite at a time, and only when apt would install it alone.
         for tool in extra {
@@ -174,24 +170,25 @@ fn check_installs_alone(ctx: &Ctx, spec: &str, package: &str) -> Result<()> {
     Ok(())
 }
 
-/// Makes sure a Docker engine answers: starts the local `dockerd` in the background when none does
-/// (and we may), then waits for it.
-pub fn ensure_engine(ctx: &Ctx) -> Result<()> {
-    if docker::engine_error(Duration::from_secs(5)).is_none() {
-        return Ok(());
-    }
-    let can_start = !ctx.global.no_setup
+/// The Docker engine, which must answer: when none does and we may, starts the local `dockerd`
+/// in the background and waits for it.
+pub fn ensure_engine(ctx: &Ctx) -> Result<docker::Engine> {
+    let down = match docker::engine(ctx) {
+        Ok(engine) => return Ok(engine),
+        Err(e) => e,
+    };
+    let may_start = !ctx.global.no_setup
+        && !ctx.global.dry_run
         && std::env::var_os("DOCKER_HOST").is_none()
-        && which::which("dockerd").is_ok()
         && cannot_provision().is_none();
-    if !can_start {
-        return docker::engine(ctx).map(|_| ());
+    if !may_start {
+        return Err(down);
+    }
+    tools::offer(ctx, tools::DOCKERD);
+    if !tools::DOCKERD.present() {
+        return Err(down);
     }
     ctx.step("setup: start dockerd", || {
-        if ctx.global.dry_run {
-            println!("[dry-run] dockerd (in the background)");
-            return Ok(());
-        }
         let log_path = ctx.paths.target().join("dockerd.log");
         fs::create_dir_all(ctx.paths.target())?;
         let log = fs::File::create(&log_path).with_context(|| format!("creating {log_path}"))?;
@@ -213,5 +210,6 @@ pub fn ensure_engine(ctx: &Ctx) -> Result<()> {
             std::thread::sleep(Duration::from_millis(250));
         }
         bail!("dockerd did not answer within 30 s: see {log_path}")
-    })
+    })?;
+    docker::engine(ctx)
 }

@@ -37,7 +37,11 @@ pub fn run(ctx: &Ctx, image: &str) -> Result<()> {
             .find(|l| l.starts_with("127.0.0.1:"))
             .context("no loopback port published")?
             .to_string();
-        if !http::wait_ok(&addr, "/healthz", Duration::from_secs(10)) {
+        let healthy = http::wait_ok(&addr, "/healthz", Duration::from_secs(10));
+        if crate::interrupt::happened() {
+            bail!("interrupted during the smoke test");
+        }
+        if !healthy {
             let logs = cmd!(sh, "docker logs {name}")
                 .quiet()
                 .read_stderr()

@@ -41,6 +41,13 @@ pub const DOCKER: Tool = Tool {
     package: "docker.io",
     suite: None,
 };
+/// The engine itself: a docker client alone (some machines ship one) is not enough to start one.
+pub const DOCKERD: Tool = Tool {
+    name: "dockerd",
+    probe: Probe::OnPath("dockerd"),
+    package: "docker.io",
+    suite: None,
+};
 pub const DEBOOTSTRAP: Tool = Tool {
     name: "debootstrap",
     probe: Probe::OnPath("debootstrap"),
@@ -134,6 +141,22 @@ pub fn require(ctx: &Ctx, tools: &[Tool]) -> Result<()> {
         where_looked(first),
         first.install_hint()
     )
+}
+
+/// Installs an optional tool when it is missing and we may; never fails.
+pub fn offer(ctx: &Ctx, tool: Tool) {
+    if !tool.present()
+        && !ctx.global.no_setup
+        && !ctx.global.dry_run
+        && setup::cannot_provision().is_none()
+    {
+        if let Err(e) = setup::install(ctx, &[tool]) {
+            ctx.announce(format!(
+                "{} not installed ({e:#}): going on without it",
+                tool.name
+            ));
+        }
+    }
 }
 
 fn where_looked(tool: Tool) -> String {

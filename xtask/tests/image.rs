@@ -3,36 +3,9 @@
 
 mod common;
 
-use std::{
-    collections::BTreeSet,
-    process::Command,
-    sync::{Mutex, MutexGuard},
-};
+use std::{collections::BTreeSet, process::Command};
 
-use common::{sha256, Workspace};
-
-static ENGINE: Mutex<()> = Mutex::new(());
-
-fn engine() -> MutexGuard<'static, ()> {
-    ENGINE.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("docker");
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn lines(s: &str) -> BTreeSet<String> {
-    s.lines()
-        .map(str::to_string)
-        .filter(|l| !l.is_empty())
-        .collect()
-}
+use common::{binary_sha_in, checkout_label, docker, engine, files_in, lines, sha256, Workspace};
 
 /// Our dangling images: none may be left after any build.
 fn dangling(ws_label: &str) -> BTreeSet<String> {
@@ -47,74 +20,13 @@ fn dangling(ws_label: &str) -> BTreeSet<String> {
     ]))
 }
 
-fn checkout_label(ws: &Workspace) -> String {
-    let out = docker(&[
-        "image",
-        "inspect",
-        "--format",
-        "{{index .Config.Labels \"dev.go-docker-prod.checkout\"}}",
-        &tag(ws),
-    ]);
-    format!("label=dev.go-docker-prod.checkout={out}")
-}
-
-fn tag(ws: &Workspace) -> String {
-    let n = ws
-        .root
-        .parent()
-        .unwrap()
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .replace(|c: char| !c.is_ascii_alphanumeric(), "-");
-    format!("xtask-test-{n}:latest")
-}
-
-/// The image's file list (what `docker export` shows, less what the engine adds to every container).
-fn files_in(image: &str) -> BTreeSet<String> {
-    let id = docker(&["create", image]);
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!("docker export {id} | tar -t"))
-        .output()
-        .unwrap();
-    docker(&["rm", "-f", &id]);
-    let runtime = [
-        ".dockerenv",
-        "dev/",
-        "proc/",
-        "sys/",
-        "etc/hosts",
-        "etc/hostname",
-        "etc/resolv.conf",
-        "etc/mtab",
-    ];
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.trim_start_matches("./").to_string())
-        .filter(|l| {
-            !l.is_empty()
-                && !l.ends_with('/')
-                && !runtime.iter().any(|r| l == r || l.starts_with(r))
-        })
-        .collect()
-}
-
-fn binary_sha_in(image: &str, path: &str, ws: &Workspace) -> String {
-    let id = docker(&["create", image]);
-    let out = ws.path("target/from-image");
-    docker(&["cp", &format!("{id}:{path}"), out.to_str().unwrap()]);
-    docker(&["rm", "-f", &id]);
-    sha256(&out)
-}
-
 #[test]
 fn every_strategy_on_both_builders() {
     let _engine = engine();
     let ws = Workspace::copy();
     ws.xtask(&["dist", "--offline", "--app-version", "t1"]).ok();
     let host_sha = sha256(&ws.path("dist/main"));
-    let tag = tag(&ws);
+    let tag = common::tag(&ws);
     for builder in ["buildkit", "legacy"] {
         for strategy in ["multistage", "handoff", "single"] {
             let what = format!("{strategy} on {builder}");
@@ -208,7 +120,7 @@ fn clean_removes_only_ours_and_restores_the_image_list() {
     let before_images = lines(&docker(&["image", "ls", "-a", "-q", "--no-trunc"]));
     let before_containers = lines(&docker(&["ps", "-a", "-q", "--no-trunc"]));
 
-    let tag = tag(&ws);
+    let tag = common::tag(&ws);
     ws.xtask(&["image", "--offline", "--builder", "legacy", "--tag", &tag])
         .ok();
     ws.xtask(&[
@@ -223,7 +135,17 @@ fn clean_removes_only_ours_and_restores_the_image_list() {
     ])
     .ok();
     let ours = lines(&docker(&["image", "ls", "-a", "-q", "--no-trunc"]));
-    assert!(ours.len() > before_images.len(), "the builds made no image");
+    let labelled = lines(&docker(&[
+        "image",
+        "ls",
+        "-q",
+        "--filter",
+        &checkout_label(&ws),
+    ]));
+    assert!(
+        labelled.len() >= 2,
+        "the builds made no image of ours: {labelled:?}"
+    );
 
     // Foreign things: an image, a container of it, a dangling image.
     let foreign_dir = ws.path("target/foreign");
@@ -299,10 +221,47 @@ fn clean_removes_only_ours_and_restores_the_image_list() {
 }
 
 #[test]
+fn compress_makes_a_smaller_image_that_still_serves() {
+    let _engine = engine();
+    let ws = Workspace::copy();
+    let tag = common::tag(&ws);
+    ws.xtask(&["image", "--offline", "--tag", &tag]).ok();
+    let plain: u64 = docker(&["image", "inspect", "--format", "{{.Size}}", &tag])
+        .parse()
+        .unwrap();
+    let run = ws
+        .xtask(&["image", "--offline", "--tag", &tag, "--compress", "--smoke"])
+        .ok();
+    assert!(
+        run.stderr.contains("using the dist handoff"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains("answered /healthz and /hello/x"),
+        "{}",
+        run.stdout
+    );
+    let packed: u64 = docker(&["image", "inspect", "--format", "{{.Size}}", &tag])
+        .parse()
+        .unwrap();
+    assert!(
+        packed * 2 < plain,
+        "UPX image {packed} B is not under half of {plain} B"
+    );
+    assert_eq!(
+        binary_sha_in(&tag, "/main", &ws),
+        sha256(&ws.path("dist/main")),
+        "the image's binary is not dist's"
+    );
+    ws.xtask(&["clean"]).ok();
+}
+
+#[test]
 fn dry_run_runs_nothing() {
     let _engine = engine();
     let ws = Workspace::copy();
-    let tag = tag(&ws);
+    let tag = common::tag(&ws);
     let images_before = lines(&docker(&["image", "ls", "-a", "-q"]));
     for strategy in ["multistage", "handoff"] {
         let run = ws
@@ -335,5 +294,13 @@ fn dry_run_runs_nothing() {
     assert!(
         !ws.path("go-app/vendor").exists(),
         "--dry-run made go-app/vendor"
+    );
+
+    ws.xtask(&["dist", "--offline"]).ok();
+    let run = ws.xtask(&["clean", "--dry-run"]).ok();
+    assert!(run.stdout.contains("[dry-run] rm -rf"), "{}", run.stdout);
+    assert!(
+        ws.path("dist/main").exists() && ws.path("go-app/vendor").exists(),
+        "clean --dry-run removed files"
     );
 }

@@ -3,14 +3,20 @@
 #![allow(dead_code)]
 
 use std::{
+    collections::BTreeSet,
     fs,
     path::{Path, PathBuf},
     process::{Command, Output},
-    sync::atomic::{AtomicUsize, Ordering},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Mutex, MutexGuard,
+    },
 };
 
 #[path = "../../src/http.rs"]
 pub mod http;
+#[path = "../../src/project.rs"]
+pub mod project;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -230,4 +236,101 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+static ENGINE: Mutex<()> = Mutex::new(());
+
+/// Docker tests run one at a time: `clean` and the image-list checks see the whole engine.
+pub fn engine() -> MutexGuard<'static, ()> {
+    ENGINE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `docker ARGS`, which must succeed; its trimmed stdout.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("docker");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+pub fn lines(s: &str) -> BTreeSet<String> {
+    s.lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// A tag of the test's own, from the workspace copy's unique directory name.
+pub fn tag(ws: &Workspace) -> String {
+    let n = ws
+        .root
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .replace(|c: char| !c.is_ascii_alphanumeric(), "-");
+    format!("xtask-test-{n}:latest")
+}
+
+/// The filter for this checkout's images and containers (the xtask's own `checkout_id`).
+pub fn checkout_label(ws: &Workspace) -> String {
+    let root = camino::Utf8PathBuf::try_from(ws.root.clone()).unwrap();
+    format!(
+        "label={}={}",
+        project::LABEL_CHECKOUT,
+        project::Paths { root }.checkout_id()
+    )
+}
+
+/// Containers of this checkout, running or not.
+pub fn our_containers(ws: &Workspace) -> BTreeSet<String> {
+    lines(&docker(&[
+        "ps",
+        "-a",
+        "-q",
+        "--filter",
+        &checkout_label(ws),
+    ]))
+}
+
+/// The image's file list (what `docker export` shows, less what the engine adds to every container).
+pub fn files_in(image: &str) -> BTreeSet<String> {
+    let id = docker(&["create", image]);
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("docker export {id} | tar -t"))
+        .output()
+        .unwrap();
+    docker(&["rm", "-f", &id]);
+    let runtime = [
+        ".dockerenv",
+        "dev/",
+        "proc/",
+        "sys/",
+        "etc/hosts",
+        "etc/hostname",
+        "etc/resolv.conf",
+        "etc/mtab",
+    ];
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim_start_matches("./").to_string())
+        .filter(|l| {
+            !l.is_empty()
+                && !l.ends_with('/')
+                && !runtime.iter().any(|r| l == r || l.starts_with(r))
+        })
+        .collect()
+}
+
+pub fn binary_sha_in(image: &str, path: &str, ws: &Workspace) -> String {
+    let id = docker(&["create", image]);
+    let out = ws.path("target/from-image");
+    docker(&["cp", &format!("{id}:{path}"), out.to_str().unwrap()]);
+    docker(&["rm", "-f", &id]);
+    sha256(&out)
 }
