@@ -12,7 +12,7 @@ use crate::{
     base_images,
     clean::parse_size,
     ctx::{human_size, Ctx},
-    docker, fsx, gobuild,
+    docker, fsx, gobuild, tools,
 };
 
 /// The bench's image name; its tags name the contenders.
@@ -86,7 +86,8 @@ struct Bench<'a> {
 
 pub fn run(ctx: &Ctx, quick: bool, runs: usize) -> Result<()> {
     let runs = if quick { 1 } else { runs };
-    let engine = docker::engine(ctx)?;
+    tools::require(ctx, &[tools::GO, tools::GLIDE, tools::GIT])?;
+    let engine = crate::setup::ensure_engine(ctx)?;
     let builders: Vec<&'static str> = if engine.buildkit {
         vec!["buildkit", "legacy"]
     } else {

@@ -1,6 +1,6 @@
 //! `cargo xtask ci`, the test command: provisions what the tests need (tools, engine, local base
 //! image), then Rust fmt and clippy, Go vet, gofmt and go test, and the Rust tests, whose
-//! integration tests drive the real xtask against the real engine; then the quick bench.
+//! integration tests drive the real xtask against the real engine (the quick bench runs first).
 
 use anyhow::{bail, Result};
 use xshell::cmd;
@@ -44,11 +44,11 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         }
         ctx.run_env(&env, cmd!(sh, "go test -count=1 ."))
     })?;
-    ctx.step("cargo test", || {
-        ctx.run(cmd!(sh, "{cargo} test --workspace"))
-    })?;
     // The bench runs too, so that it cannot rot; no timing is asserted.
     ctx.step("cargo xtask bench --quick", || {
         crate::bench::run(ctx, true, 1)
+    })?;
+    ctx.step("cargo test", || {
+        ctx.run(cmd!(sh, "{cargo} test --workspace"))
     })
 }

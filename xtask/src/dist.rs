@@ -18,10 +18,7 @@ pub fn run(ctx: &Ctx, opts: &flags::Dist) -> Result<()> {
         // No Go here: build inside the ex1 builder image and hand the binary off.
         Err(no_go) if tools::DOCKER.present() && opts.platforms.is_empty() => {
             let engine = docker::engine(ctx).map_err(|e| {
-                anyhow::anyhow!(
-                    "{no_go:#}
-(the container fallback cannot run either: {e:#})"
-                )
+                anyhow::anyhow!("{no_go:#}\n(the container fallback cannot run either: {e:#})")
             })?;
             ctx.announce(
                 "no Go on this host: building in the ex1 builder image and copying the binary out",
