@@ -6,6 +6,8 @@
 # (modules `gobuild` and `dockerbuild`): `cargo xtask image --dry-run` shows the full command.
 ARG BUILDER_IMAGE=golang:1.19-bookworm
 FROM ${BUILDER_IMAGE}
+# Ours from the first step: a build stopped halfway leaves images that `clean` can recognise.
+LABEL dev.go-docker-prod.project=go-docker-prod
 ARG GO111MODULE CGO_ENABLED GOOS GOFLAGS APP_UID
 WORKDIR /go/src/go-docker-prod
 # What a scratch image needs besides the binary: the CA bundle and the non-root user. The build

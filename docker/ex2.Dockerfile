@@ -3,6 +3,8 @@
 # ex1.Dockerfile.
 ARG RUNTIME_IMAGE=scratch
 FROM ${RUNTIME_IMAGE}
+# Ours from the first step: a build stopped halfway leaves images that `clean` can recognise.
+LABEL dev.go-docker-prod.project=go-docker-prod
 ARG APP_UID
 ARG VERSION REVISION CREATED SOURCE CHECKOUT
 USER ${APP_UID}:${APP_UID}

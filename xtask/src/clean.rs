@@ -1,6 +1,7 @@
 //! `cargo xtask clean [--all]`: removes what the other commands made, and nothing else: dist/,
 //! the GOPATH/glide workspace, go-app/vendor, our containers and images (by our ownership labels,
-//! which carry this checkout's id), dangling intermediates of ours; `--all` also the base images.
+//! which carry this checkout's id), dangling intermediates of ours (also what an interrupted build
+//! left); `--all` also the base images.
 
 use anyhow::Result;
 use xshell::cmd;
@@ -35,9 +36,12 @@ pub fn run(ctx: &Ctx, all: bool) -> Result<()> {
         ctx.run(cmd!(sh, "docker rm -f {ids...}").ignore_stdout())?;
     }
     let mut images = docker::ours(ctx, "image", &[])?;
+    images.extend(docker::our_dangling(ctx)?); // what an interrupted build left
     if all {
         images.extend(base_images::ours(ctx)?);
     }
+    images.sort();
+    images.dedup();
     let mut removed_images = 0;
     for id in &images {
         // One at a time: an image a foreign container still uses stays, with a warning.

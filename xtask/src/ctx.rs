@@ -29,6 +29,16 @@ impl Ctx {
 
     /// `run`, with environment variables that are shown with the command.
     pub fn run_env(&self, env: &[(&str, String)], cmd: Cmd<'_>) -> Result<()> {
+        self.exec(env, cmd, true)
+    }
+
+    /// Runs a clean-up command (removing a temporary container or a superseded image): unlike
+    /// `run`, also after Ctrl-C.
+    pub fn run_cleanup(&self, cmd: Cmd<'_>) -> Result<()> {
+        self.exec(&[], cmd, false)
+    }
+
+    fn exec(&self, env: &[(&str, String)], cmd: Cmd<'_>, stop_on_interrupt: bool) -> Result<()> {
         let shown = env
             .iter()
             .map(|(k, v)| format!("{k}={} ", quote(v)))
@@ -38,7 +48,7 @@ impl Ctx {
             println!("[dry-run] {shown}");
             return Ok(());
         }
-        if crate::interrupt::happened() {
+        if stop_on_interrupt && crate::interrupt::happened() {
             anyhow::bail!("interrupted before `{shown}`");
         }
         let cmd = env.iter().fold(cmd.quiet(), |c, (k, v)| c.env(k, v));

@@ -159,15 +159,51 @@ pub fn ownership_labels(ctx: &Ctx) -> Vec<String> {
     ]
 }
 
-/// Removes our dangling images (superseded builds). Returns how many went.
+/// Our dangling images: this checkout's superseded builds, and what a build stopped halfway left
+/// (those carry only the project label, which every stage sets in its first step). Another
+/// checkout's are left alone.
+pub fn our_dangling(ctx: &Ctx) -> Result<Vec<String>> {
+    let sh = &ctx.sh;
+    let project = format!("label={}={}", project::LABEL_PROJECT, project::APP);
+    let out = cmd!(
+        sh,
+        "docker image ls --quiet --no-trunc --filter dangling=true --filter {project}"
+    )
+    .quiet()
+    .read()
+    .context("listing dangling images")?;
+    let ids: Vec<&str> = out.lines().collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let format = format!(
+        "{{{{.Id}}}} {{{{index .Config.Labels \"{}\"}}}}",
+        project::LABEL_CHECKOUT
+    );
+    let inspected = cmd!(sh, "docker image inspect --format {format} {ids...}")
+        .quiet()
+        .read()?;
+    let mine = ctx.paths.checkout_id();
+    Ok(inspected
+        .lines()
+        .filter_map(|line| {
+            let (id, checkout) = line.split_once(' ').unwrap_or((line, ""));
+            let checkout = checkout.trim();
+            let ours = checkout.is_empty() || checkout == "<no value>" || checkout == mine;
+            ours.then(|| id.to_string())
+        })
+        .collect())
+}
+
+/// Removes our dangling images; also after Ctrl-C. Returns how many went.
 pub fn prune_dangling(ctx: &Ctx) -> Result<usize> {
-    let dangling = ours(ctx, "image", &["dangling=true"])?;
+    let dangling = our_dangling(ctx)?;
     if dangling.is_empty() {
         return Ok(0);
     }
     let sh = &ctx.sh;
     let ids = &dangling;
-    ctx.run(cmd!(sh, "docker image rm {ids...}").ignore_stdout())?;
+    ctx.run_cleanup(cmd!(sh, "docker image rm {ids...}").ignore_stdout())?;
     Ok(dangling.len())
 }
 
@@ -205,16 +241,11 @@ impl<'a> TempContainer<'a> {
 impl Drop for TempContainer<'_> {
     /// Runs even after Ctrl-C (which stops `ctx.run`): the container must go.
     fn drop(&mut self) {
-        if self.ctx.global.dry_run {
-            return;
-        }
         let sh = &self.ctx.sh;
         let name = &self.name;
-        eprintln!("$ docker rm -f {name}");
-        if let Err(e) = cmd!(sh, "docker rm -f {name}")
-            .quiet()
-            .ignore_stdout()
-            .run()
+        if let Err(e) = self
+            .ctx
+            .run_cleanup(cmd!(sh, "docker rm -f {name}").ignore_stdout())
         {
             eprintln!("warning: could not remove container {name}: {e:#}");
         }

@@ -164,7 +164,7 @@ fn summary(
     } else {
         format!("{builder} (base)")
     };
-    let dangling = docker::ours(ctx, "image", &["dangling=true"])?.len();
+    let dangling = docker::our_dangling(ctx)?.len();
     println!();
     println!(
         "{:<32} {:<11} {:<9} {:>10} {:>11}   builder image",

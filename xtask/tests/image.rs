@@ -5,7 +5,7 @@ mod common;
 
 use std::{collections::BTreeSet, process::Command};
 
-use common::{binary_sha_in, checkout_label, docker, engine, files_in, lines, sha256, Workspace};
+use common::{binary_sha_in, checkout_label, docker, files_in, lines, sha256, DockerWorkspace};
 
 /// Our dangling images: none may be left after any build.
 fn dangling(ws_label: &str) -> BTreeSet<String> {
@@ -22,11 +22,10 @@ fn dangling(ws_label: &str) -> BTreeSet<String> {
 
 #[test]
 fn every_strategy_on_both_builders() {
-    let _engine = engine();
-    let ws = Workspace::copy();
+    let ws = DockerWorkspace::new();
     ws.xtask(&["dist", "--offline", "--app-version", "t1"]).ok();
     let host_sha = sha256(&ws.path("dist/main"));
-    let tag = common::tag(&ws);
+    let tag = ws.tag.clone();
     for builder in ["buildkit", "legacy"] {
         for strategy in ["multistage", "handoff", "single"] {
             let what = format!("{strategy} on {builder}");
@@ -108,19 +107,17 @@ fn every_strategy_on_both_builders() {
             );
         }
     }
-    ws.xtask(&["clean"]).ok();
 }
 
 #[test]
 fn clean_removes_only_ours_and_restores_the_image_list() {
-    let _engine = engine();
-    let ws = Workspace::copy();
+    let ws = DockerWorkspace::new();
     // Base images aside: make sure the local base exists before the "before" snapshot.
     ws.xtask(&["base-images"]).ok();
     let before_images = lines(&docker(&["image", "ls", "-a", "-q", "--no-trunc"]));
     let before_containers = lines(&docker(&["ps", "-a", "-q", "--no-trunc"]));
 
-    let tag = common::tag(&ws);
+    let tag = ws.tag.clone();
     ws.xtask(&["image", "--offline", "--builder", "legacy", "--tag", &tag])
         .ok();
     ws.xtask(&[
@@ -222,9 +219,8 @@ fn clean_removes_only_ours_and_restores_the_image_list() {
 
 #[test]
 fn compress_makes_a_smaller_image_that_still_serves() {
-    let _engine = engine();
-    let ws = Workspace::copy();
-    let tag = common::tag(&ws);
+    let ws = DockerWorkspace::new();
+    let tag = ws.tag.clone();
     ws.xtask(&["image", "--offline", "--tag", &tag]).ok();
     let plain: u64 = docker(&["image", "inspect", "--format", "{{.Size}}", &tag])
         .parse()
@@ -254,14 +250,12 @@ fn compress_makes_a_smaller_image_that_still_serves() {
         sha256(&ws.path("dist/main")),
         "the image's binary is not dist's"
     );
-    ws.xtask(&["clean"]).ok();
 }
 
 #[test]
 fn dry_run_runs_nothing() {
-    let _engine = engine();
-    let ws = Workspace::copy();
-    let tag = common::tag(&ws);
+    let ws = DockerWorkspace::new();
+    let tag = ws.tag.clone();
     let images_before = lines(&docker(&["image", "ls", "-a", "-q"]));
     for strategy in ["multistage", "handoff"] {
         let run = ws

@@ -13,7 +13,8 @@ use std::{
 };
 
 use common::{
-    binary_sha_in, checkout_label, docker, engine, lines, our_containers, sha256, tag, Workspace,
+    binary_sha_in, checkout_label, docker, lines, our_containers, sha256, DockerWorkspace,
+    Workspace,
 };
 
 #[test]
@@ -80,9 +81,8 @@ fn engine_down_is_a_clear_error_without_a_hang() {
 
 #[test]
 fn compile_error_keeps_the_previous_image_and_dist() {
-    let _engine = engine();
-    let ws = Workspace::copy();
-    let tag = tag(&ws);
+    let ws = DockerWorkspace::new();
+    let tag = ws.tag.clone();
     ws.xtask(&["image", "--offline", "--strategy", "handoff", "--tag", &tag])
         .ok();
     let image_before = docker(&["image", "inspect", "--format", "{{.Id}}", &tag]);
@@ -116,7 +116,6 @@ fn compile_error_keeps_the_previous_image_and_dist() {
         );
     }
     assert!(our_containers(&ws).is_empty());
-    ws.xtask(&["clean"]).ok();
 }
 
 /// Starts the xtask in its own process group and returns it with a channel of its output lines
@@ -205,9 +204,8 @@ fn ctrl_c_during_dist_leaves_no_partial_file() {
 
 #[test]
 fn ctrl_c_during_image_stops_and_removes_our_containers() {
-    let _engine = engine();
-    let ws = Workspace::copy();
-    let tag = tag(&ws);
+    let ws = DockerWorkspace::new();
+    let tag = ws.tag.clone();
     // During a cold build, then during the smoke test (a container of ours is running).
     for (args, marker) in [
         (
@@ -257,14 +255,28 @@ fn ctrl_c_during_image_stops_and_removes_our_containers() {
             "temporary containers left: {ours_by_name:?}"
         );
     }
+    // What the stopped legacy build left (a chain of untagged layers) is ours: clean removes it.
     ws.xtask(&["clean"]).ok();
+    let project = "label=dev.go-docker-prod.project=go-docker-prod";
+    let dangling = lines(&docker(&[
+        "image",
+        "ls",
+        "-q",
+        "--filter",
+        "dangling=true",
+        "--filter",
+        project,
+    ]));
+    assert!(
+        dangling.is_empty(),
+        "dangling images of ours after clean: {dangling:?}"
+    );
 }
 
 #[test]
 fn two_xtasks_at_once_take_turns() {
-    let _engine = engine();
-    let ws = Workspace::copy();
-    let tag = tag(&ws);
+    let ws = DockerWorkspace::new();
+    let tag = ws.tag.clone();
     ws.xtask(&["image", "--offline", "--tag", &tag]).ok(); // warm: vendor/, base image
     let args = ["image", "--offline", "--strategy", "handoff", "--tag", &tag];
     let (mut a, rx_a) = spawn(&ws, &args, &[]);
@@ -282,14 +294,12 @@ fn two_xtasks_at_once_take_turns() {
     // dist/ is one build's, whole: its checksums match its files.
     let sums = fs::read_to_string(ws.path("dist/SHA256SUMS")).unwrap();
     assert_eq!(sums, format!("{}  main\n", sha256(&ws.path("dist/main"))));
-    ws.xtask(&["clean"]).ok();
 }
 
 #[test]
 fn shipped_image_is_hardened() {
-    let _engine = engine();
-    let ws = Workspace::copy();
-    let tag = tag(&ws);
+    let ws = DockerWorkspace::new();
+    let tag = ws.tag.clone();
     ws.xtask(&["image", "--offline", "--tag", &tag]).ok();
     // No shell to exec into.
     let id = docker(&["create", "--read-only", "--cap-drop", "ALL", &tag]);
@@ -334,14 +344,12 @@ fn shipped_image_is_hardened() {
             assert!(!text.contains(leak), "`{leak}` in:\n{text}");
         }
     }
-    ws.xtask(&["clean"]).ok();
 }
 
 #[test]
 fn changed_flags_rebuild_dist_and_image() {
-    let _engine = engine();
-    let ws = Workspace::copy();
-    let tag = tag(&ws);
+    let ws = DockerWorkspace::new();
+    let tag = ws.tag.clone();
     let mut shas = Vec::new();
     for version in ["v1-old", "v2-new"] {
         ws.xtask(&["dist", "--offline", "--app-version", version])
@@ -387,5 +395,4 @@ fn changed_flags_rebuild_dist_and_image() {
         &checkout_label(&ws)
     ]))
     .is_empty());
-    ws.xtask(&["clean"]).ok();
 }

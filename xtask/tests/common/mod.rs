@@ -245,6 +245,41 @@ pub fn engine() -> MutexGuard<'static, ()> {
     ENGINE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A workspace copy for a test that uses the engine: holds the engine for the test's duration,
+/// and on drop (after a failed assertion too) runs `clean`, so that no image of the test is left.
+pub struct DockerWorkspace {
+    pub ws: Workspace,
+    /// The test's own image tag.
+    pub tag: String,
+    _engine: MutexGuard<'static, ()>,
+}
+
+impl DockerWorkspace {
+    pub fn new() -> DockerWorkspace {
+        let engine = engine();
+        let ws = Workspace::copy();
+        let tag = tag(&ws);
+        DockerWorkspace {
+            ws,
+            tag,
+            _engine: engine,
+        }
+    }
+}
+
+impl std::ops::Deref for DockerWorkspace {
+    type Target = Workspace;
+    fn deref(&self) -> &Workspace {
+        &self.ws
+    }
+}
+
+impl Drop for DockerWorkspace {
+    fn drop(&mut self) {
+        let _ = self.ws.xtask(&["clean"]);
+    }
+}
+
 /// `docker ARGS`, which must succeed; its trimmed stdout.
 pub fn docker(args: &[&str]) -> String {
     let out = Command::new("docker").args(args).output().expect("docker");
