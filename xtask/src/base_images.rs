@@ -10,7 +10,6 @@ use xshell::cmd;
 
 use crate::{ctx::Ctx, docker, fsx, project, tools};
 
-const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 /// What the builder base holds besides a minimal Debian.
 const INCLUDE: &str = "golang-go,ca-certificates";
 /// Trimmed from the root filesystem before import: caches, docs, manuals, translations.
@@ -87,7 +86,7 @@ pub fn ensure_local(ctx: &Ctx, mirror: Option<&str>) -> Result<()> {
     }
     tools::require(ctx, &[tools::DEBOOTSTRAP])?;
     let suite = host_suite();
-    let mirror = mirror.unwrap_or(DEFAULT_MIRROR);
+    let mirror = mirror.unwrap_or(project::DEBIAN_MIRROR);
     ctx.step(
         &format!("base image {image} (debootstrap {suite} from {mirror})"),
         || {

@@ -86,6 +86,10 @@ struct Bench<'a> {
 
 pub fn run(ctx: &Ctx, quick: bool, runs: usize) -> Result<()> {
     let runs = if quick { 1 } else { runs };
+    if ctx.global.dry_run {
+        println!("[dry-run] bench: {runs} run(s) per measurement in a copy of the app under target/bench/ws");
+        return Ok(());
+    }
     tools::require(ctx, &[tools::GO, tools::GLIDE, tools::GIT])?;
     let engine = crate::setup::ensure_engine(ctx)?;
     let builders: Vec<&'static str> = if engine.buildkit {

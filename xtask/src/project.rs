@@ -22,6 +22,9 @@ pub const DEFAULT_RUNTIME_IMAGE: &str = "scratch";
 /// one cannot be pulled. Its Go is Debian's, the same as the host's `golang-go`.
 pub const LOCAL_BUILDER_IMAGE: &str = "xtask-local/golang:bookworm";
 
+/// Debian's mirror: for the extra apt suites and for debootstrap.
+pub const DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
+
 /// Ownership labels: `LABEL_PROJECT=APP` on everything we make; `LABEL_CHECKOUT` tells checkouts
 /// apart (a hash of the workspace path, never the path itself); `LABEL_BASE` marks base images.
 pub const LABEL_PROJECT: &str = "dev.go-docker-prod.project";

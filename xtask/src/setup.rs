@@ -8,7 +8,7 @@ use xshell::cmd;
 
 use crate::{
     ctx::Ctx,
-    docker,
+    docker, project,
     tools::{self, Tool},
 };
 
@@ -27,7 +27,6 @@ pub const ALL: [Tool; 9] = [
 
 const SOURCES: &str = "/etc/apt/sources.list.d/go-docker-prod-xtask.sources";
 const PREFERENCES: &str = "/etc/apt/preferences.d/go-docker-prod-xtask";
-const DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
 
 /// `cargo xtask setup`: installs what is missing, starts the engine. A second run only checks.
 pub fn run(ctx: &Ctx) -> Result<()> {
@@ -123,8 +122,9 @@ fn add_extra_suites(ctx: &Ctx, extra: &[Tool]) -> Result<()> {
     suites.dedup();
     let sources = format!(
         "# Added by `cargo xtask setup` (go-docker-prod): single packages from these suites.\n\
-         Types: deb\nURIs: {DEBIAN_MIRROR}\nSuites: {}\nComponents: main\n\
+         Types: deb\nURIs: {}\nSuites: {}\nComponents: main\n\
          Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
+        project::DEBIAN_MIRROR,
         suites.join(" ")
     );
     let preferences = suites
