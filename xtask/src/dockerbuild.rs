@@ -160,16 +160,27 @@ fn label_values(ctx: &Ctx, version: &str) -> Vec<(&'static str, String)> {
 mod tests {
     use super::*;
 
-    /// The Dockerfiles spell our label keys as `project` does, and label every stage.
+    /// The Dockerfiles spell our label keys as `project` does, and label every stage from its
+    /// first step on.
     #[test]
     fn dockerfiles_carry_our_labels() {
         let docker = Utf8Path::new(env!("CARGO_MANIFEST_DIR")).join("../docker");
         for (file, stages) in [(EX1, 1), (EX2, 1), (MULTISTAGE, 2)] {
             let text = std::fs::read_to_string(docker.join(file)).unwrap();
             let count = |needle: &str| text.matches(needle).count();
+            // In each stage's first step, and with the other labels at its end.
+            assert_eq!(
+                count(&format!(
+                    "LABEL {}={}\n",
+                    project::LABEL_PROJECT,
+                    project::APP
+                )),
+                stages,
+                "{file}"
+            );
             assert_eq!(
                 count(&format!("{}={}", project::LABEL_PROJECT, project::APP)),
-                stages,
+                2 * stages,
                 "{file}"
             );
             assert_eq!(
