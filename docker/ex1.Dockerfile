@@ -8,16 +8,15 @@ ARG BUILDER_IMAGE=golang:1.19-bookworm
 FROM ${BUILDER_IMAGE}
 # Ours from the first step: a build stopped halfway leaves images that `clean` can recognise.
 LABEL dev.go-docker-prod.project=go-docker-prod
-ARG GO111MODULE CGO_ENABLED GOOS GOFLAGS APP_UID
+ARG GO111MODULE CGO_ENABLED GOOS GOFLAGS APP_UID GOCACHE=/tmp/go-build
 WORKDIR /go/src/go-docker-prod
 # What a scratch image needs besides the binary: the CA bundle and the non-root user. The build
-# itself runs as that user too.
+# itself runs as that user too (Go's build cache in GOCACHE, which the ARG line sets).
 RUN mkdir -p /out/etc/ssl/certs \
  && cp /etc/ssl/certs/ca-certificates.crt /out/etc/ssl/certs/ \
  && echo "app:x:$APP_UID:$APP_UID:app:/:/sbin/nologin" > /out/etc/passwd \
  && echo "app:x:$APP_UID:" > /out/etc/group \
  && chown "$APP_UID:$APP_UID" /out
-ENV GOCACHE=/tmp/go-build
 USER ${APP_UID}:${APP_UID}
 EXPOSE 8080
 ENTRYPOINT ["/out/main"]

@@ -10,7 +10,6 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::{
     base_images,
-    clean::parse_size,
     ctx::{human_size, Ctx},
     docker, fsx, gobuild, tools,
 };
@@ -378,15 +377,7 @@ impl<'a> Bench<'a> {
 
     /// `docker system df`: images plus build cache, in bytes.
     fn docker_disk(&self) -> f64 {
-        let format = "{{.Type}}\t{{.Size}}";
-        let out = duct::cmd("docker", ["system", "df", "--format", format])
-            .read()
-            .unwrap_or_default();
-        out.lines()
-            .filter_map(|l| l.split_once('\t'))
-            .filter(|(kind, _)| *kind == "Images" || *kind == "Build Cache")
-            .map(|(_, size)| parse_size(size) as f64)
-            .sum()
+        docker::disk_usage(self.ctx, &["Images", "Build Cache"]) as f64
     }
 
     fn dangling(&self) -> Result<Vec<String>> {

@@ -28,7 +28,7 @@ pub fn run(ctx: &Ctx, all: bool) -> Result<()> {
         println!("clean: {removed_dirs} directories removed");
         return Ok(());
     }
-    let before = images_disk_usage(ctx);
+    let before = docker::disk_usage(ctx, &["Images"]);
     let sh = &ctx.sh;
     let containers = docker::ours(ctx, "container", &[])?;
     if !containers.is_empty() {
@@ -55,52 +55,11 @@ pub fn run(ctx: &Ctx, all: bool) -> Result<()> {
             Err(e) => eprintln!("warning: image {id} stays: {e:#}"),
         }
     }
-    let reclaimed = before.saturating_sub(images_disk_usage(ctx));
+    let reclaimed = before.saturating_sub(docker::disk_usage(ctx, &["Images"]));
     println!(
         "clean: {removed_dirs} directories, {} containers, {removed_images} images removed; {} reclaimed",
         containers.len(),
         human_size(reclaimed)
     );
     Ok(())
-}
-
-/// The engine's total image disk usage in bytes (`docker system df`), 0 when unknown.
-fn images_disk_usage(ctx: &Ctx) -> u64 {
-    let sh = &ctx.sh;
-    let format = "{{.Type}}\t{{.Size}}";
-    let out = cmd!(sh, "docker system df --format {format}")
-        .quiet()
-        .read()
-        .unwrap_or_default();
-    out.lines()
-        .find_map(|l| l.strip_prefix("Images\t"))
-        .map(parse_size)
-        .unwrap_or(0)
-}
-
-/// "1.234GB" → 1_234_000_000 (docker's decimal units).
-pub fn parse_size(s: &str) -> u64 {
-    let s = s.trim();
-    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let factor = match unit.to_ascii_lowercase().as_str() {
-        "b" | "" => 1e0,
-        "kb" => 1e3,
-        "mb" => 1e6,
-        "gb" => 1e9,
-        "tb" => 1e12,
-        _ => return 0,
-    };
-    (num.parse::<f64>().unwrap_or(0.0) * factor) as u64
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn sizes() {
-        assert_eq!(super::parse_size("1.5GB"), 1_500_000_000);
-        assert_eq!(super::parse_size("4.73MB"), 4_730_000);
-        assert_eq!(super::parse_size("0B"), 0);
-        assert_eq!(super::parse_size("12kB"), 12_000);
-    }
 }

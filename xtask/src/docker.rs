@@ -262,3 +262,46 @@ pub fn check_builder(engine: &Engine, builder: Builder) -> Result<()> {
     }
     Ok(())
 }
+
+/// What `docker system df` says these kinds ("Images", "Build Cache", …) take, in bytes; 0 when
+/// unknown.
+pub fn disk_usage(ctx: &Ctx, kinds: &[&str]) -> u64 {
+    let sh = &ctx.sh;
+    let format = "{{.Type}}\t{{.Size}}";
+    let out = cmd!(sh, "docker system df --format {format}")
+        .quiet()
+        .read()
+        .unwrap_or_default();
+    out.lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(kind, _)| kinds.contains(kind))
+        .map(|(_, size)| parse_size(size))
+        .sum()
+}
+
+/// "1.234GB" → 1_234_000_000 (docker's decimal units).
+fn parse_size(s: &str) -> u64 {
+    let s = s.trim();
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let factor = match unit.to_ascii_lowercase().as_str() {
+        "b" | "" => 1e0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        _ => return 0,
+    };
+    (num.parse::<f64>().unwrap_or(0.0) * factor) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::parse_size("1.5GB"), 1_500_000_000);
+        assert_eq!(super::parse_size("4.73MB"), 4_730_000);
+        assert_eq!(super::parse_size("0B"), 0);
+        assert_eq!(super::parse_size("12kB"), 12_000);
+    }
+}

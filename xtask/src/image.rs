@@ -164,7 +164,6 @@ fn summary(
     } else {
         format!("{builder} (base)")
     };
-    let dangling = docker::our_dangling(ctx)?.len();
     println!();
     println!(
         "{:<32} {:<11} {:<9} {:>10} {:>11}   builder image",
@@ -179,7 +178,8 @@ fn summary(
         secs(elapsed),
         human_size(builder_size)
     );
-    println!("dangling images of ours: {dangling} (removed {pruned} superseded)");
+    // `prune_dangling` removed every one it found, or failed.
+    println!("dangling images of ours: 0 (removed {pruned} superseded)");
     Ok(())
 }
 

@@ -46,7 +46,10 @@ pub fn run(ctx: &Ctx, image: &str) -> Result<()> {
                 .quiet()
                 .read_stderr()
                 .unwrap_or_default();
-            bail!("{image} did not answer /healthz on {addr} within 10 s; its log:\n{logs}");
+            bail!(
+                "{image} did not answer /healthz on {addr} within 10 s (with a remote engine, the port is \
+                 published on the engine's host, out of our reach); its log:\n{logs}"
+            );
         }
         let (status, body) = http::get(&addr, "/hello/x").context("GET /hello/x")?;
         if status != 200 || body != "Hello, x!\n" {

@@ -122,25 +122,31 @@ fn every_strategy_and_the_dist_fallback_work_on_a_remote_engine() {
     let tag = tag(&ws);
     for builder in ["buildkit", "legacy"] {
         for strategy in ["multistage", "handoff", "single"] {
-            let run = ws
-                .xtask_env(
-                    &[
-                        "image",
-                        "--offline",
-                        "--strategy",
-                        strategy,
-                        "--builder",
-                        builder,
-                        "--tag",
-                        &tag,
-                    ],
-                    &env,
-                )
-                .ok();
+            let args = [
+                "image",
+                "--offline",
+                "--strategy",
+                strategy,
+                "--builder",
+                builder,
+                "--tag",
+                &tag,
+            ];
+            ws.xtask_env(&args, &env).ok();
+            let project = "label=dev.go-docker-prod.project=go-docker-prod";
+            let dangling = remote.docker(&[
+                "image",
+                "ls",
+                "-q",
+                "--filter",
+                "dangling=true",
+                "--filter",
+                project,
+            ]);
+            let dangling = String::from_utf8_lossy(&dangling.stdout).trim().to_string();
             assert!(
-                run.stdout.contains("dangling images of ours: 0"),
-                "{strategy} on {builder}:\n{}",
-                run.stdout
+                dangling.is_empty(),
+                "{strategy} on {builder}: dangling images left: {dangling}"
             );
             let id = remote.docker(&["create", &tag]);
             let id = String::from_utf8_lossy(&id.stdout).trim().to_string();
