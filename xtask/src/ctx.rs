@@ -77,13 +77,27 @@ impl Ctx {
         std::fs::create_dir_all(self.paths.target())
             .with_context(|| format!("creating {}", self.paths.target()))?;
         let file = std::fs::File::create(&path).with_context(|| format!("opening {path}"))?;
-        if file.try_lock().is_err() {
-            self.announce(format!(
-                "another cargo xtask is building in this checkout: waiting for {path}"
-            ));
-            file.lock().with_context(|| format!("locking {path}"))?;
+        let mut announced = false;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| format!("locking {path}"))
+                }
+            }
+            if !announced {
+                self.announce(format!(
+                    "another cargo xtask is building in this checkout: waiting for {path}"
+                ));
+                announced = true;
+            }
+            // Polled, so that Ctrl-C stops the wait.
+            if crate::interrupt::happened() {
+                anyhow::bail!("interrupted while waiting for {path}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        Ok(file)
     }
 }
 

@@ -47,7 +47,7 @@ fn docker_with_deadline(args: &[&str], timeout: Duration) -> std::result::Result
             let _ = handle.kill();
             return Err(format!("no answer within {} s", timeout.as_secs()));
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

@@ -79,3 +79,32 @@ impl Drop for TempDir {
         let _ = fs::remove_dir_all(&self.0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replace_dir_swaps_whole_directories() {
+        let base = camino::Utf8PathBuf::try_from(std::env::temp_dir())
+            .unwrap()
+            .join(format!("fsx-test-{}", std::process::id()));
+        let (new, dst) = (base.join("new"), base.join("dst"));
+        fresh_dir(&new).unwrap();
+        fs::write(new.join("a"), "1").unwrap();
+        replace_dir(&new, &dst).unwrap(); // no previous dst
+        fresh_dir(&new).unwrap();
+        fs::write(new.join("b"), "2").unwrap();
+        replace_dir(&new, &dst).unwrap(); // over a previous one: nothing of it stays
+        let names: Vec<String> = dst
+            .read_dir_utf8()
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string())
+            .collect();
+        assert_eq!(names, ["b"]);
+        assert!(!new.exists());
+        let leftovers = base.read_dir_utf8().unwrap().count();
+        assert_eq!(leftovers, 1, "an old copy was left beside dst");
+        remove_dir(&base).unwrap();
+    }
+}

@@ -77,10 +77,10 @@ pub fn vendor(ctx: &Ctx) -> Result<()> {
     if ctx.global.dry_run {
         println!("[dry-run] copy {stage}/vendor to {go_app}/vendor");
     } else if !fresh || !go_app.join("vendor").is_dir() {
-        let tmp = go_app.join(format!(".vendor.tmp-{}", std::process::id()));
-        fsx::remove_dir(&tmp)?;
-        fsx::copy_dir(&stage.join("vendor"), &tmp)?;
-        fsx::replace_dir(&tmp, &go_app.join("vendor"))?;
+        let tmp = fsx::TempDir::new(ctx.paths.scratch("vendor"))?;
+        let copy = tmp.0.join("vendor");
+        fsx::copy_dir(&stage.join("vendor"), &copy)?;
+        fsx::replace_dir(&copy, &go_app.join("vendor"))?;
     }
     Ok(())
 }

@@ -36,12 +36,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Command::Help = command {
+        print!("{}", flags::USAGE);
+        return ExitCode::SUCCESS;
+    }
     interrupt::install();
     let result = ctx::Ctx::new(global).and_then(|ctx| match command {
-        Command::Help => {
-            print!("{}", flags::USAGE);
-            Ok(())
-        }
+        Command::Help => unreachable!("handled above"),
         Command::Setup => setup::run(&ctx),
         Command::Dist(opts) => dist::run(&ctx, &opts),
         Command::Image(opts) => image::run(&ctx, &opts),
