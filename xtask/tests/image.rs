@@ -5,20 +5,9 @@ mod common;
 
 use std::{collections::BTreeSet, process::Command};
 
-use common::{binary_sha_in, checkout_label, docker, files_in, lines, sha256, DockerWorkspace};
-
-/// Our dangling images: none may be left after any build.
-fn dangling(ws_label: &str) -> BTreeSet<String> {
-    lines(&docker(&[
-        "image",
-        "ls",
-        "-q",
-        "--filter",
-        "dangling=true",
-        "--filter",
-        ws_label,
-    ]))
-}
+use common::{
+    binary_sha_in, checkout_label, dangling, docker, files_in, lines, sha256, DockerWorkspace,
+};
 
 #[test]
 fn every_strategy_on_both_builders() {
@@ -57,13 +46,7 @@ fn every_strategy_on_both_builders() {
             );
             let user = docker(&["image", "inspect", "--format", "{{.Config.User}}", &tag]);
             assert_eq!(user, "65532:65532", "{what} runs as {user}");
-            let labels = docker(&[
-                "image",
-                "inspect",
-                "--format",
-                "{{json .Config.Labels}}",
-                &tag,
-            ]);
+            let labels = common::labels_json(&tag);
             for key in [
                 "org.opencontainers.image.version\":\"t1",
                 "org.opencontainers.image.revision",
@@ -101,7 +84,7 @@ fn every_strategy_on_both_builders() {
                 assert_eq!(files_in(&tag), expected, "{what}: unexpected files");
             }
             assert!(
-                dangling(&checkout_label(&ws)).is_empty(),
+                dangling(None, &checkout_label(&ws)).is_empty(),
                 "{what}: dangling images left"
             );
         }

@@ -13,8 +13,8 @@ use std::{
 };
 
 use common::{
-    binary_sha_in, checkout_label, docker, lines, our_containers, sha256, DockerWorkspace,
-    Workspace,
+    binary_sha_in, checkout_label, dangling, docker, lines, our_containers, project_label, sha256,
+    DockerWorkspace, Workspace,
 };
 
 #[test]
@@ -257,19 +257,10 @@ fn ctrl_c_during_image_stops_and_removes_our_containers() {
     }
     // What the stopped legacy build left (a chain of untagged layers) is ours: clean removes it.
     ws.xtask(&["clean"]).ok();
-    let project = "label=dev.go-docker-prod.project=go-docker-prod";
-    let dangling = lines(&docker(&[
-        "image",
-        "ls",
-        "-q",
-        "--filter",
-        "dangling=true",
-        "--filter",
-        project,
-    ]));
+    let left = dangling(None, &project_label());
     assert!(
-        dangling.is_empty(),
-        "dangling images of ours after clean: {dangling:?}"
+        left.is_empty(),
+        "dangling images of ours after clean: {left:?}"
     );
 }
 
@@ -332,13 +323,7 @@ fn shipped_image_is_hardened() {
     docker(&["rm", &id]);
     // No host path or secret in the history or the labels.
     let history = docker(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", &tag]);
-    let labels = docker(&[
-        "image",
-        "inspect",
-        "--format",
-        "{{json .Config.Labels}}",
-        &tag,
-    ]);
+    let labels = common::labels_json(&tag);
     for text in [&history, &labels] {
         for leak in [ws.root.to_str().unwrap(), "/tmp/", "/work/", "/root"] {
             assert!(!text.contains(leak), "`{leak}` in:\n{text}");
@@ -369,13 +354,7 @@ fn changed_flags_rebuild_dist_and_image() {
             dist_sha,
             "{version}: image and dist differ"
         );
-        let labels = docker(&[
-            "image",
-            "inspect",
-            "--format",
-            "{{json .Config.Labels}}",
-            &tag,
-        ]);
+        let labels = common::labels_json(&tag);
         assert!(
             labels.contains(&format!(
                 "\"org.opencontainers.image.version\":\"{version}\""
@@ -385,14 +364,8 @@ fn changed_flags_rebuild_dist_and_image() {
         shas.push(dist_sha);
     }
     assert_ne!(shas[0], shas[1], "the new version reused the old binary");
-    assert!(lines(&docker(&[
-        "image",
-        "ls",
-        "-q",
-        "--filter",
-        "dangling=true",
-        "--filter",
-        &checkout_label(&ws)
-    ]))
-    .is_empty());
+    assert!(
+        dangling(None, &checkout_label(&ws)).is_empty(),
+        "dangling images left"
+    );
 }

@@ -133,20 +133,10 @@ fn every_strategy_and_the_dist_fallback_work_on_a_remote_engine() {
                 &tag,
             ];
             ws.xtask_env(&args, &env).ok();
-            let project = "label=dev.go-docker-prod.project=go-docker-prod";
-            let dangling = remote.docker(&[
-                "image",
-                "ls",
-                "-q",
-                "--filter",
-                "dangling=true",
-                "--filter",
-                project,
-            ]);
-            let dangling = String::from_utf8_lossy(&dangling.stdout).trim().to_string();
+            let dangling = common::dangling(Some(&remote.host), &common::project_label());
             assert!(
                 dangling.is_empty(),
-                "{strategy} on {builder}: dangling images left: {dangling}"
+                "{strategy} on {builder}: dangling images left: {dangling:?}"
             );
             let id = remote.docker(&["create", &tag]);
             let id = String::from_utf8_lossy(&id.stdout).trim().to_string();

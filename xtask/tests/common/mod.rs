@@ -321,6 +321,47 @@ pub fn checkout_label(ws: &Workspace) -> String {
     )
 }
 
+/// An image's labels, as JSON.
+pub fn labels_json(image: &str) -> String {
+    docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Labels}}",
+        image,
+    ])
+}
+
+/// The filter for every image of the project, whatever the checkout.
+pub fn project_label() -> String {
+    format!("label={}={}", project::LABEL_PROJECT, project::APP)
+}
+
+/// Dangling images that match `label_filter`, on the engine `docker_host` names (None: the
+/// default one).
+pub fn dangling(docker_host: Option<&str>, label_filter: &str) -> BTreeSet<String> {
+    let mut cmd = Command::new("docker");
+    cmd.args([
+        "image",
+        "ls",
+        "-q",
+        "--filter",
+        "dangling=true",
+        "--filter",
+        label_filter,
+    ]);
+    if let Some(host) = docker_host {
+        cmd.env("DOCKER_HOST", host);
+    }
+    let out = cmd.output().expect("docker");
+    assert!(
+        out.status.success(),
+        "listing dangling images: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lines(&String::from_utf8_lossy(&out.stdout))
+}
+
 /// Containers of this checkout, running or not.
 pub fn our_containers(ws: &Workspace) -> BTreeSet<String> {
     lines(&docker(&[
