@@ -24,7 +24,7 @@ pub fn run(ctx: &Ctx, opts: &flags::Dist) -> Result<()> {
                 "no Go on this host: building in the ex1 builder image and copying the binary out",
             );
             let plan = dockerbuild::Plan::for_dist(ctx, &engine, &version)?;
-            handoff::to_dist(ctx, &plan)?;
+            handoff::to_dist(ctx, &plan, false)?;
         }
         Err(no_go) => return Err(no_go),
     }
@@ -50,7 +50,7 @@ fn build_on_host(ctx: &Ctx, platforms: &[String], version: &str) -> Result<()> {
     })
 }
 
-/// Writes SHA256SUMS for every file in `dir`, then makes `dir` the new `dist/`.
+/// Writes SHA256SUMS for every file in `dir` (dotfiles aside), then makes `dir` the new `dist/`.
 pub fn publish(ctx: &Ctx, dir: &Utf8Path) -> Result<()> {
     let dist = ctx.paths.dist();
     if ctx.global.dry_run {
@@ -60,7 +60,7 @@ pub fn publish(ctx: &Ctx, dir: &Utf8Path) -> Result<()> {
     let mut files: Vec<String> = dir
         .read_dir_utf8()?
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()) && !e.file_name().starts_with('.'))
         .map(|e| e.file_name().to_string())
         .collect();
     files.sort();

@@ -16,7 +16,7 @@ use xshell::cmd;
 
 use crate::{
     ctx::{human_size, secs, Ctx},
-    dist, docker,
+    docker,
     dockerbuild::{self, Plan},
     flags::{self, Builder, Strategy},
     glide, gobuild, handoff, setup, smoke, tools,
@@ -72,10 +72,7 @@ pub fn build(ctx: &Ctx, plan: &Plan, strategy: Strategy, compress: bool) -> Resu
             Ok(())
         }
         Strategy::Handoff => {
-            handoff::to_dist(ctx, plan)?;
-            if compress {
-                ctx.step("compress dist/main (UPX)", || compress_dist(ctx))?;
-            }
+            handoff::to_dist(ctx, plan, compress)?;
             ctx.step("runtime image (ex2, from dist/)", || {
                 handoff::build_runtime(ctx, plan)
             })
@@ -122,19 +119,6 @@ fn sortable(created: &str) -> String {
         .split_once('.')
         .unwrap_or((created.trim_end_matches('Z'), ""));
     format!("{head}.{fraction:0<9}")
-}
-
-/// UPX on a copy of dist/ (best, LZMA), republished with fresh checksums.
-fn compress_dist(ctx: &Ctx) -> Result<()> {
-    let tmp = crate::fsx::TempDir::new(ctx.paths.scratch("compress"))?;
-    let next = tmp.0.join("dist");
-    crate::fsx::copy_dir(&ctx.paths.dist(), &next)?;
-    let _ = std::fs::remove_file(next.join("SHA256SUMS"));
-    let binary = next.join(crate::project::BINARY);
-    let sh = &ctx.sh;
-    ctx.run(cmd!(sh, "upx -q --best --lzma {binary}").ignore_stdout())
-        .context("compressing dist/main with UPX")?;
-    dist::publish(ctx, &next)
 }
 
 fn summary(

@@ -232,6 +232,16 @@ fn compress_makes_a_smaller_image_that_still_serves() {
         sha256(&ws.path("dist/main")),
         "the image's binary is not dist's"
     );
+    // Nothing changed: the handoff does not copy (nor compress) again.
+    let again = ws
+        .xtask(&["image", "--offline", "--tag", &tag, "--compress"])
+        .ok();
+    assert!(again.stderr.contains("copy skipped"), "{}", again.stderr);
+    assert!(
+        !again.stderr.contains("upx "),
+        "UPX ran again:\n{}",
+        again.stderr
+    );
 }
 
 #[test]
