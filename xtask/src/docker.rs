@@ -95,7 +95,7 @@ pub fn image_size(ctx: &Ctx, reference: &str) -> Option<u64> {
     inspect(ctx, reference, "{{.Size}}")?.parse().ok()
 }
 
-pub fn inspect(ctx: &Ctx, reference: &str, format: &str) -> Option<String> {
+fn inspect(ctx: &Ctx, reference: &str, format: &str) -> Option<String> {
     let sh = &ctx.sh;
     cmd!(sh, "docker image inspect --format {format} {reference}")
         .quiet()

@@ -170,7 +170,7 @@ fn ensure_mirror(ctx: &Ctx, home: &Utf8Path) -> Result<()> {
     Ok(())
 }
 
-/// Removes what glide made: the GOPATH workspace, glide's homes and mirror, go-app/vendor.
+/// What glide made, for `clean`: the GOPATH workspace, glide's homes and mirror, go-app/vendor.
 pub fn clean_paths(ctx: &Ctx) -> Vec<camino::Utf8PathBuf> {
     vec![
         ctx.paths.gopath(),

@@ -96,16 +96,22 @@ fn keep_builder_stage(ctx: &Ctx, plan: &Plan) -> Result<()> {
         dockerbuild::BUILDER_STAGE
     );
     let candidates = docker::ours(ctx, "image", &["dangling=true", &stage])?;
-    let newest = candidates
-        .iter()
-        .filter_map(|id| {
-            docker::inspect(ctx, id, "{{.Created}}").map(|created| (sortable(&created), id))
-        })
-        .max()
-        .map(|(_, id)| id.clone());
+    if candidates.is_empty() {
+        return Ok(()); // nothing rebuilt: the tagged builder stage is current
+    }
+    let sh = &ctx.sh;
+    let format = "{{.Created}} {{.Id}}";
+    let created = cmd!(sh, "docker image inspect --format {format} {candidates...}")
+        .quiet()
+        .read()
+        .context("inspecting the builder stage images")?;
+    let newest = created
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .max_by_key(|(created, _)| sortable(created))
+        .map(|(_, id)| id.to_string());
     if let Some(id) = newest {
         let tag = plan.builder_tag();
-        let sh = &ctx.sh;
         ctx.run(cmd!(sh, "docker tag {id} {tag}"))?;
     }
     Ok(())
