@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log"
@@ -97,10 +98,32 @@ func serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
+// healthcheck probes the running server's /healthz on loopback: the image's HEALTHCHECK runs
+// `/main -healthcheck`, which works on scratch (no shell, no curl).
+func healthcheck(port string) int {
+	client := &http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get("http://127.0.0.1:" + port + "/healthz")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "unhealthy:", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintln(os.Stderr, "unhealthy: /healthz answered", resp.Status)
+		return 1
+	}
+	return 0
+}
+
 func main() {
+	probe := flag.Bool("healthcheck", false, "probe the running server's /healthz and exit 0 when healthy")
+	flag.Parse()
 	port := os.Getenv("PORT")
 	if port == "" {
 		port = defaultPort
+	}
+	if *probe {
+		os.Exit(healthcheck(port))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -204,3 +204,20 @@ func TestBoundedLoadHasNoErrors(t *testing.T) {
 		t.Fatalf("%d of %d requests failed", failed, requests)
 	}
 }
+
+func TestHealthcheckProbesTheServer(t *testing.T) {
+	addr := startServer(t, nil)
+	_, port, _ := net.SplitHostPort(addr)
+	if code := healthcheck(port); code != 0 {
+		t.Fatalf("healthcheck of a serving server: exit %d, want 0", code)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, closed, _ := net.SplitHostPort(ln.Addr().String())
+	ln.Close()
+	if code := healthcheck(closed); code != 1 {
+		t.Fatalf("healthcheck of a closed port: exit %d, want 1", code)
+	}
+}

@@ -1,518 +1,477 @@
-//! Every command and flag of `cargo xtask`, parsed and validated before any work starts.
+//! Every command and flag of `cargo xtask`, parsed by xflags (which also generates `--help`)
+//! before any work starts. Values with a fixed set of names are `FromStr` types whose errors list
+//! the valid names; a usage error exits with 2.
 
-use std::fmt;
+use std::{fmt, str::FromStr};
 
-pub const USAGE: &str = "\
-cargo xtask: turn the Go app in go-app/ into a lean, reproducible production image.
+xflags::xflags! {
+    /// Turn the Go app in go-app/ into a lean, reproducible production image.
+    cmd xtask {
+        /// Print the commands that would change something; run none of them.
+        optional --dry-run
+        /// Never install anything: a missing tool is an error.
+        optional --no-setup
+        /// Never reach GitHub or a registry (Debian-sourced glide mirror, local base images).
+        optional --offline
 
-USAGE: cargo xtask <COMMAND> [FLAGS]
+        /// Install what the pipeline needs (apt; through sudo when not root) and start a local
+        /// dockerd when no engine answers. Leaves /etc/apt as it found it.
+        cmd setup {}
 
-COMMANDS
-  setup         install what the pipeline needs (apt) and start dockerd; idempotent
-  dist          glide, then a static Linux binary: dist/main and dist/SHA256SUMS
-  image         the production image (multi-stage by default)
-  base-images   build the builder base image locally from Debian's mirror (no registry needed)
-  clean         remove dist/, the GOPATH workspace, our images, containers and dangling images
-  ci            the test suite: fmt, clippy, go vet, gofmt, go test, Rust tests (real Docker)
-  bench         measure build time, size and disk use against the tutorial's flow, as ratios
+        /// Glide, then static Linux binaries: dist/main and dist/SHA256SUMS.
+        cmd dist {
+            /// Also build for these platforms, comma separated (dist/main-linux-arm64, ...).
+            optional --platform platforms: Platforms
+            /// The version stamped into the binary (default: git describe, else dev).
+            optional --app-version version: Version
+        }
 
-FLAGS (every command)
-  --dry-run             print the commands that change something, run none of them
-  --no-setup            never install anything; a missing tool is an error
-  --offline             never reach GitHub or a registry: Debian-sourced glide mirror, local base images
-  -h, --help            this text
+        /// The production image (multi-stage by default).
+        cmd image {
+            /// multistage (default) | handoff | single | direct.
+            optional --strategy strategy: Strategy
+            /// The image tag (default go-docker-prod:latest).
+            optional --tag tag: ImageRef
+            /// buildkit | legacy (default: buildkit when the client has it).
+            optional --builder builder: Builder
+            /// The Go builder base image (default golang:1.27-bookworm, else the local one).
+            optional --builder-image image: ImageRef
+            /// The runtime base image (default scratch).
+            optional --runtime-image image: ImageRef
+            /// UPX the binary (goes through the dist handoff; needs upx on the host).
+            optional --compress
+            /// Run the image hardened on a loopback port, wait until healthy, check it, stop it.
+            optional --smoke
+            /// Build without the builder's cache (base images are kept).
+            optional --no-cache
+            /// As for dist.
+            optional --app-version version: Version
+        }
 
-dist
-  --platform LIST       also build for these platforms, comma separated (dist/main-linux-arm64, ...):
-                        linux/amd64, linux/arm64, linux/386, linux/arm/v6, linux/arm/v7,
-                        linux/ppc64le, linux/s390x, linux/riscv64
-  --app-version V       the version stamped into the binary (default: git describe, else \"dev\")
+        /// Rebuild the image's revision with --strategy direct; exit 0 only when the image IDs match.
+        cmd verify {
+            /// The image to check (default go-docker-prod:latest).
+            optional image: ImageRef
+        }
 
-image
-  --strategy S          multistage (default) | handoff | single
-  --tag NAME:TAG        the image tag (default go-docker-prod:latest)
-  --builder B           buildkit | legacy (default: buildkit when the client has it)
-  --builder-image IMG   the Go builder base image (default golang:1.19-bookworm, or the local one)
-  --runtime-image IMG   the runtime base image (default scratch)
-  --compress            UPX the binary (goes through the dist handoff; needs upx on the host)
-  --smoke               run the image on a loopback port, check /healthz and /hello/x, stop it
-  --no-cache            build without the builder's cache (a cold build; base images are kept)
-  --app-version V       as for dist
+        /// Build the local builder base image from Debian's mirror (mmdebstrap; no registry, no root).
+        cmd base-images {
+            /// The Debian mirror (default http://deb.debian.org/debian).
+            optional --mirror url: String
+        }
 
-base-images
-  --mirror URL          the Debian mirror for debootstrap (default http://deb.debian.org/debian)
+        /// Remove what the xtask built (by its record) and dist/, target/ state, go-app/vendor/.
+        cmd clean {
+            /// Also remove the local base images.
+            optional --all
+        }
 
-clean
-  --all                 also remove the local base images
+        /// The test suite: provisioning, fmt, clippy, go vet, gofmt, go test, all Rust tests.
+        cmd ci {}
 
-bench
-  --quick               one run, the one-line-edit rebuild only (what CI runs)
-  --runs N              runs per measurement, medians reported (default 5)
-";
-
-pub const STRATEGIES: [&str; 3] = ["multistage", "handoff", "single"];
-pub const BUILDERS: [&str; 2] = ["buildkit", "legacy"];
-pub const PLATFORMS: [&str; 8] = [
-    "linux/amd64",
-    "linux/arm64",
-    "linux/386",
-    "linux/arm/v6",
-    "linux/arm/v7",
-    "linux/ppc64le",
-    "linux/s390x",
-    "linux/riscv64",
-];
-
-#[derive(Debug, Default, Clone)]
-pub struct Global {
-    pub dry_run: bool,
-    pub no_setup: bool,
-    pub offline: bool,
+        /// Measure build time, size and disk use against the tutorial's flow and a host go build.
+        cmd bench {
+            /// One run, the one-line-edit rebuild only (what CI runs).
+            optional --quick
+            /// Runs per measurement, medians reported (default 5).
+            optional --runs n: usize
+        }
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How `image` builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Strategy {
+    /// docker/Dockerfile in one build.
+    #[default]
     Multistage,
+    /// ex1, its /out copied to dist/, ex2 from dist/.
     Handoff,
+    /// ex1 as the production image: the fat image, for comparison.
     Single,
+    /// The xtask writes the image itself from dist/ and `docker load`s it.
+    Direct,
 }
 
+/// Which builder runs a Dockerfile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Builder {
     BuildKit,
     Legacy,
 }
 
-#[derive(Debug, Default, Clone)]
-pub struct Dist {
-    pub platforms: Vec<String>,
-    pub app_version: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Image {
-    pub strategy: Strategy,
-    pub tag: String,
-    pub builder: Option<Builder>,
-    pub builder_image: Option<String>,
-    pub runtime_image: Option<String>,
-    pub compress: bool,
-    pub smoke: bool,
-    pub no_cache: bool,
-    pub app_version: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub enum Command {
-    Help,
-    Setup,
-    Dist(Dist),
-    Image(Image),
-    BaseImages { mirror: Option<String> },
-    Clean { all: bool },
-    Ci,
-    Bench { quick: bool, runs: usize },
-}
-
-/// A usage error: shown with a hint, exit code 2, before any work starts.
-#[derive(Debug)]
-pub struct UsageError(pub String);
-
-impl fmt::Display for UsageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}\nRun `cargo xtask --help` for every command and flag.",
-            self.0
-        )
+/// Names, written once: parsing, display and the error's list of valid values all use them.
+trait Named: Sized + Copy + 'static {
+    const WHAT: &'static str;
+    const PLURAL: &'static str;
+    const ALL: &'static [(Self, &'static str)];
+    fn name(self) -> &'static str
+    where
+        Self: PartialEq,
+    {
+        Self::ALL
+            .iter()
+            .find(|(v, _)| *v == self)
+            .map(|(_, n)| *n)
+            .unwrap_or("?")
+    }
+    fn parse_name(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .iter()
+            .find(|(_, n)| *n == s)
+            .map(|(v, _)| *v)
+            .ok_or_else(|| {
+                let valid: Vec<&str> = Self::ALL.iter().map(|(_, n)| *n).collect();
+                format!(
+                    "unknown {} `{s}`; valid {}: {}",
+                    Self::WHAT,
+                    Self::PLURAL,
+                    valid.join(", ")
+                )
+            })
     }
 }
 
-impl std::error::Error for UsageError {}
-
-impl fmt::Display for Strategy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Strategy::Multistage => "multistage",
-            Strategy::Handoff => "handoff",
-            Strategy::Single => "single",
-        })
-    }
+impl Named for Strategy {
+    const WHAT: &'static str = "strategy";
+    const PLURAL: &'static str = "strategies";
+    const ALL: &'static [(Strategy, &'static str)] = &[
+        (Strategy::Multistage, "multistage"),
+        (Strategy::Handoff, "handoff"),
+        (Strategy::Single, "single"),
+        (Strategy::Direct, "direct"),
+    ];
 }
 
-impl fmt::Display for Builder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Builder::BuildKit => "buildkit",
-            Builder::Legacy => "legacy",
-        })
-    }
+impl Named for Builder {
+    const WHAT: &'static str = "builder";
+    const PLURAL: &'static str = "builders";
+    const ALL: &'static [(Builder, &'static str)] =
+        &[(Builder::BuildKit, "buildkit"), (Builder::Legacy, "legacy")];
 }
 
-fn usage(msg: impl Into<String>) -> UsageError {
-    UsageError(msg.into())
+impl Strategy {
+    pub const ALL: &'static [Strategy] = &[
+        Strategy::Multistage,
+        Strategy::Handoff,
+        Strategy::Single,
+        Strategy::Direct,
+    ];
 }
 
-/// Parses `args` (without the program name).
-pub fn parse(args: &[String]) -> Result<(Global, Command), UsageError> {
-    let mut global = Global::default();
-    let mut command: Option<&str> = None;
-    let mut rest: Vec<(String, Option<String>)> = Vec::new();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--dry-run" => global.dry_run = true,
-            "--no-setup" => global.no_setup = true,
-            "--offline" => global.offline = true,
-            "-h" | "--help" => return Ok((global, Command::Help)),
-            flag if flag.starts_with("--") => {
-                let (name, inline) = match flag.split_once('=') {
-                    Some((n, v)) => (n.to_string(), Some(v.to_string())),
-                    None => (flag.to_string(), None),
-                };
-                let value = if takes_value(&name) {
-                    match inline {
-                        Some(v) => Some(v),
-                        None => Some(
-                            it.next()
-                                .cloned()
-                                .ok_or_else(|| usage(format!("{name} needs a value")))?,
-                        ),
-                    }
-                } else {
-                    inline.map_or(Ok(None), |_| Err(usage(format!("{name} takes no value"))))?
-                };
-                rest.push((name, value));
+impl Builder {
+    pub const ALL: &'static [Builder] = &[Builder::BuildKit, Builder::Legacy];
+}
+
+macro_rules! named_str {
+    ($($t:ty),*) => {$(
+        impl FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                <$t as Named>::parse_name(s)
             }
-            word if command.is_none() => command = Some(word),
-            word => return Err(usage(format!("unexpected argument `{word}`"))),
         }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.pad(Named::name(*self))
+            }
+        }
+    )*};
+}
+named_str!(Strategy, Builder);
+
+/// A Linux platform Go can cross-compile to without cgo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Platform {
+    pub arch: &'static str,
+    pub variant: Option<&'static str>,
+}
+
+impl Platform {
+    pub const ALL: [Platform; 8] = [
+        Platform::new("amd64", None),
+        Platform::new("arm64", None),
+        Platform::new("386", None),
+        Platform::new("arm", Some("v6")),
+        Platform::new("arm", Some("v7")),
+        Platform::new("ppc64le", None),
+        Platform::new("s390x", None),
+        Platform::new("riscv64", None),
+    ];
+    const fn new(arch: &'static str, variant: Option<&'static str>) -> Platform {
+        Platform { arch, variant }
     }
-    let command = match command {
-        None => return Ok((global, Command::Help)),
-        Some(c) => c,
-    };
-    let allowed: &[&str] = match command {
-        "setup" | "ci" => &[],
-        "dist" => &["--platform", "--app-version"],
-        "image" => &[
-            "--strategy",
-            "--tag",
-            "--builder",
-            "--builder-image",
-            "--runtime-image",
-            "--compress",
-            "--smoke",
-            "--no-cache",
-            "--app-version",
-        ],
-        "base-images" => &["--mirror"],
-        "clean" => &["--all"],
-        "bench" => &["--quick", "--runs"],
-        other => {
-            return Err(usage(format!(
-                "unknown command `{other}`; valid commands: setup, dist, image, base-images, clean, ci, bench"
-            )))
-        }
-    };
-    if let Some((bad, _)) = rest
-        .iter()
-        .find(|(name, _)| !allowed.contains(&name.as_str()))
-    {
-        let valid = if allowed.is_empty() {
-            "none".to_string()
-        } else {
-            allowed.join(", ")
+    /// The platform of the machine the xtask runs on (Go's GOARCH names).
+    pub fn host() -> Platform {
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            "powerpc64" => "ppc64le",
+            "s390x" => "s390x",
+            "riscv64" => "riscv64",
+            _ => "amd64",
         };
-        return Err(usage(format!(
-            "unknown flag `{bad}` for `{command}`; its flags: {valid}"
-        )));
-    }
-    let value = |name: &str| {
-        rest.iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| v.clone())
-    };
-    let present = |name: &str| rest.iter().any(|(n, _)| n == name);
-    let app_version = value("--app-version").map(validate_version).transpose()?;
-
-    let command = match command {
-        "setup" => Command::Setup,
-        "ci" => Command::Ci,
-        "dist" => Command::Dist(Dist {
-            platforms: value("--platform")
-                .map(|p| parse_platforms(&p))
-                .transpose()?
-                .unwrap_or_default(),
-            app_version,
-        }),
-        "image" => Command::Image(Image {
-            strategy: value("--strategy")
-                .map(|s| parse_strategy(&s))
-                .transpose()?
-                .unwrap_or(Strategy::Multistage),
-            tag: value("--tag")
-                .map(|t| validate_tag(&t))
-                .transpose()?
-                .unwrap_or_else(|| crate::project::DEFAULT_TAG.into()),
-            builder: value("--builder").map(|b| parse_builder(&b)).transpose()?,
-            builder_image: value("--builder-image")
-                .map(|i| validate_tag(&i))
-                .transpose()?,
-            runtime_image: value("--runtime-image")
-                .map(|i| validate_runtime(&i))
-                .transpose()?,
-            compress: present("--compress"),
-            smoke: present("--smoke"),
-            no_cache: present("--no-cache"),
-            app_version,
-        }),
-        "base-images" => Command::BaseImages {
-            mirror: value("--mirror"),
-        },
-        "clean" => Command::Clean {
-            all: present("--all"),
-        },
-        "bench" => Command::Bench {
-            quick: present("--quick"),
-            runs: match value("--runs") {
-                None => 5,
-                Some(n) => n.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                    usage(format!(
-                        "--runs takes a whole number of at least 1, not `{n}`"
-                    ))
-                })?,
-            },
-        },
-        _ => unreachable!("checked above"),
-    };
-    Ok((global, command))
-}
-
-fn takes_value(flag: &str) -> bool {
-    matches!(
-        flag,
-        "--platform"
-            | "--app-version"
-            | "--strategy"
-            | "--tag"
-            | "--builder"
-            | "--builder-image"
-            | "--runtime-image"
-            | "--mirror"
-            | "--runs"
-    )
-}
-
-fn parse_strategy(s: &str) -> Result<Strategy, UsageError> {
-    match s {
-        "multistage" => Ok(Strategy::Multistage),
-        "handoff" => Ok(Strategy::Handoff),
-        "single" => Ok(Strategy::Single),
-        _ => Err(usage(format!(
-            "unknown strategy `{s}`; valid strategies: {}",
-            STRATEGIES.join(", ")
-        ))),
+        Platform::new(arch, None)
     }
 }
 
-fn parse_builder(s: &str) -> Result<Builder, UsageError> {
-    match s {
-        "buildkit" => Ok(Builder::BuildKit),
-        "legacy" => Ok(Builder::Legacy),
-        _ => Err(usage(format!(
-            "unknown builder `{s}`; valid builders: {}",
-            BUILDERS.join(", ")
-        ))),
-    }
-}
-
-fn parse_platforms(list: &str) -> Result<Vec<String>, UsageError> {
-    let mut out: Vec<String> = Vec::new();
-    for p in list.split(',').map(str::trim) {
-        if !PLATFORMS.contains(&p) {
-            return Err(usage(format!(
-                "unknown platform `{p}`; valid platforms: {}",
-                PLATFORMS.join(", ")
-            )));
-        }
-        if !out.iter().any(|q| q == p) {
-            out.push(p.to_string());
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.variant {
+            Some(v) => write!(f, "linux/{}/{v}", self.arch),
+            None => write!(f, "linux/{}", self.arch),
         }
     }
-    Ok(out)
 }
 
-/// A version string goes into `-ldflags -X` and an image label: keep it to a safe alphabet.
-fn validate_version(v: String) -> Result<String, UsageError> {
-    let ok = !v.is_empty()
-        && v.len() <= 128
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c));
-    if ok {
-        Ok(v)
-    } else {
-        Err(usage(format!(
-            "bad --app-version `{v}`: use 1 to 128 of A-Z a-z 0-9 . _ + -"
-        )))
-    }
-}
-
-fn validate_runtime(image: &str) -> Result<String, UsageError> {
-    if image == "scratch" {
-        Ok(image.to_string())
-    } else {
-        validate_tag(image)
+impl FromStr for Platform {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Platform, String> {
+        Platform::ALL
+            .iter()
+            .copied()
+            .find(|p| p.to_string() == s)
+            .ok_or_else(|| {
+                let valid: Vec<String> = Platform::ALL.iter().map(ToString::to_string).collect();
+                format!(
+                    "unknown platform `{s}`; valid platforms: {}",
+                    valid.join(", ")
+                )
+            })
     }
 }
 
-/// Checks an image reference: `[host[:port]/]name[/name...][:tag]`, lowercase name components
-/// (`a-z0-9` joined by `.`, `_`, `__` or `-`) and a tag of `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
-/// Adds `:latest` when the tag is missing.
-pub fn validate_tag(reference: &str) -> Result<String, UsageError> {
-    let bad = |why: &str| {
-        usage(format!(
-            "malformed image tag `{reference}`: {why}; expected NAME[:TAG], for example {}",
-            crate::project::DEFAULT_TAG
-        ))
-    };
-    let (name, tag) = match reference.rsplit_once(':') {
-        Some((n, t)) if !t.contains('/') => (n, Some(t)),
-        _ => (reference, None),
-    };
-    if name.is_empty() || name.len() > 255 {
-        return Err(bad("the name is empty or too long"));
+/// A comma-separated list of platforms, deduplicated, in the order given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Platforms(pub Vec<Platform>);
+
+impl FromStr for Platforms {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Platforms, String> {
+        let mut out: Vec<Platform> = Vec::new();
+        for p in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let p: Platform = p.parse()?;
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+        Ok(Platforms(out))
     }
-    let mut parts: Vec<&str> = name.split('/').collect();
-    let first = parts[0];
-    let host = first.split_once(':').map_or(first, |(host, _)| host);
-    let port_ok = first
-        .split_once(':')
-        .is_none_or(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
-    if parts.len() > 1
-        && port_ok
-        && (host.contains('.') || host == "localhost" || first.contains(':'))
-    {
-        parts.remove(0); // a registry host: not checked further
-    }
-    for part in parts {
-        let valid_chars = part
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
-        let ends_ok = part.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && part.ends_with(|c: char| c.is_ascii_alphanumeric());
-        if !valid_chars || !ends_ok || part.contains("..") || part.contains("___") {
-            return Err(bad(
-                "name components are lowercase letters and digits joined by . _ or -",
+}
+
+/// A version to stamp: letters, digits and `._+-` only (it goes into ldflags and labels).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version(pub String);
+
+impl FromStr for Version {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Version, String> {
+        if s.is_empty()
+            || s.len() > 128
+            || !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c))
+        {
+            return Err(format!(
+                "invalid version `{s}`: use letters, digits and `._+-` (at most 128)"
             ));
         }
+        Ok(Version(s.to_string()))
     }
-    let tag = tag.unwrap_or("latest");
-    let tag_ok = !tag.is_empty()
-        && tag.len() <= 128
-        && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-        && tag
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if !tag_ok {
-        return Err(bad(
-            "the tag is 1 to 128 of A-Z a-z 0-9 _ . - and starts with neither . nor -",
-        ));
+}
+
+/// An image reference as docker takes it: `[REGISTRY/]NAME[:TAG][@sha256:DIGEST]`, or `scratch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef(pub String);
+
+impl ImageRef {
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
-    Ok(format!("{name}:{tag}"))
+    /// Without the digest: what can be used as a tag.
+    pub fn has_digest(&self) -> bool {
+        self.0.contains('@')
+    }
+    /// `NAME-builder:TAG`: where the builder image sits beside this tag.
+    pub fn builder_tag(&self) -> String {
+        let (name, tag) = split_tag(&self.0);
+        format!("{name}-builder:{}", tag.unwrap_or("latest"))
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `host:5000/a/b:tag` → (`host:5000/a/b`, Some(`tag`)); a `:` before the last `/` is a port.
+fn split_tag(reference: &str) -> (&str, Option<&str>) {
+    let reference = reference.split('@').next().unwrap_or(reference);
+    match reference.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, Some(tag)),
+        _ => (reference, None),
+    }
+}
+
+impl FromStr for ImageRef {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ImageRef, String> {
+        let bad = |why: &str| {
+            Err(format!(
+                "invalid image reference `{s}` ({why}); expected [REGISTRY/]NAME[:TAG][@sha256:DIGEST], \
+                 lowercase name, e.g. go-docker-prod:latest"
+            ))
+        };
+        let (rest, digest) = match s.split_once('@') {
+            Some((r, d)) => (r, Some(d)),
+            None => (s, None),
+        };
+        if let Some(d) = digest {
+            let hex = d.strip_prefix("sha256:").unwrap_or("");
+            if hex.len() != 64
+                || !hex
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            {
+                return bad("a digest is sha256: and 64 lowercase hex digits");
+            }
+        }
+        if rest.is_empty() || rest.len() > 255 {
+            return bad("empty or too long");
+        }
+        let (name, tag) = split_tag(rest);
+        if let Some(tag) = tag {
+            let ok = !tag.is_empty()
+                && tag.len() <= 128
+                && !tag.starts_with(['.', '-'])
+                && tag
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+            if !ok {
+                return bad("the tag takes letters, digits, `_.-`, at most 128");
+            }
+        }
+        let mut parts: Vec<&str> = name.split('/').collect();
+        // A first part with a `.` or `:` (or `localhost`) is a registry host.
+        if parts.len() > 1 && (parts[0].contains(['.', ':']) || parts[0] == "localhost") {
+            let host = parts.remove(0);
+            if !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+            {
+                return bad("the registry host");
+            }
+        }
+        let component_ok = |p: &str| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+                && p.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && p.ends_with(|c: char| c.is_ascii_alphanumeric())
+        };
+        if !parts.iter().all(|p| component_ok(p)) {
+            return bad("each path component: lowercase letters, digits, `._-`");
+        }
+        Ok(ImageRef(s.to_string()))
+    }
+}
+
+impl Image {
+    pub fn tag(&self) -> ImageRef {
+        self.tag
+            .clone()
+            .unwrap_or_else(|| ImageRef(crate::project::DEFAULT_TAG.into()))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
+    fn parse(args: &str) -> xflags::Result<Xtask> {
+        Xtask::from_vec(args.split_whitespace().map(Into::into).collect())
     }
 
     #[test]
-    fn image_defaults() {
-        let (g, c) = parse(&args("image")).unwrap();
-        assert!(!g.dry_run && !g.no_setup && !g.offline);
-        match c {
-            Command::Image(i) => {
-                assert_eq!(i.strategy, Strategy::Multistage);
-                assert_eq!(i.tag, "go-docker-prod:latest");
-                assert!(!i.compress && !i.smoke && i.builder.is_none());
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn flags_anywhere_and_inline_values() {
-        let (g, c) = parse(&args(
-            "--offline image --strategy=handoff --tag app:v1 --dry-run --smoke",
-        ))
-        .unwrap();
-        assert!(g.offline && g.dry_run);
-        match c {
-            Command::Image(i) => {
-                assert_eq!(i.strategy, Strategy::Handoff);
-                assert_eq!(i.tag, "app:v1");
-                assert!(i.smoke);
-            }
-            other => panic!("{other:?}"),
-        }
+    fn image_defaults_and_flags_anywhere() {
+        let flags = parse("image --dry-run --strategy handoff --tag a/b:c --no-cache").unwrap();
+        assert!(flags.dry_run);
+        let XtaskCmd::Image(image) = flags.subcommand else {
+            panic!()
+        };
+        assert_eq!(image.strategy, Some(Strategy::Handoff));
+        assert_eq!(image.tag().as_str(), "a/b:c");
+        assert!(image.no_cache && !image.smoke);
+        let XtaskCmd::Image(image) = parse("image").unwrap().subcommand else {
+            panic!()
+        };
+        assert_eq!(image.strategy.unwrap_or_default(), Strategy::Multistage);
+        assert_eq!(image.tag().as_str(), crate::project::DEFAULT_TAG);
     }
 
     #[test]
     fn bad_values_list_the_valid_ones() {
-        let e = parse(&args("image --strategy fast"))
+        let err = parse("image --strategy fast").unwrap_err().to_string();
+        assert!(err.contains("multistage, handoff, single, direct"), "{err}");
+        let err = parse("image --builder kaniko").unwrap_err().to_string();
+        assert!(err.contains("buildkit, legacy"), "{err}");
+        let err = parse("dist --platform linux/sparc")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("multistage, handoff, single"), "{e}");
-        let e = parse(&args("dist --platform linux/sparc"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("linux/arm64"), "{e}");
-        let e = parse(&args("image --builder kaniko"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("buildkit, legacy"), "{e}");
-        let e = parse(&args("launch")).unwrap_err().to_string();
-        assert!(e.contains("valid commands"), "{e}");
-        let e = parse(&args("clean --force")).unwrap_err().to_string();
-        assert!(e.contains("--all"), "{e}");
-        assert!(parse(&args("bench --runs 0")).is_err());
-        assert!(parse(&args("dist --app-version a;rm")).is_err());
+        assert!(err.contains("linux/arm64"), "{err}");
+        let err = parse("frobnicate").unwrap_err().to_string();
+        assert!(!err.is_empty());
+        assert!(parse("dist --app-version 'a b'").is_err());
     }
 
     #[test]
-    fn platforms_are_deduplicated() {
-        match parse(&args("dist --platform linux/arm64,linux/amd64,linux/arm64"))
-            .unwrap()
-            .1
-        {
-            Command::Dist(d) => assert_eq!(d.platforms, ["linux/arm64", "linux/amd64"]),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn tags() {
-        assert_eq!(validate_tag("app").unwrap(), "app:latest");
+    fn platforms_are_deduplicated_and_named_once() {
+        let p: Platforms = "linux/arm64, linux/arm/v7,linux/arm64".parse().unwrap();
         assert_eq!(
-            validate_tag("registry.local:5000/team/app:1.2-rc_1").unwrap(),
-            "registry.local:5000/team/app:1.2-rc_1"
+            p.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["linux/arm64", "linux/arm/v7"]
         );
-        for bad in [
-            "App:1",
-            "app:",
-            "app:-x",
-            "-app",
-            "app:a/b",
-            "a..b",
-            "app:tag with space",
-            "",
-        ] {
-            assert!(validate_tag(bad).is_err(), "{bad} accepted");
+        for p in Platform::ALL {
+            assert_eq!(p.to_string().parse::<Platform>().unwrap(), p);
         }
+        for s in Strategy::ALL {
+            assert_eq!(s.to_string().parse::<Strategy>().unwrap(), *s);
+        }
+    }
+
+    #[test]
+    fn image_references() {
+        for ok in [
+            "go-docker-prod:latest",
+            "a/b/c",
+            "localhost:5000/x/y:1.0",
+            "127.0.0.1:5000/app:v1",
+            "golang@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "golang:1.27@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "scratch",
+        ] {
+            assert!(ok.parse::<ImageRef>().is_ok(), "{ok}");
+        }
+        for bad in [
+            "Bad Tag",
+            "UPPER:1",
+            "a:",
+            "a:-x",
+            "x@sha256:12",
+            "",
+            "a//b",
+        ] {
+            assert!(bad.parse::<ImageRef>().is_err(), "{bad}");
+        }
+        assert_eq!(
+            ImageRef("r:5000/a:t".into()).builder_tag(),
+            "r:5000/a-builder:t"
+        );
+        assert_eq!(
+            ImageRef("r:5000/a".into()).builder_tag(),
+            "r:5000/a-builder:latest"
+        );
     }
 }

@@ -1,37 +1,86 @@
-//! The facts every step shares: where things live, what they are called, how they are labelled.
-//! Nothing else in the xtask spells a path, an image name or a label key.
+//! The facts every layer shares: where things live, what they are called, how they are labelled,
+//! which Go. Nothing else in the xtask spells a path, an image name or a label key.
 
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-/// The app's name: its GOPATH import path, the default image name and the ownership label's value.
+/// The app's name: its GOPATH import path, the default image name, the project label's value.
 pub const APP: &str = "go-docker-prod";
 /// The binary's name in `dist/` and in the images (the seed's name).
 pub const BINARY: &str = "main";
 /// The default production image tag, as in the tutorial.
 pub const DEFAULT_TAG: &str = "go-docker-prod:latest";
 /// The uid and gid the app runs as inside every image we make (ko's `nonroot`).
-pub const APP_UID: &str = "65532";
+pub const APP_UID: u32 = 65532;
 /// The port the app listens on.
 pub const APP_PORT: u16 = 8080;
+/// The app's user and group in the runtime image, one line each (the files end with a newline):
+/// the one place that spells them (the Dockerfiles take them as build args, `direct` writes them).
+pub fn passwd() -> String {
+    format!("app:x:{APP_UID}:{APP_UID}:app:/:/sbin/nologin")
+}
+pub fn group() -> String {
+    format!("app:x:{APP_UID}:")
+}
+/// Where the runtime image keeps the CA bundle (Debian's path; Go looks there).
+pub const CA_BUNDLE: &str = "etc/ssl/certs/ca-certificates.crt";
+/// The health check every production image declares: the binary probes its own /healthz.
+pub const HEALTHCHECK_FLAG: &str = "-healthcheck";
+pub const HEALTHCHECK_INTERVAL_S: u64 = 2;
+pub const HEALTHCHECK_TIMEOUT_S: u64 = 2;
+pub const HEALTHCHECK_RETRIES: u64 = 3;
+
+/// The Go line we build with: supported upstream, shipped by Debian (trixie-backports), installed
+/// alone on bookworm. Host and local builder base use the same package, so binaries match. Every
+/// name below derives from this one literal.
+macro_rules! go_line {
+    () => {
+        "1.27"
+    };
+}
+pub const GO_LINE: &str = go_line!();
+pub const GO_PACKAGE: &str = concat!("golang-", go_line!(), "-go");
+pub const GO_SRC_PACKAGE: &str = concat!("golang-", go_line!(), "-src");
+/// Debian's versioned Go packages put `go` here, not on PATH.
+pub const GO_BIN: &str = concat!("/usr/lib/go-", go_line!(), "/bin/go");
+/// The oldest Go line still supported upstream: anything older gets a warning.
+pub const OLDEST_SUPPORTED_GO: (u32, u32) = (1, 26);
 
 /// Official base images, for users who can pull them.
-pub const DEFAULT_BUILDER_IMAGE: &str = "golang:1.19-bookworm";
+pub const DEFAULT_BUILDER_IMAGE: &str = concat!("golang:", go_line!(), "-bookworm");
 pub const DEFAULT_RUNTIME_IMAGE: &str = "scratch";
-/// The builder base image `cargo xtask base-images` makes from Debian's mirror when the official
-/// one cannot be pulled. Its Go is Debian's, the same as the host's `golang-go`.
-pub const LOCAL_BUILDER_IMAGE: &str = "xtask-local/golang:bookworm";
+/// The builder base made locally from Debian's mirror when the official one cannot be pulled.
+pub const LOCAL_BUILDER_IMAGE: &str = concat!("xtask-local/golang:", go_line!(), "-bookworm");
+/// The local base's suites: bookworm, and Go from trixie-backports.
+pub const BASE_SUITE: &str = "bookworm";
+pub const BASE_EXTRA_SUITE: &str = "trixie-backports";
+/// A fixed time for the local base image's files, so that every run gives the same layer.
+pub const BASE_EPOCH: u64 = 1_735_689_600; // 2025-01-01T00:00:00Z
 
-/// Debian's mirror: for the extra apt suites and for debootstrap.
+/// Debian's mirror: for the extra apt suites and for mmdebstrap.
 pub const DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
 
-/// Ownership labels: `LABEL_PROJECT=APP` on everything we make; `LABEL_CHECKOUT` tells checkouts
-/// apart (a hash of the workspace path, never the path itself); `LABEL_BASE` marks base images.
+/// `LABEL_PROJECT=APP` is set on every image we build (in each stage's first step too, so that a
+/// build stopped halfway leaves images we recognise). Containers inherit image labels, so a
+/// container is ours only when it carries `LABEL_TEMP`, which the xtask alone sets at
+/// `docker create`, with this checkout's random id as the value.
 pub const LABEL_PROJECT: &str = "dev.go-docker-prod.project";
-pub const LABEL_CHECKOUT: &str = "dev.go-docker-prod.checkout";
-pub const LABEL_BASE: &str = "dev.go-docker-prod.base-image";
+pub const LABEL_TEMP: &str = "dev.go-docker-prod.temporary";
 /// `builder` or `production`: which stage of our Dockerfiles an image is.
 pub const LABEL_STAGE: &str = "dev.go-docker-prod.stage";
+pub const STAGE_BUILDER: &str = "builder";
+pub const STAGE_PRODUCTION: &str = "production";
+/// The Go that built the binary and the builder base it came with: what `verify` rebuilds with.
+pub const LABEL_GO: &str = "dev.go-docker-prod.go";
+pub const LABEL_BUILDER_BASE: &str = "dev.go-docker-prod.builder-base";
+/// Marks the base images we made.
+pub const LABEL_BASE: &str = "dev.go-docker-prod.base-image";
+/// The OCI labels.
+pub const OCI_TITLE: &str = "org.opencontainers.image.title";
+pub const OCI_VERSION: &str = "org.opencontainers.image.version";
+pub const OCI_REVISION: &str = "org.opencontainers.image.revision";
+pub const OCI_CREATED: &str = "org.opencontainers.image.created";
+pub const OCI_SOURCE: &str = "org.opencontainers.image.source";
 
 /// Where the workspace keeps things.
 #[derive(Clone, Debug)]
@@ -50,11 +99,27 @@ impl Paths {
             .parent()
             .map(Utf8Path::to_path_buf);
         for dir in cwd.ancestors().map(Utf8Path::to_path_buf).chain(compiled) {
-            if dir.join("go-app/glide.yaml").is_file() && dir.join("xtask").is_dir() {
-                return Ok(Paths { root: dir });
+            if Paths::is_root(&dir) {
+                return Paths::at(dir);
             }
         }
         bail!("no workspace found above {cwd}: run `cargo xtask` inside the project checkout")
+    }
+
+    fn is_root(dir: &Utf8Path) -> bool {
+        dir.join("go-app/glide.yaml").is_file() && dir.join("xtask").is_dir()
+    }
+
+    /// The workspace at `root`, refused before any work when a tool could not take its path.
+    pub fn at(root: Utf8PathBuf) -> Result<Paths> {
+        // GOPATH is a `:`-separated list: a `:` in the checkout's path would split it.
+        if root.as_str().contains(':') {
+            bail!(
+                "the checkout's path {root} contains `:`, which GOPATH (and so glide and go) \
+                 cannot take: move or clone the checkout to a path without `:`"
+            );
+        }
+        Ok(Paths { root })
     }
 
     pub fn go_app(&self) -> Utf8PathBuf {
@@ -63,52 +128,62 @@ impl Paths {
     pub fn docker_dir(&self) -> Utf8PathBuf {
         self.root.join("docker")
     }
+    pub fn bench_fixtures(&self) -> Utf8PathBuf {
+        self.root.join("xtask/bench")
+    }
     pub fn dist(&self) -> Utf8PathBuf {
         self.root.join("dist")
     }
+    pub fn vendor(&self) -> Utf8PathBuf {
+        self.go_app().join("vendor")
+    }
     pub fn target(&self) -> Utf8PathBuf {
         self.root.join("target")
+    }
+    /// The xtask's own state: the record of what it built, the lock, caches, the OCI layout.
+    pub fn xtask_dir(&self) -> Utf8PathBuf {
+        self.target().join("xtask")
     }
     /// The GOPATH workspace glide and `go build` need; the user never sets GOPATH.
     pub fn gopath(&self) -> Utf8PathBuf {
         self.target().join("gopath")
     }
     /// The app's copy inside the GOPATH workspace, where glide and `go` run.
-    pub fn stage(&self) -> Utf8PathBuf {
+    pub fn gopath_app(&self) -> Utf8PathBuf {
         self.gopath().join("src").join(APP)
     }
-    /// Glide's home (cache, mirrors.yaml); one for online use, one for the offline mirror.
+    /// Glide's state: its homes (online, offline) and the offline mirror.
+    pub fn glide_dir(&self) -> Utf8PathBuf {
+        self.target().join("glide")
+    }
     pub fn glide_home(&self, offline: bool) -> Utf8PathBuf {
-        self.target().join(if offline {
-            "glide/home-offline"
-        } else {
-            "glide/home"
-        })
+        self.glide_dir()
+            .join(if offline { "home-offline" } else { "home" })
     }
     /// The local git mirror of httprouter made from Debian's source, for air-gapped builds.
     pub fn glide_mirror(&self) -> Utf8PathBuf {
-        self.target().join("glide/mirror/httprouter")
+        self.glide_dir().join("mirror/httprouter")
     }
-    /// Scratch space for steps that build something then move it into place.
-    pub fn scratch(&self, name: &str) -> Utf8PathBuf {
-        self.target()
-            .join("xtask-tmp")
-            .join(format!("{name}-{}", std::process::id()))
-    }
-    /// The lock that keeps two xtasks on one checkout from building at the same time.
     pub fn lock_file(&self) -> Utf8PathBuf {
         self.target().join("xtask.lock")
     }
-
-    /// The value of `LABEL_CHECKOUT`: FNV-1a of the root path, stable across runs and toolchains.
-    pub fn checkout_id(&self) -> String {
-        let hash = self
-            .root
-            .as_str()
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-            });
-        format!("{hash:016x}")
+    /// What the xtask built on the engine: the record `clean` works from.
+    pub fn record(&self) -> Utf8PathBuf {
+        self.xtask_dir().join("record.json")
+    }
+    /// The OCI image layout `--strategy direct` writes.
+    pub fn oci_layout(&self) -> Utf8PathBuf {
+        self.xtask_dir().join("oci")
+    }
+    /// Files taken from base images (the CA bundle), by image ID.
+    pub fn base_files(&self) -> Utf8PathBuf {
+        self.xtask_dir().join("base-files")
+    }
+    /// Where `verify` checks revisions out.
+    pub fn worktrees(&self) -> Utf8PathBuf {
+        self.xtask_dir().join("worktrees")
+    }
+    pub fn bench_dir(&self) -> Utf8PathBuf {
+        self.target().join("bench")
     }
 }

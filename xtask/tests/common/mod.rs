@@ -1,5 +1,6 @@
-//! Test support: a throwaway copy of the workspace (at a path with a space and non-ASCII
-//! characters), the real xtask binary run in it, a PATH that hides chosen tools, and file checks.
+//! Test support: a throwaway copy of the workspace as a git repository with one commit (at a path
+//! with a space, non-ASCII characters, `#`, `%` and `'`), the real xtask binary run in it, a PATH
+//! that hides chosen tools, and image checks. Facts come from the crate itself (`xtask::project`).
 #![allow(dead_code)]
 
 use std::{
@@ -13,12 +14,14 @@ use std::{
     },
 };
 
-#[path = "../../src/http.rs"]
-pub mod http;
-#[path = "../../src/project.rs"]
-pub mod project;
+#[allow(unused_imports)]
+pub use xtask::{infra::http, project};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// The test copies' one commit: its time is what the images must say they were created at.
+pub const COMMIT_EPOCH: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+pub const COMMIT_TIME: &str = "2026-01-01T00:00:00Z";
 
 /// The real workspace (the tests' source).
 pub fn source_root() -> PathBuf {
@@ -30,49 +33,79 @@ pub fn source_root() -> PathBuf {
 
 pub struct Workspace {
     /// Holds the copy; removed on drop.
-    base: PathBuf,
+    pub base: PathBuf,
     pub root: PathBuf,
 }
 
 impl Workspace {
-    /// A copy of the tracked project files (no target/, dist/, vendor/, .git).
+    /// A copy of the tracked project files (no target/, dist/, vendor/, .git), committed.
     pub fn copy() -> Workspace {
+        let ws = Workspace::empty();
+        copy_tree(&source_root(), &ws.root);
+        ws.git(&["init", "-q"]);
+        ws.git(&["add", "-A"]);
+        ws.commit("test");
+        ws
+    }
+
+    /// A second checkout of this one's commit (`git clone`), at another path.
+    pub fn clone_of(other: &Workspace) -> Workspace {
+        let ws = Workspace::empty();
+        fs::remove_dir_all(&ws.root).unwrap();
+        let out = Command::new("git")
+            .args(["clone", "-q"])
+            .arg(&other.root)
+            .arg(&ws.root)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git clone: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ws
+    }
+
+    fn empty() -> Workspace {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let base = std::env::temp_dir().join(format!("xtask-it-{}-{n}", std::process::id()));
-        let root = base.join("check out ü");
+        let root = base.join("check out ü #1 %41 'q'");
         let _ = fs::remove_dir_all(&base);
-        copy_tree(&source_root(), &root);
+        fs::create_dir_all(&root).unwrap();
         Workspace { base, root }
     }
 
-    /// Makes the copy a git repository with one commit.
-    pub fn git_init(&self) {
-        for args in [
-            &["init", "-q"][..],
-            &["add", "-A"],
-            &[
+    /// `git ARGS` in the copy, which must succeed; its stdout.
+    pub fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args([
                 "-c",
                 "user.name=t",
                 "-c",
                 "user.email=t@t",
                 "-c",
                 "commit.gpgsign=false",
-                "commit",
-                "-qm",
-                "test",
-            ],
-        ] {
-            let out = Command::new("git")
-                .args(args)
-                .current_dir(&self.root)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "git {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+            ])
+            .args(args)
+            .current_dir(&self.root)
+            .env("GIT_AUTHOR_DATE", format!("@{COMMIT_EPOCH} +0000"))
+            .env("GIT_COMMITTER_DATE", format!("@{COMMIT_EPOCH} +0000"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn commit(&self, message: &str) {
+        self.git(&["commit", "-qam", message, "--allow-empty"]);
+    }
+
+    pub fn head(&self) -> String {
+        self.git(&["rev-parse", "HEAD"])
     }
 
     /// Runs the xtask with `args` in the copy.
@@ -132,10 +165,10 @@ fn copy_tree(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
     for entry in fs::read_dir(from).unwrap().flatten() {
         let name = entry.file_name();
-        let skip = ["target", "dist", ".git", "vendor"]
+        if ["target", "dist", ".git", "vendor"]
             .iter()
-            .any(|s| name == *s);
-        if skip {
+            .any(|s| name == *s)
+        {
             continue;
         }
         let kind = entry.file_type().unwrap();
@@ -187,35 +220,34 @@ impl Run {
     pub fn all(&self) -> String {
         format!("{}{}", self.stdout, self.stderr)
     }
+    /// The image ID the summary printed.
+    pub fn image_id(&self) -> String {
+        self.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("image ID "))
+            .unwrap_or_else(|| panic!("no image ID in:\n{}", self.stdout))
+            .to_string()
+    }
 }
 
-/// sha256 of a file, by coreutils' sha256sum.
+/// sha256 of a file.
 pub fn sha256(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
+    xtask::infra::fsx::sha256_hex(&fs::read(path).unwrap())
 }
 
 /// An ELF file's machine (e_machine) and whether it has a program interpreter or dynamic section.
 pub struct Elf {
     pub machine: u16,
-    pub is_64: bool,
     pub dynamic: bool,
 }
 
 pub fn elf(path: &Path) -> Elf {
     let b = fs::read(path).unwrap();
     assert_eq!(&b[..4], b"\x7fELF", "{} is no ELF file", path.display());
-    assert_eq!(b[5], 1, "little-endian expected");
+    assert_eq!((b[4], b[5]), (2, 1), "64-bit little-endian ELF expected");
     let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
     let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
     let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
-    let is_64 = b[4] == 2;
-    assert!(is_64, "64-bit ELF expected");
     let (phoff, phentsize, phnum) = (
         u64_at(32) as usize,
         u16_at(54) as usize,
@@ -224,7 +256,6 @@ pub fn elf(path: &Path) -> Elf {
     let dynamic = (0..phnum).any(|i| matches!(u32_at(phoff + i * phentsize), 2 | 3)); // PT_DYNAMIC, PT_INTERP
     Elf {
         machine: u16_at(18),
-        is_64,
         dynamic,
     }
 }
@@ -282,7 +313,17 @@ impl Drop for DockerWorkspace {
 
 /// `docker ARGS`, which must succeed; its trimmed stdout.
 pub fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("docker");
+    docker_at(None, args)
+}
+
+/// `docker ARGS` on the engine at `host` (None: the default one).
+pub fn docker_at(host: Option<&str>, args: &[&str]) -> String {
+    let mut cmd = Command::new("docker");
+    cmd.args(args);
+    if let Some(host) = host {
+        cmd.env("DOCKER_HOST", host);
+    }
+    let out = cmd.output().expect("docker");
     assert!(
         out.status.success(),
         "docker {args:?}: {}",
@@ -301,87 +342,71 @@ pub fn lines(s: &str) -> BTreeSet<String> {
 /// A tag of the test's own, from the workspace copy's unique directory name.
 pub fn tag(ws: &Workspace) -> String {
     let n = ws
-        .root
-        .parent()
-        .unwrap()
+        .base
         .file_name()
         .unwrap()
         .to_string_lossy()
         .replace(|c: char| !c.is_ascii_alphanumeric(), "-");
-    format!("xtask-test-{n}:latest")
+    format!("{n}:latest")
 }
 
-/// The filter for this checkout's images and containers (the xtask's own `checkout_id`).
-pub fn checkout_label(ws: &Workspace) -> String {
-    let root = camino::Utf8PathBuf::try_from(ws.root.clone()).unwrap();
-    format!(
-        "label={}={}",
-        project::LABEL_CHECKOUT,
-        project::Paths { root }.checkout_id()
-    )
-}
-
-/// An image's labels, as JSON.
-pub fn labels_json(image: &str) -> String {
+/// An image's label.
+pub fn label(image: &str, key: &str) -> String {
     docker(&[
         "image",
         "inspect",
         "--format",
-        "{{json .Config.Labels}}",
+        &format!("{{{{index .Config.Labels \"{key}\"}}}}"),
         image,
     ])
 }
 
-/// The filter for every image of the project, whatever the checkout.
+/// The filter for every image of the project.
 pub fn project_label() -> String {
     format!("label={}={}", project::LABEL_PROJECT, project::APP)
 }
 
-/// Dangling images that match `label_filter`, on the engine `docker_host` names (None: the
-/// default one).
-pub fn dangling(docker_host: Option<&str>, label_filter: &str) -> BTreeSet<String> {
+/// Dangling images of the project on the engine at `host` (None: the default one).
+pub fn dangling(host: Option<&str>) -> BTreeSet<String> {
+    lines(&docker_at(
+        host,
+        &[
+            "image",
+            "ls",
+            "-q",
+            "--filter",
+            "dangling=true",
+            "--filter",
+            &project_label(),
+        ],
+    ))
+}
+
+/// The xtask's temporary containers, whatever checkout made them.
+pub fn temp_containers(host: Option<&str>) -> BTreeSet<String> {
+    lines(&docker_at(
+        host,
+        &[
+            "ps",
+            "-a",
+            "-q",
+            "--filter",
+            &format!("label={}", project::LABEL_TEMP),
+        ],
+    ))
+}
+
+/// What `docker export` of the image shows: "mode uid/gid size path" per entry, less what the
+/// engine adds to every container.
+pub fn export_listing(host: Option<&str>, image: &str) -> Vec<String> {
+    let id = docker_at(host, &["create", image]);
     let mut cmd = Command::new("docker");
-    cmd.args([
-        "image",
-        "ls",
-        "-q",
-        "--filter",
-        "dangling=true",
-        "--filter",
-        label_filter,
-    ]);
-    if let Some(host) = docker_host {
-        cmd.env("DOCKER_HOST", host);
+    cmd.args(["export", &id]);
+    if let Some(h) = host {
+        cmd.env("DOCKER_HOST", h);
     }
-    let out = cmd.output().expect("docker");
-    assert!(
-        out.status.success(),
-        "listing dangling images: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    lines(&String::from_utf8_lossy(&out.stdout))
-}
-
-/// Containers of this checkout, running or not.
-pub fn our_containers(ws: &Workspace) -> BTreeSet<String> {
-    lines(&docker(&[
-        "ps",
-        "-a",
-        "-q",
-        "--filter",
-        &checkout_label(ws),
-    ]))
-}
-
-/// The image's file list (what `docker export` shows, less what the engine adds to every container).
-pub fn files_in(image: &str) -> BTreeSet<String> {
-    let id = docker(&["create", image]);
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!("docker export {id} | tar -t"))
-        .output()
-        .unwrap();
-    docker(&["rm", "-f", &id]);
+    let tar = cmd.output().unwrap().stdout;
+    docker_at(host, &["rm", "-f", &id]);
     let runtime = [
         ".dockerenv",
         "dev/",
@@ -392,21 +417,91 @@ pub fn files_in(image: &str) -> BTreeSet<String> {
         "etc/resolv.conf",
         "etc/mtab",
     ];
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.trim_start_matches("./").to_string())
-        .filter(|l| {
-            !l.is_empty()
-                && !l.ends_with('/')
-                && !runtime.iter().any(|r| l == r || l.starts_with(r))
-        })
-        .collect()
+    let mut archive = tar::Archive::new(tar.as_slice());
+    let mut out = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let e = entry.unwrap();
+        let path = e
+            .path()
+            .unwrap()
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_string();
+        if path.is_empty() || runtime.iter().any(|r| path == *r || path.starts_with(r)) {
+            continue;
+        }
+        let h = e.header();
+        out.push(format!(
+            "{:o} {}/{} {} {path}",
+            h.mode().unwrap(),
+            h.uid().unwrap(),
+            h.gid().unwrap(),
+            h.size().unwrap()
+        ));
+    }
+    out
 }
 
-pub fn binary_sha_in(image: &str, path: &str, ws: &Workspace) -> String {
-    let id = docker(&["create", image]);
-    let out = ws.path("target/from-image");
-    docker(&["cp", &format!("{id}:{path}"), out.to_str().unwrap()]);
-    docker(&["rm", "-f", &id]);
-    sha256(&out)
+/// sha256 of a file inside an image.
+pub fn file_sha_in(host: Option<&str>, image: &str, path: &str) -> String {
+    let id = docker_at(host, &["create", image]);
+    let mut cmd = Command::new("docker");
+    cmd.args(["cp", &format!("{id}:{path}"), "-"]);
+    if let Some(h) = host {
+        cmd.env("DOCKER_HOST", h);
+    }
+    let tar = cmd.output().unwrap().stdout;
+    docker_at(host, &["rm", "-f", &id]);
+    let mut archive = tar::Archive::new(tar.as_slice());
+    let mut entry = archive.entries().unwrap().next().unwrap().unwrap();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+    xtask::infra::fsx::sha256_hex(&bytes)
+}
+
+/// Runs `cmd` in a mount namespace of its own where each of `dirs` is covered by an empty tmpfs
+/// (root only): a tool is hidden without touching the system, or a directory made another
+/// filesystem. The command's environment and working directory are kept.
+pub fn with_tmpfs_over(dirs: &[&Path], cmd: &Command) -> Run {
+    let mut script = String::new();
+    for (i, _) in dirs.iter().enumerate() {
+        script += &format!(
+            "mkdir -p \"${}\" && mount -t tmpfs tmpfs \"${}\" && ",
+            i + 1,
+            i + 1
+        );
+    }
+    script += &format!("shift {} && exec \"$@\"", dirs.len());
+    let mut wrapped = Command::new("unshare");
+    wrapped.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+        "sh",
+    ]);
+    wrapped.args(dirs);
+    wrapped.arg(cmd.get_program()).args(cmd.get_args());
+    if let Some(dir) = cmd.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapped.env(k, v),
+            None => wrapped.env_remove(k),
+        };
+    }
+    Run::from(wrapped.output().expect("unshare"))
+}
+
+/// Where Debian's Go lives (hidden, with `go` off PATH, for the no-Go cases).
+pub fn go_root() -> PathBuf {
+    Path::new(project::GO_BIN)
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }

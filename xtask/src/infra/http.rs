@@ -1,9 +1,9 @@
-//! A tiny HTTP/1.0 GET over loopback, enough for smoke tests (also used by the integration tests).
+//! A tiny HTTP/1.0 GET over loopback: enough for the smoke test (and the integration tests).
 
 use std::{
     io::{Read, Write},
     net::TcpStream,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 /// `GET path` from `addr` ("127.0.0.1:8080"): the status code and the body.
@@ -27,8 +27,8 @@ pub fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
 
 /// Polls `GET path` until it answers 200 or `timeout` passes.
 pub fn wait_ok(addr: &str, path: &str, timeout: Duration) -> bool {
-    let deadline = std::time::Instant::now() + timeout;
-    while std::time::Instant::now() < deadline {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
         if matches!(get(addr, path), Ok((200, _))) {
             return true;
         }

@@ -1,0 +1,551 @@
+//! `cargo xtask bench`: our strategies against the tutorial's own flow, a `docker init`-style
+//! Dockerfile and the physical limit (a host `go build`), measured side by side in one run,
+//! reported as medians and ratios. It drives the same pipeline (paths, enums, Dockerfile plans,
+//! the Go build) as the commands, in a scratch copy of the app under target/bench/ws (the user's
+//! sources are never edited), and touches only its own images.
+
+use std::{fs, time::Instant};
+
+use anyhow::{Context, Result};
+use camino::Utf8PathBuf;
+use serde_json::json;
+use xshell::cmd;
+
+use crate::{
+    flags::{self, Builder, Strategy},
+    infra::{
+        ctx::{human_size, Ctx},
+        docker::{self, BuildKit, Engine},
+        fsx,
+        tools::Go,
+    },
+    pipeline::{base, dockerfile::Plan, gobuild},
+    project::Paths,
+};
+
+/// The bench's image name; its tags name the contenders.
+const BENCH_IMAGE: &str = "go-docker-prod-bench";
+/// The label on the fixtures' images: the bench's own, to remove.
+const BENCH_LABEL: &str = "dev.go-docker-prod.bench=fixture";
+/// Edit+build cycles for the disk-growth metric.
+const DISK_CYCLES: usize = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Contender {
+    /// A host `go build` with our flags: nothing can be faster.
+    Limit,
+    /// The tutorial's multi-stage Dockerfile (`go build -a`).
+    SeedMultistage(Builder),
+    /// The tutorial's two Dockerfiles with `docker run -v …:/dist … cp` between them.
+    SeedTwoDockerfiles(Builder),
+    /// What `docker init` generates for Go (cache mounts), adapted to GOPATH: BuildKit only.
+    DockerInit,
+    /// `cargo xtask image`.
+    Ours {
+        strategy: Strategy,
+        builder: Option<Builder>,
+        compress: bool,
+    },
+}
+
+impl Contender {
+    fn name(self) -> String {
+        match self {
+            Contender::Limit => "limit: host go build".into(),
+            Contender::SeedMultistage(b) => format!("seed multistage ({b})"),
+            Contender::SeedTwoDockerfiles(b) => format!("seed two-Dockerfile ({b})"),
+            Contender::DockerInit => "peer: docker init Go Dockerfile (buildkit)".into(),
+            Contender::Ours {
+                strategy,
+                builder,
+                compress,
+            } => {
+                let s = if compress {
+                    "compress".to_string()
+                } else {
+                    strategy.to_string()
+                };
+                match builder {
+                    Some(b) => format!("ours {s} ({b})"),
+                    None => format!("ours {s}"),
+                }
+            }
+        }
+    }
+    fn tag(self) -> String {
+        let slug: String = self
+            .name()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let slug = slug
+            .split('-')
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join("-");
+        format!("{BENCH_IMAGE}:{slug}")
+    }
+    /// The seed row an "ours" row is compared with.
+    fn seed(self) -> Option<Contender> {
+        match self {
+            Contender::Ours {
+                strategy: Strategy::Handoff,
+                builder: Some(b),
+                ..
+            } => Some(Contender::SeedTwoDockerfiles(b)),
+            Contender::Ours {
+                builder: Some(b), ..
+            } => Some(Contender::SeedMultistage(b)),
+            Contender::Ours { builder: None, .. } => {
+                Some(Contender::SeedMultistage(Builder::BuildKit))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Row {
+    name: String,
+    cold: Option<f64>,
+    noop: Option<f64>,
+    edit: Option<f64>,
+    size: Option<u64>,
+    disk_per_cycle: Option<f64>,
+    dangling: Option<usize>,
+    edit_vs_seed: Option<f64>,
+    edit_vs_limit: Option<f64>,
+    cold_vs_limit: Option<f64>,
+}
+
+struct Bench<'a> {
+    ctx: &'a Ctx,
+    /// The scratch copy of the workspace.
+    ws: Paths,
+    exe: Utf8PathBuf,
+    go: Go,
+    builder_image: String,
+    buildkit: Option<BuildKit>,
+    original_main: String,
+    edits: std::cell::Cell<usize>,
+    quick: bool,
+    runs: usize,
+}
+
+impl flags::Bench {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        let quick = self.quick;
+        let runs = if quick {
+            1
+        } else {
+            self.runs.unwrap_or(5).max(1)
+        };
+        let engine = Engine::ensure(ctx)?;
+        let go = Go::find(ctx)?;
+        let buildkit = BuildKit::detect(ctx, &engine);
+        let mut builders = vec![Builder::Legacy];
+        if buildkit.is_some() {
+            builders.insert(0, Builder::BuildKit);
+        }
+        let mut contenders = vec![
+            Contender::Limit,
+            Contender::Ours {
+                strategy: Strategy::Direct,
+                builder: None,
+                compress: false,
+            },
+        ];
+        for &b in &builders {
+            contenders.push(Contender::SeedMultistage(b));
+            contenders.push(Contender::Ours {
+                strategy: Strategy::Multistage,
+                builder: Some(b),
+                compress: false,
+            });
+            if !quick {
+                contenders.push(Contender::SeedTwoDockerfiles(b));
+                for strategy in [Strategy::Handoff, Strategy::Single] {
+                    contenders.push(Contender::Ours {
+                        strategy,
+                        builder: Some(b),
+                        compress: false,
+                    });
+                }
+                contenders.push(Contender::Ours {
+                    strategy: Strategy::Handoff,
+                    builder: Some(b),
+                    compress: true,
+                });
+            }
+        }
+        if buildkit.is_some() && !quick {
+            contenders.push(Contender::DockerInit);
+        }
+        let bench = Bench::prepare(ctx, go, buildkit, quick, runs)?;
+        let result = bench.measure_all(&contenders);
+        bench.cleanup();
+        let mut rows = result?;
+        if rows.is_empty() {
+            return Ok(()); // --dry-run
+        }
+        for i in 0..rows.len() {
+            let find = |c: Contender| {
+                contenders
+                    .iter()
+                    .position(|x| *x == c)
+                    .map(|j| rows[j].clone())
+            };
+            let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
+            let seed = contenders[i].seed().and_then(find);
+            let limit = find(Contender::Limit);
+            rows[i].edit_vs_seed = ratio(rows[i].edit, seed.and_then(|s| s.edit));
+            rows[i].edit_vs_limit = ratio(rows[i].edit, limit.as_ref().and_then(|l| l.edit));
+            rows[i].cold_vs_limit = ratio(rows[i].cold, limit.and_then(|l| l.cold));
+        }
+        let table = render(&rows, runs, quick);
+        println!("{table}");
+        let out = ctx.paths.bench_dir();
+        fs::create_dir_all(&out)?;
+        let json = json!({
+            "quick": quick,
+            "runs": runs,
+            "rows": rows.iter().map(|r| json!({
+                "contender": r.name, "cold_s": r.cold, "noop_s": r.noop, "edit_s": r.edit,
+                "image_bytes": r.size, "disk_per_cycle_bytes": r.disk_per_cycle, "dangling": r.dangling,
+                "edit_vs_seed": r.edit_vs_seed, "edit_vs_limit": r.edit_vs_limit, "cold_vs_limit": r.cold_vs_limit,
+            })).collect::<Vec<_>>(),
+        });
+        fs::write(
+            out.join("results.json"),
+            serde_json::to_string_pretty(&json)? + "\n",
+        )?;
+        fs::write(out.join("results.md"), &table)?;
+        println!("saved: {out}/results.json, {out}/results.md");
+        Ok(())
+    }
+}
+
+impl<'a> Bench<'a> {
+    /// A scratch copy of the app (go-app/, docker/, an xtask/ marker) with vendor/ filled.
+    fn prepare(
+        ctx: &'a Ctx,
+        go: Go,
+        buildkit: Option<BuildKit>,
+        quick: bool,
+        runs: usize,
+    ) -> Result<Bench<'a>> {
+        let root = ctx.paths.bench_dir().join("ws");
+        let ws = Paths::at(root.clone())?;
+        let from = &ctx.paths;
+        ctx.change(format!("copy the app to {root}"), || {
+            fsx::remove_dir(&root)?;
+            fsx::copy_dir(&from.go_app(), &ws.go_app())?;
+            fsx::remove_dir(&ws.vendor())?;
+            fsx::copy_dir(&from.docker_dir(), &ws.docker_dir())?;
+            fs::create_dir_all(ws.root.join("xtask")).context("creating the bench copy")
+        })?;
+        let exe = Utf8PathBuf::try_from(std::env::current_exe()?)
+            .context("the xtask's path is not UTF-8")?;
+        let builder_image = base::builder_base(ctx, None)?;
+        let original_main = fs::read_to_string(from.go_app().join("main.go"))?;
+        let bench = Bench {
+            ctx,
+            ws,
+            exe,
+            go,
+            builder_image,
+            buildkit,
+            original_main,
+            edits: 0.into(),
+            quick,
+            runs,
+        };
+        bench.xtask(&["dist"])?; // glide fills vendor/; the GOPATH copy is ready for the limit
+        Ok(bench)
+    }
+
+    fn measure_all(&self, contenders: &[Contender]) -> Result<Vec<Row>> {
+        let mut rows = Vec::new();
+        for &c in contenders {
+            if let Some(row) = self.ctx.change(format!("bench: {}", c.name()), || {
+                self.ctx
+                    .step(&format!("bench: {}", c.name()), || self.measure(c))
+            })? {
+                rows.push(row);
+            }
+        }
+        Ok(rows)
+    }
+
+    fn measure(&self, who: Contender) -> Result<Row> {
+        let mut row = Row {
+            name: who.name(),
+            ..Row::default()
+        };
+        let dangling_before = self.dangling()?;
+        if !self.quick {
+            row.cold = Some(self.median(|| self.build(who, true))?);
+            row.noop = Some(self.median(|| self.build(who, false))?);
+        } else {
+            self.build(who, false)?; // warm the caches once
+        }
+        row.edit = Some(self.median(|| {
+            self.edit()?;
+            self.build(who, false)
+        })?);
+        if who != Contender::Limit {
+            row.size =
+                docker::inspect(self.ctx, &who.tag(), "{{.Size}}").and_then(|s| s.parse().ok());
+            if !self.quick {
+                let disk = || docker::disk_usage(self.ctx, &["Images", "Build Cache"]) as f64;
+                let before = disk();
+                for _ in 0..DISK_CYCLES {
+                    self.edit()?;
+                    self.build(who, false)?;
+                }
+                row.disk_per_cycle = Some((disk() - before) / DISK_CYCLES as f64);
+            }
+            let after = self.dangling()?;
+            row.dangling = Some(
+                after
+                    .iter()
+                    .filter(|d| !dangling_before.contains(d))
+                    .count(),
+            );
+            self.remove_own_dangling()?;
+        }
+        Ok(row)
+    }
+
+    fn median(&self, mut f: impl FnMut() -> Result<f64>) -> Result<f64> {
+        let mut times = (0..self.runs).map(|_| f()).collect::<Result<Vec<f64>>>()?;
+        times.sort_by(f64::total_cmp);
+        Ok(times[times.len() / 2])
+    }
+
+    /// A one-line edit to main.go: a welcome text never built before (the builders' caches are
+    /// content-addressed: a text seen in an earlier run would be a cache hit).
+    fn edit(&self) -> Result<()> {
+        let n = self.edits.get() + 1;
+        self.edits.set(n);
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos();
+        let edited = self.original_main.replace(
+            "Welcome to go-docker-prod!",
+            &format!("Welcome to go-docker-prod! #{n}.{nonce}"),
+        );
+        fs::write(self.ws.go_app().join("main.go"), edited)
+            .context("editing the bench copy of main.go")
+    }
+
+    /// Builds `who` once; the wall time in seconds.
+    fn build(&self, who: Contender, cold: bool) -> Result<f64> {
+        let ctx = self.ctx;
+        let ws = &self.ws;
+        let sh = &ctx.sh;
+        let started = Instant::now();
+        match who {
+            Contender::Limit => {
+                // The host build from the GOPATH copy, as `dist` runs it; cold: an empty GOCACHE.
+                let app = ws.gopath_app();
+                fs::copy(ws.go_app().join("main.go"), app.join("main.go"))?;
+                let cache = ws.target().join("bench-gocache");
+                if cold {
+                    fsx::remove_dir(&cache)?;
+                }
+                let _cache = sh.push_env("GOCACHE", &cache);
+                let out = ws.target().join("limit-main");
+                gobuild::build(ctx, &self.go, &ws.gopath(), &app, &out, None, "bench")?;
+            }
+            Contender::Ours {
+                strategy,
+                builder,
+                compress,
+            } => {
+                let tag = who.tag();
+                let strategy = strategy.to_string();
+                let mut args = vec![
+                    "image",
+                    "--strategy",
+                    &strategy,
+                    "--tag",
+                    &tag,
+                    "--builder-image",
+                    &self.builder_image,
+                ];
+                let builder = builder.map(|b| b.to_string());
+                if let Some(b) = &builder {
+                    args.extend(["--builder", b]);
+                }
+                if compress {
+                    args.push("--compress");
+                }
+                if cold {
+                    args.push("--no-cache");
+                }
+                self.xtask(&args)?;
+            }
+            Contender::SeedMultistage(builder) => {
+                self.fixture(
+                    builder,
+                    "seed-multistage.Dockerfile",
+                    &who.tag(),
+                    &ws.go_app(),
+                    cold,
+                )?;
+            }
+            Contender::SeedTwoDockerfiles(builder) => {
+                let fat = format!("{}-builder", who.tag());
+                self.fixture(builder, "seed-ex1.Dockerfile", &fat, &ws.go_app(), cold)?;
+                let dist = ws.target().join("dist-seed");
+                fs::create_dir_all(&dist)?;
+                let volume = format!("{dist}:/dist");
+                ctx.run_captured(cmd!(
+                    sh,
+                    "docker run --rm -v {volume} {fat} cp ./main /dist/"
+                ))?;
+                self.fixture(builder, "seed-ex2.Dockerfile", &who.tag(), &dist, cold)?;
+            }
+            Contender::DockerInit => {
+                self.fixture(
+                    Builder::BuildKit,
+                    "docker-init.Dockerfile",
+                    &who.tag(),
+                    &ws.go_app(),
+                    cold,
+                )?;
+            }
+        }
+        Ok(started.elapsed().as_secs_f64())
+    }
+
+    fn fixture(
+        &self,
+        builder: Builder,
+        file: &str,
+        tag: &str,
+        context: &camino::Utf8Path,
+        cold: bool,
+    ) -> Result<()> {
+        let plan = Plan::fixture(
+            builder,
+            self.buildkit,
+            cold,
+            &self.builder_image,
+            BENCH_LABEL,
+        );
+        let dockerfile = self.ctx.paths.bench_fixtures().join(file);
+        plan.build(self.ctx, &self.ws, &dockerfile, tag, context)
+            .map(drop)
+    }
+
+    /// Runs this xtask in the bench copy, with the global flags the bench was given.
+    fn xtask(&self, args: &[&str]) -> Result<()> {
+        let mut all: Vec<&str> = args.to_vec();
+        if self.ctx.offline {
+            all.push("--offline");
+        }
+        if self.ctx.no_setup {
+            all.push("--no-setup");
+        }
+        let sh = &self.ctx.sh;
+        let _dir = sh.push_dir(&self.ws.root);
+        let exe = &self.exe;
+        self.ctx.run_captured(cmd!(sh, "{exe} {all...}"))
+    }
+
+    fn dangling(&self) -> Result<Vec<String>> {
+        docker::images(self.ctx, &["dangling=true".to_string()])
+    }
+
+    /// The fixtures' dangling images (ours go by the record: `clean` in the copy).
+    fn remove_own_dangling(&self) -> Result<()> {
+        let (key, value) = BENCH_LABEL.split_once('=').unwrap_or_default();
+        for id in docker::images(
+            self.ctx,
+            &[docker::label_filter(key, value), "dangling=true".into()],
+        )? {
+            let _ = docker::remove_image(self.ctx, &id);
+        }
+        Ok(())
+    }
+
+    /// Removes the bench's images: ours by the copy's record, the fixtures' by their tags and label.
+    fn cleanup(&self) {
+        let _ = self.xtask(&["clean"]);
+        let (key, value) = BENCH_LABEL.split_once('=').unwrap_or_default();
+        let ids = docker::images(self.ctx, &[docker::label_filter(key, value)]).unwrap_or_default();
+        for id in ids {
+            let tags =
+                docker::inspect(self.ctx, &id, "{{join .RepoTags \" \"}}").unwrap_or_default();
+            for tag in tags
+                .split_whitespace()
+                .filter(|t| t.starts_with(BENCH_IMAGE))
+            {
+                let _ = docker::remove_image(self.ctx, tag);
+            }
+            let _ = docker::remove_image(self.ctx, &id);
+        }
+        let _ = self.ctx.change(format!("rm -rf {}", self.ws.root), || {
+            fsx::remove_dir(&self.ws.root)
+        });
+    }
+}
+
+fn render(rows: &[Row], runs: usize, quick: bool) -> String {
+    use std::fmt::Write as _;
+    let s = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}s"));
+    let x = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}x"));
+    let mut out = String::new();
+    let kind = if quick {
+        "quick, one-line-edit rebuild only"
+    } else {
+        "full"
+    };
+    let _ = writeln!(
+        out,
+        "bench: {kind} (median of {runs} run{})\n",
+        if runs == 1 { "" } else { "s" }
+    );
+    let _ = writeln!(out, "| contender | cold | no change | 1-line edit | image | disk/cycle | dangling | edit ÷ seed | edit ÷ limit | cold ÷ limit |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.name,
+            s(r.cold),
+            s(r.noop),
+            s(r.edit),
+            r.size.map_or("-".into(), human_size),
+            r.disk_per_cycle
+                .map_or("-".into(), |d| human_size(d.max(0.0) as u64)),
+            r.dangling.map_or("-".into(), |d| d.to_string()),
+            x(r.edit_vs_seed),
+            x(r.edit_vs_limit),
+            x(r.cold_vs_limit),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contender_names_come_from_the_enums() {
+        let c = Contender::Ours {
+            strategy: Strategy::Handoff,
+            builder: Some(Builder::Legacy),
+            compress: false,
+        };
+        assert_eq!(c.name(), "ours handoff (legacy)");
+        assert_eq!(c.tag(), "go-docker-prod-bench:ours-handoff-legacy");
+        assert_eq!(
+            c.seed(),
+            Some(Contender::SeedTwoDockerfiles(Builder::Legacy))
+        );
+    }
+}

@@ -1,0 +1,95 @@
+//! `cargo xtask ci`, the test command: provisions what the tests need (tools, engine, the local
+//! base image), then checks that Debian's Rust (1.85) builds the xtask, Rust fmt and clippy, Go vet,
+//! gofmt and go test, the quick bench (so that it cannot rot), and every Rust test, those that need
+//! an engine, root or a second user included (plain `cargo test` skips them).
+
+use anyhow::{bail, Result};
+use xshell::cmd;
+
+use crate::{
+    flags,
+    infra::{
+        apt,
+        ctx::Ctx,
+        docker::Engine,
+        tools::{self, Go},
+    },
+    pipeline::{base, glide, gobuild},
+};
+
+/// Debian 13's rustc: the oldest Rust the xtask must build with (`rust-version` in Cargo.toml).
+const DEBIAN_RUST: &str = "1.85.0";
+
+impl flags::Ci {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        let paths = &ctx.paths;
+        ctx.step("setup", || {
+            let missing: Vec<tools::Tool> = tools::ALL
+                .iter()
+                .copied()
+                .filter(|t| !t.present())
+                .collect();
+            if !missing.is_empty() {
+                if ctx.no_setup {
+                    tools::require(ctx, &missing)?;
+                }
+                apt::install(ctx, &missing)?;
+            }
+            Engine::ensure(ctx).map(drop)
+        })?;
+        // The image tests build offline: make the local builder base now, once.
+        ctx.step("local builder base image", || {
+            base::ensure_local(ctx, None).map(drop)
+        })?;
+        let sh = &ctx.sh;
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        if which::which("rustup").is_ok() {
+            ctx.step(&format!("Debian's Rust ({DEBIAN_RUST}) builds the xtask"), || {
+                ctx.run_quiet(cmd!(sh, "rustup toolchain install {DEBIAN_RUST} --profile minimal"))?;
+                let target = paths.target().join("rust-1.85");
+                ctx.run_quiet(cmd!(sh, "rustup run {DEBIAN_RUST} cargo run --quiet --locked -p xtask --target-dir {target} -- --help"))
+            })?;
+        } else {
+            ctx.announce(format!(
+                "no rustup: the build with Rust {DEBIAN_RUST} is not checked"
+            ));
+        }
+        ctx.step("cargo fmt --check", || {
+            ctx.run(cmd!(sh, "{cargo} fmt --all -- --check"))
+        })?;
+        ctx.step("cargo clippy", || {
+            ctx.run(cmd!(
+                sh,
+                "{cargo} clippy --workspace --all-targets --quiet -- -D warnings"
+            ))
+        })?;
+        ctx.step("go vet, gofmt, go test", || {
+            let go = Go::find(ctx)?;
+            glide::vendor(ctx, paths, || Ok(go.clone()))?;
+            let _dir = sh.push_dir(paths.gopath_app());
+            let env = gobuild::go_env(&go, &paths.gopath());
+            ctx.run_env(&env, cmd!(sh, "go vet ."))?;
+            let sources: Vec<String> = paths
+                .go_app()
+                .read_dir_utf8()?
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().ends_with(".go"))
+                .map(|e| e.path().to_string())
+                .collect();
+            let gofmt = go.bin.join("gofmt");
+            let unformatted = ctx.read(cmd!(sh, "{gofmt} -l {sources...}"))?;
+            if !unformatted.is_empty() {
+                bail!("not gofmt-clean (run `gofmt -w` on them):\n{unformatted}");
+            }
+            ctx.run_env(&env, cmd!(sh, "go test -count=1 ."))
+        })?;
+        ctx.step("cargo xtask bench --quick", || {
+            let exe = std::env::current_exe()?;
+            ctx.run(cmd!(sh, "{exe} bench --quick"))
+        })?;
+        ctx.step(
+            "cargo test (all, engine and second-user tests included)",
+            || ctx.run(cmd!(sh, "{cargo} test --workspace -- --include-ignored")),
+        )
+    }
+}

@@ -1,0 +1,343 @@
+//! `cargo xtask image`: the production image, four ways.
+//! - multistage (default): docker/Dockerfile in one build. The legacy builder leaves the builder
+//!   stage as an image: found by its stage label and tagged `NAME-builder:TAG`, so that it is no
+//!   dangling `<none>` image and its layers stay as the next build's cache.
+//! - handoff: ex1, `docker cp` to dist/, ex2 from dist/ (the fallback when the engine cannot do
+//!   multi-stage builds, and the path `--compress` takes).
+//! - single: ex1 as the production image: the fat image, for comparison.
+//! - direct: dist/ on the host, the image written by the xtask and loaded: no Dockerfile build,
+//!   the same image ID everywhere.
+//!
+//! Every image built is recorded; the one its tag replaced goes when nothing else refers to it.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use xshell::cmd;
+
+use crate::{
+    flags::{self, Builder, Platform, Strategy},
+    infra::{
+        ctx::{human_size, secs, Ctx},
+        docker::{self, Engine},
+        tools::{self, Go},
+    },
+    pipeline::{
+        base::{self, BaseFiles},
+        direct::{Content, Image},
+        distdir,
+        dockerfile::{self, Plan},
+        glide, gobuild, handoff,
+        meta::Meta,
+        record::Record,
+        smoke,
+    },
+    project,
+};
+
+impl flags::Image {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        let paths = &ctx.paths;
+        let tag = self.tag();
+        if tag.has_digest() {
+            bail!("--tag {tag}: a tag cannot carry a digest (the digest is what the build makes)");
+        }
+        let mut strategy = self.strategy.unwrap_or_default();
+        if strategy == Strategy::Direct
+            && self
+                .runtime_image
+                .as_ref()
+                .is_some_and(|r| r.as_str() != "scratch")
+        {
+            bail!("--strategy direct writes a scratch-based image: --runtime-image is for the Dockerfile strategies");
+        }
+        let _lock = ctx.lock()?;
+        let engine = Engine::ensure(ctx)?;
+        if strategy == Strategy::Multistage && !engine.multistage() {
+            ctx.announce(format!(
+                "the engine's API {}.{} predates multi-stage builds (1.31): using the dist handoff",
+                engine.api.0, engine.api.1
+            ));
+            strategy = Strategy::Handoff;
+        }
+        if self.compress {
+            if strategy != Strategy::Handoff {
+                ctx.announce("--compress runs UPX on the host's dist/main: using the dist handoff");
+                strategy = Strategy::Handoff;
+            }
+            if !tools::UPX.present() {
+                bail!(
+                    "--compress needs `upx` on the host: {}",
+                    tools::UPX.install_hint()
+                );
+            }
+        }
+        let mut record = Record::load(ctx, paths)?;
+        let version = gobuild::version(
+            ctx,
+            &paths.root,
+            self.app_version.as_ref().map(|v| v.0.as_str()),
+        );
+        glide::vendor(ctx, paths, || Go::find(ctx))?;
+        let builder_image =
+            base::builder_base(ctx, self.builder_image.as_ref().map(|i| i.as_str()))?;
+        let files = base::base_files(ctx, paths, &record.checkout, &builder_image)?;
+        let started = Instant::now();
+        let built = if strategy == Strategy::Direct {
+            let image = direct(
+                ctx,
+                &engine,
+                &mut record,
+                &files,
+                &builder_image,
+                &version,
+                tag.as_str(),
+            )?;
+            Built {
+                builder: None,
+                details: Some(image),
+            }
+        } else {
+            let (builder, buildkit) = dockerfile::choose_builder(ctx, &engine, self.builder)?;
+            let meta = Meta::of_checkout(
+                ctx,
+                &paths.root,
+                &version,
+                &files.go_version,
+                &builder_image,
+            );
+            let runtime = base::runtime_base(ctx, self.runtime_image.as_ref().map(|i| i.as_str()))?;
+            let plan = Plan::new(builder, buildkit, self.no_cache, &meta, &runtime);
+            build(
+                ctx,
+                &plan,
+                &mut record,
+                strategy,
+                tag.as_str(),
+                self.compress,
+            )?;
+            Built {
+                builder: Some(builder),
+                details: None,
+            }
+        };
+        let elapsed = started.elapsed();
+        ctx.after_real_run(|| {
+            summary(ctx, tag.as_str(), strategy, &built, &builder_image, elapsed)
+        })?;
+        if self.smoke {
+            smoke::run(ctx, &record.checkout, tag.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+struct Built {
+    builder: Option<Builder>,
+    details: Option<Image>,
+}
+
+/// `dist/` on the host (or from the builder image without host Go), then the image assembled and
+/// loaded.
+fn direct(
+    ctx: &Ctx,
+    engine: &Engine,
+    record: &mut Record,
+    files: &BaseFiles,
+    builder_image: &str,
+    version: &str,
+    tag: &str,
+) -> Result<Image> {
+    let paths = &ctx.paths;
+    let go_version = match Go::find(ctx) {
+        Ok(go) => {
+            distdir::build_on_host(ctx, paths, &go, &[], version)?;
+            go.version
+        }
+        Err(no_go) if handoff::can_build_without_go() => {
+            ctx.announce(format!(
+                "{no_go:#}: the binary comes from the builder image"
+            ));
+            handoff::dist_in_builder(ctx, paths, engine, version)?;
+            files.go_version.clone()
+        }
+        Err(no_go) => return Err(no_go),
+    };
+    let meta = Meta::of_checkout(ctx, &paths.root, version, &go_version, builder_image);
+    ctx.step("image (direct: assembled, loaded)", || {
+        let binary_path = paths.dist().join(project::BINARY);
+        let read = |p: &camino::Utf8Path| std::fs::read(p).with_context(|| format!("reading {p}"));
+        let (binary, ca_bundle) = match ctx.change("read dist/main and the CA bundle", || {
+            Ok((read(&binary_path)?, read(&files.ca_bundle)?))
+        })? {
+            Some(both) => both,
+            None => return Ok(None), // --dry-run: nothing was built to read
+        };
+        let image = Image::assemble(
+            &Content {
+                binary: &binary,
+                ca_bundle: &ca_bundle,
+            },
+            &meta,
+            Platform::host(),
+        )?;
+        Image::write_layout(ctx, &paths.oci_layout(), &[&image], tag)?;
+        record.tagged(ctx, paths, tag, || image.load(ctx, tag))?;
+        Ok(Some(image))
+    })?
+    .context("--dry-run: no image assembled")
+}
+
+/// Builds `tag` with one of the Dockerfile strategies.
+fn build(
+    ctx: &Ctx,
+    plan: &Plan,
+    record: &mut Record,
+    strategy: Strategy,
+    tag: &str,
+    compress: bool,
+) -> Result<()> {
+    let paths = &ctx.paths;
+    let builder_tag = flags::ImageRef(tag.to_string()).builder_tag();
+    match strategy {
+        Strategy::Multistage => {
+            let file = Plan::dockerfile(paths, dockerfile::MULTISTAGE);
+            ctx.step("production image (multi-stage)", || {
+                record.tagged(ctx, paths, tag, || {
+                    plan.build(ctx, paths, &file, tag, &paths.go_app())
+                })
+            })?;
+            if plan.builder == Builder::Legacy {
+                keep_builder_stage(ctx, record, &builder_tag)?;
+            }
+        }
+        Strategy::Handoff => {
+            handoff::to_dist(ctx, paths, plan, record, &builder_tag, compress)?;
+            ctx.step("runtime image (ex2, from dist/)", || {
+                handoff::build_runtime(ctx, paths, plan, record, tag)
+            })?;
+        }
+        Strategy::Single => {
+            ctx.step("single-stage image (ex1)", || {
+                let id = handoff::build_builder(ctx, paths, plan, record, &builder_tag)?;
+                let sh = &ctx.sh;
+                record.tagged(ctx, paths, tag, || {
+                    ctx.run_quiet(cmd!(sh, "docker tag {builder_tag} {tag}"))?;
+                    Ok(id.clone())
+                })
+            })?;
+        }
+        Strategy::Direct => unreachable!("direct builds no Dockerfile"),
+    }
+    Ok(())
+}
+
+/// The legacy builder leaves the multi-stage builder stage as an untagged image. Tagging the
+/// newest one keeps its layers as the next build's cache; the one it replaces goes.
+fn keep_builder_stage(ctx: &Ctx, record: &mut Record, builder_tag: &str) -> Result<()> {
+    let filters = [
+        docker::label_filter(project::LABEL_PROJECT, project::APP),
+        docker::label_filter(project::LABEL_STAGE, project::STAGE_BUILDER),
+        "dangling=true".to_string(),
+    ];
+    let candidates = docker::images(ctx, &filters)?;
+    if candidates.is_empty() {
+        return Ok(()); // nothing rebuilt: the tagged builder stage is current
+    }
+    let sh = &ctx.sh;
+    let format = "{{.Created}} {{.Id}}";
+    let created = ctx
+        .read(cmd!(
+            sh,
+            "docker image inspect --format {format} {candidates...}"
+        ))
+        .context("inspecting the builder stage images")?;
+    let newest = created
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .max_by_key(|(created, _)| sortable(created))
+        .map(|(_, id)| id.to_string());
+    if let Some(id) = newest {
+        record.tagged(ctx, &ctx.paths, builder_tag, || {
+            ctx.run_quiet(cmd!(sh, "docker tag {id} {builder_tag}"))?;
+            Ok(id.clone())
+        })?;
+    }
+    Ok(())
+}
+
+/// RFC 3339 with its fraction padded to nanoseconds, so that strings sort as times do.
+fn sortable(created: &str) -> String {
+    let trimmed = created.trim_end_matches('Z');
+    let (head, fraction) = trimmed.split_once('.').unwrap_or((trimmed, ""));
+    format!("{head}.{fraction:0<9}")
+}
+
+fn summary(
+    ctx: &Ctx,
+    tag: &str,
+    strategy: Strategy,
+    built: &Built,
+    builder_image: &str,
+    elapsed: Duration,
+) -> Result<()> {
+    let size = |r: &str| {
+        docker::inspect(ctx, r, "{{.Size}}")
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let id = docker::image_id(ctx, tag)
+        .with_context(|| format!("the engine has no {tag} after the build"))?;
+    let builder = built.builder.map_or("-".to_string(), |b| b.to_string());
+    println!();
+    println!(
+        "{:<32} {:<11} {:<9} {:>10} {:>11}   builder base",
+        "image", "strategy", "builder", "size", "build time"
+    );
+    println!(
+        "{tag:<32} {:<11} {builder:<9} {:>10} {:>11}   {builder_image} {}",
+        strategy.to_string(),
+        human_size(size(tag)),
+        secs(elapsed),
+        human_size(size(builder_image))
+    );
+    println!("image ID {id}");
+    if let Some(image) = &built.details {
+        println!(
+            "layer {}  OCI manifest {}  (layout: {})",
+            image.layer_digest,
+            image.manifest_digest,
+            ctx.paths.oci_layout()
+        );
+    }
+    let dangling = docker::images(
+        ctx,
+        &[
+            docker::label_filter(project::LABEL_PROJECT, project::APP),
+            "dangling=true".into(),
+        ],
+    )?;
+    println!("dangling images of the project left: {}", dangling.len());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn creation_times_sort_as_times() {
+        let mut times = [
+            "2026-11-28T13:45:19.50001Z",
+            "2026-11-28T13:45:19.5Z",
+            "2026-11-28T13:45:19Z",
+        ];
+        times.sort_by_key(|t| super::sortable(t));
+        assert_eq!(
+            times,
+            [
+                "2026-11-28T13:45:19Z",
+                "2026-11-28T13:45:19.5Z",
+                "2026-11-28T13:45:19.50001Z"
+            ]
+        );
+    }
+}

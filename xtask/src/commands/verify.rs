@@ -1,0 +1,180 @@
+//! `cargo xtask verify [IMAGE]`: reads the image's labels (revision, version, Go, builder base),
+//! rebuilds that revision with `--strategy direct` in a temporary git worktree under target/, and
+//! exits 0 only when the rebuild's image ID equals the image's. Otherwise it says what differs:
+//! config fields, the layer, files in the layer.
+
+use std::io::Read;
+
+use anyhow::{bail, Context, Result};
+use xshell::cmd;
+
+use crate::{
+    flags::{self, Platform},
+    infra::{
+        ctx::Ctx,
+        docker::{self, Engine},
+        git,
+        tools::Go,
+    },
+    pipeline::{
+        base, compare,
+        direct::{Content, Image},
+        distdir, glide,
+        meta::Meta,
+        record::Record,
+    },
+    project::{self, Paths},
+};
+
+impl flags::Verify {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        let paths = &ctx.paths;
+        let image = self
+            .image
+            .map_or_else(|| project::DEFAULT_TAG.to_string(), |i| i.0);
+        Engine::ensure(ctx)?;
+        let id = docker::image_id(ctx, &image)
+            .with_context(|| format!("the engine has no image {image}"))?;
+        let label = |key: &str| {
+            docker::label(ctx, &image, key)
+                .filter(|v| !v.is_empty())
+                .with_context(|| {
+                    format!("{image} has no {key} label: it was not built by this project's xtask")
+                })
+        };
+        let revision = label(project::OCI_REVISION)?;
+        if revision == "unknown" {
+            bail!("{image} was built outside a git checkout (revision unknown): there is nothing to rebuild it from");
+        }
+        let version = label(project::OCI_VERSION)?;
+        let go_label = label(project::LABEL_GO)?;
+        let builder_base = label(project::LABEL_BUILDER_BASE)?;
+        let arch = docker::inspect(ctx, &image, "{{.Architecture}}").unwrap_or_default();
+        let host = Platform::host();
+        if arch != host.arch {
+            bail!("{image} is for {arch}; verify rebuilds for this host's platform ({host})");
+        }
+        let go = Go::find(ctx)?;
+        if go.version != go_label {
+            bail!(
+                "{image} was built with {go_label}; this host's Go is {}: put {go_label} first on PATH \
+                 (Go's output differs between releases)",
+                go.version
+            );
+        }
+        let _lock = ctx.lock()?;
+        let record = Record::load(ctx, paths)?;
+        let dir = paths.worktrees().join(docker::random_hex(4));
+        ctx.step(&format!("check out {revision} into {dir}"), || {
+            git::add_worktree(ctx, &paths.root, &dir, &revision).with_context(|| {
+                format!("is {revision} in this repository? (`git fetch` it first)")
+            })
+        })?;
+        let worktree = Worktree {
+            ctx,
+            repo: paths.root.clone(),
+            dir: dir.clone(),
+        };
+        let rebuilt = ctx.step(&format!("rebuild {revision} (direct)"), || {
+            let wt = Paths::at(worktree.dir.clone())?;
+            glide::vendor(ctx, &wt, || Ok(go.clone()))?;
+            distdir::build_on_host(ctx, &wt, &go, &[], &version)?;
+            if docker::image_id(ctx, &builder_base).is_none() {
+                base::builder_base(ctx, Some(&builder_base))?;
+            }
+            let files = base::base_files(ctx, paths, &record.checkout, &builder_base)?;
+            let meta = Meta::of_checkout(ctx, &wt.root, &version, &go.version, &builder_base);
+            ctx.change("assemble the image", || {
+                let binary = std::fs::read(wt.dist().join(project::BINARY))
+                    .context("reading the rebuilt dist/main")?;
+                let ca_bundle = std::fs::read(&files.ca_bundle).context("reading the CA bundle")?;
+                Image::assemble(
+                    &Content {
+                        binary: &binary,
+                        ca_bundle: &ca_bundle,
+                    },
+                    &meta,
+                    host,
+                )
+            })
+        })?;
+        drop(worktree);
+        let Some(rebuilt) = rebuilt else {
+            return Ok(()); // --dry-run
+        };
+        if rebuilt.id == id {
+            println!("verified: {image} ({id}) is revision {revision}, rebuilt bit for bit");
+            return Ok(());
+        }
+        let differences = differences(ctx, &image, &rebuilt)?;
+        bail!(
+            "{image} ({id}) is NOT what revision {revision} builds (rebuilt: {}):\n  {}",
+            rebuilt.id,
+            differences.join("\n  ")
+        )
+    }
+}
+
+/// The temporary worktree, removed however verify ends.
+struct Worktree<'a> {
+    ctx: &'a Ctx,
+    repo: camino::Utf8PathBuf,
+    dir: camino::Utf8PathBuf,
+}
+
+impl Drop for Worktree<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = git::remove_worktree(self.ctx, &self.repo, &self.dir) {
+            self.ctx
+                .warn(format!("could not remove the worktree {}: {e:#}", self.dir));
+        }
+    }
+}
+
+/// What differs between the engine's image and the rebuild, from `docker save`.
+fn differences(ctx: &Ctx, image: &str, rebuilt: &Image) -> Result<Vec<String>> {
+    let saved =
+        tempfile::NamedTempFile::new_in(ctx.paths.xtask_dir()).context("a file for docker save")?;
+    let out = saved.path();
+    let sh = &ctx.sh;
+    ctx.read(cmd!(sh, "docker save -o {out} {image}"))?;
+    let mut files = std::collections::BTreeMap::new();
+    let mut archive = tar::Archive::new(std::fs::File::open(out)?);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let name = entry.path()?.to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes)?;
+        files.insert(name, bytes);
+    }
+    let manifest: serde_json::Value = serde_json::from_slice(
+        files
+            .get("manifest.json")
+            .context("docker save wrote no manifest.json")?,
+    )?;
+    let config_name = manifest[0]["Config"].as_str().unwrap_or_default();
+    let config: serde_json::Value =
+        serde_json::from_slice(files.get(config_name).context("no config in docker save")?)?;
+    let ours: serde_json::Value = serde_json::from_slice(&rebuilt.config)?;
+    let mut lines = compare::config_differences(&config, &ours);
+    let layers = manifest[0]["Layers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    match layers.as_slice() {
+        [one] => {
+            let theirs = files
+                .get(one.as_str().unwrap_or_default())
+                .context("no layer in docker save")?;
+            lines.extend(compare::layer_differences(theirs, &rebuilt.layer)?);
+        }
+        more => lines.push(format!(
+            "layers: the image has {}, the rebuild 1",
+            more.len()
+        )),
+    }
+    if lines.is_empty() {
+        lines.push("the configs differ in encoding only".into());
+    }
+    Ok(lines)
+}

@@ -1,0 +1,397 @@
+//! `Ctx`: the one door to processes and files that change something. It echoes each command,
+//! honours `--dry-run` (prints instead of running), and stops on SIGINT, SIGTERM or SIGHUP: the
+//! signal is forwarded to the running child, later commands are refused, clean-up commands still
+//! run. Queries (`read`, `try_read`) run in every mode and change nothing. No other module checks
+//! `--dry-run` or starts a process that changes state.
+
+use std::{
+    cell::RefCell,
+    collections::BTreeSet,
+    ffi::OsStr,
+    os::fd::AsRawFd,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use camino::Utf8Path;
+use xshell::{Cmd, Shell};
+
+use crate::{infra::signals, project::Paths};
+
+/// The flags every command takes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Global {
+    pub dry_run: bool,
+    pub no_setup: bool,
+    pub offline: bool,
+}
+
+pub struct Ctx {
+    pub sh: Shell,
+    pub paths: Paths,
+    /// `--no-setup`: install nothing; a missing tool is an error.
+    pub no_setup: bool,
+    /// `--offline`: never reach GitHub or a registry.
+    pub offline: bool,
+    dry_run: bool,
+    /// Hosts that did not answer in this run: asked once, not on every step.
+    unreachable: RefCell<BTreeSet<String>>,
+}
+
+/// What a child's standard output does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stdout {
+    Inherit,
+    Null,
+    Capture,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Changes something: echoed, skipped by `--dry-run`, refused after a signal.
+    Change,
+    /// Undoes something of ours (a temporary container): runs after a signal too.
+    Cleanup,
+    /// Reads state: quiet, runs under `--dry-run`.
+    Query,
+}
+
+impl Ctx {
+    pub fn new(global: Global, paths: Paths) -> Result<Ctx> {
+        let sh = Shell::new().context("starting the command shell")?;
+        sh.change_dir(&paths.root);
+        Ok(Ctx {
+            sh,
+            paths,
+            no_setup: global.no_setup,
+            offline: global.offline,
+            dry_run: global.dry_run,
+            unreachable: RefCell::default(),
+        })
+    }
+
+    /// Runs a command that changes something (its output shown).
+    pub fn run(&self, cmd: Cmd<'_>) -> Result<()> {
+        self.exec(Kind::Change, Stdout::Inherit, None, &[], cmd)
+            .map(drop)
+    }
+
+    /// `run`, its standard output dropped (`docker tag`, `docker image rm`: IDs nobody reads).
+    pub fn run_quiet(&self, cmd: Cmd<'_>) -> Result<()> {
+        self.exec(Kind::Change, Stdout::Null, None, &[], cmd)
+            .map(drop)
+    }
+
+    /// `run` with environment variables, shown with the command.
+    pub fn run_env(&self, env: &[(&str, String)], cmd: Cmd<'_>) -> Result<()> {
+        self.exec(Kind::Change, Stdout::Inherit, None, env, cmd)
+            .map(drop)
+    }
+
+    /// `run` with its output kept back (the bench's many builds): echoed as one line, its output
+    /// shown only when it fails.
+    pub fn run_captured(&self, cmd: Cmd<'_>) -> Result<()> {
+        self.exec(Kind::Change, Stdout::Capture, None, &[], cmd)
+            .map(drop)
+    }
+
+    /// A command that changes something and whose output the caller needs (`docker create`).
+    pub fn run_read(&self, cmd: Cmd<'_>) -> Result<String> {
+        self.exec(Kind::Change, Stdout::Capture, None, &[], cmd)
+    }
+
+    /// Removes something of ours: runs after a signal too.
+    pub fn cleanup(&self, cmd: Cmd<'_>) -> Result<()> {
+        self.exec(Kind::Cleanup, Stdout::Null, None, &[], cmd)
+            .map(drop)
+    }
+
+    /// A query: its trimmed standard output; on failure, an error with its standard error.
+    pub fn read(&self, cmd: Cmd<'_>) -> Result<String> {
+        self.exec(Kind::Query, Stdout::Capture, None, &[], cmd)
+    }
+
+    /// A query with environment variables.
+    pub fn read_env(&self, env: &[(&str, String)], cmd: Cmd<'_>) -> Result<String> {
+        self.exec(Kind::Query, Stdout::Capture, None, env, cmd)
+    }
+
+    /// A query whose failure only means "no answer" (an image that is not there).
+    pub fn try_read(&self, cmd: Cmd<'_>) -> Option<String> {
+        self.read(cmd).ok().filter(|s| !s.is_empty())
+    }
+
+    /// A query that must answer within `timeout` (the engine check): never hangs.
+    pub fn read_within(&self, timeout: Duration, cmd: Cmd<'_>) -> Result<String> {
+        self.exec(Kind::Query, Stdout::Capture, Some(timeout), &[], cmd)
+    }
+
+    /// A pipeline or a command fed from bytes, as duct builds it; `shown` is what is echoed.
+    pub fn run_expr(&self, shown: &str, expr: duct::Expression) -> Result<()> {
+        self.exec_expr(Kind::Change, Stdout::Null, None, shown, expr)
+            .map(drop)
+    }
+
+    /// Changes files (or anything else done in-process): under `--dry-run` only says what it
+    /// would do. `None` when it did not run.
+    pub fn change<T>(
+        &self,
+        what: impl AsRef<str>,
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<Option<T>> {
+        if self.dry_run {
+            println!("[dry-run] {}", what.as_ref());
+            return Ok(None);
+        }
+        self.check_signal(what.as_ref())?;
+        f().map(Some)
+    }
+
+    /// Work that only makes sense after a real run (a summary of what was built).
+    pub fn after_real_run(&self, f: impl FnOnce() -> Result<()>) -> Result<()> {
+        if self.dry_run {
+            return Ok(());
+        }
+        f()
+    }
+
+    /// Starts a daemon in its own process group (a terminal's Ctrl-C does not stop it), its
+    /// output appended to `log`.
+    pub fn start_daemon(&self, cmd: Cmd<'_>, log: &Utf8Path) -> Result<()> {
+        let shown = cmd.to_string();
+        self.change(format!("{shown} >{log} 2>&1 &"), || {
+            use std::os::unix::process::CommandExt;
+            eprintln!("$ {shown} >{log} 2>&1 &");
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .with_context(|| format!("opening {log}"))?;
+            Command::from(cmd)
+                .stdin(std::process::Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .process_group(0)
+                .spawn()
+                .with_context(|| format!("starting `{shown}`"))?;
+            Ok(())
+        })
+        .map(drop)
+    }
+
+    /// Fails when a signal came: no new work starts after one.
+    pub fn check_signal(&self, before: &str) -> Result<()> {
+        if let Some(signal) = signals::received() {
+            bail!("stopped by {} before `{before}`", signals::name(signal));
+        }
+        Ok(())
+    }
+
+    /// Remembers that `host` did not answer in this run.
+    pub fn mark_unreachable(&self, host: &str) {
+        self.unreachable.borrow_mut().insert(host.to_string());
+    }
+
+    pub fn is_unreachable(&self, host: &str) -> bool {
+        self.unreachable.borrow().contains(host)
+    }
+
+    fn exec(
+        &self,
+        kind: Kind,
+        stdout: Stdout,
+        timeout: Option<Duration>,
+        env: &[(&str, String)],
+        cmd: Cmd<'_>,
+    ) -> Result<String> {
+        let shown = env
+            .iter()
+            .map(|(k, v)| format!("{k}={} ", quote(v)))
+            .collect::<String>()
+            + &cmd.to_string();
+        let mut expr = to_duct(cmd);
+        for (k, v) in env {
+            expr = expr.env(k, v);
+        }
+        self.exec_expr(kind, stdout, timeout, &shown, expr)
+    }
+
+    fn exec_expr(
+        &self,
+        kind: Kind,
+        stdout: Stdout,
+        timeout: Option<Duration>,
+        shown: &str,
+        expr: duct::Expression,
+    ) -> Result<String> {
+        if kind != Kind::Query && self.dry_run {
+            println!("[dry-run] {shown}");
+            return Ok(String::new());
+        }
+        if kind != Kind::Cleanup {
+            self.check_signal(shown)?;
+        }
+        if kind == Kind::Change {
+            eprintln!("$ {shown}");
+        }
+        // Children never read the terminal (a prompt would hang CI); an inner stdin (bytes fed to
+        // `docker load`) wins over this outer one.
+        let mut expr = expr.stdin_null().unchecked();
+        expr = match stdout {
+            Stdout::Inherit => expr,
+            Stdout::Null => expr.stdout_null(),
+            Stdout::Capture => expr.stdout_capture(),
+        };
+        if stdout == Stdout::Capture {
+            expr = expr.stderr_capture();
+        }
+        let handle = expr
+            .start()
+            .with_context(|| format!("starting `{shown}`"))?;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut forwarded: Option<Instant> = None;
+        let output = loop {
+            if let Some(out) = handle
+                .wait_timeout(Duration::from_millis(20))
+                .with_context(|| format!("waiting for `{shown}`"))?
+            {
+                break out;
+            }
+            if let (Some(signal), true) = (signals::received(), kind != Kind::Cleanup) {
+                match forwarded {
+                    None => {
+                        for pid in handle.pids() {
+                            // SAFETY: kill(2) on a child we started and have not reaped.
+                            unsafe { libc::kill(pid as i32, signal) };
+                        }
+                        forwarded = Some(Instant::now());
+                    }
+                    Some(at) if at.elapsed() > Duration::from_secs(10) => {
+                        let _ = handle.kill();
+                    }
+                    Some(_) => {}
+                }
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                let _ = handle.kill();
+                bail!(
+                    "`{shown}`: no answer within {} s",
+                    timeout.unwrap_or_default().as_secs()
+                );
+            }
+        };
+        if let Some(signal) = signals::received().filter(|_| kind != Kind::Cleanup) {
+            bail!("`{shown}` stopped by {}", signals::name(signal));
+        }
+        let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            // The end of it: where a build says what failed.
+            let lines: Vec<&str> = stderr.trim().lines().collect();
+            let why = lines[lines.len().saturating_sub(20)..].join("\n");
+            bail!(
+                "`{shown}` failed ({}){}{why}",
+                output.status,
+                if why.is_empty() { "" } else { ": " }
+            );
+        }
+        Ok(text)
+    }
+
+    /// One line that says what the xtask decided, and why.
+    pub fn announce(&self, msg: impl AsRef<str>) {
+        eprintln!("--> {}", msg.as_ref());
+    }
+
+    pub fn warn(&self, msg: impl AsRef<str>) {
+        eprintln!("warning: {}", msg.as_ref());
+    }
+
+    /// Runs `f` as a named step: prints the step, then how long it took.
+    pub fn step<T>(&self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        eprintln!("==> {name}");
+        let started = Instant::now();
+        let result = f();
+        let verdict = if result.is_ok() { "done" } else { "FAILED" };
+        eprintln!("    {name}: {verdict} in {}", secs(started.elapsed()));
+        result
+    }
+
+    /// Holds the checkout's lock until dropped, so that two xtasks never build into one `dist/`.
+    pub fn lock(&self) -> Result<std::fs::File> {
+        let path = self.paths.lock_file();
+        let dir = self.paths.xtask_dir();
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir}"))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {path}"))?;
+        let mut announced = false;
+        loop {
+            // SAFETY: flock(2) on a descriptor we own; released when the file is closed.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Ok(file);
+            }
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(err).with_context(|| format!("locking {path}"));
+            }
+            if !announced {
+                self.announce(format!(
+                    "another cargo xtask is building in this checkout: waiting for {path}"
+                ));
+                announced = true;
+            }
+            // Polled, so that a signal stops the wait.
+            self.check_signal("waiting for the checkout's lock")?;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// xshell builds the command (its `cmd!` splices arguments safely); duct runs it, so that it can be
+/// waited for with a deadline and signalled.
+fn to_duct(cmd: Cmd<'_>) -> duct::Expression {
+    let std = Command::from(cmd);
+    let args: Vec<&OsStr> = std.get_args().collect();
+    let mut expr = duct::cmd(std.get_program(), args);
+    if let Some(dir) = std.get_current_dir() {
+        expr = expr.dir(dir);
+    }
+    for (key, value) in std.get_envs() {
+        expr = match value {
+            Some(value) => expr.env(key, value),
+            None => expr.env_remove(key),
+        };
+    }
+    expr
+}
+
+pub fn secs(d: Duration) -> String {
+    format!("{:.2}s", d.as_secs_f64())
+}
+
+/// 4_712_345 → "4.71 MB" (decimal units, as `docker images` shows them).
+pub fn human_size(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1e9 {
+        format!("{:.2} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.2} MB", b / 1e6)
+    } else if b >= 1e3 {
+        format!("{:.1} kB", b / 1e3)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+fn quote(v: &str) -> String {
+    if v.is_empty() || v.contains(|c: char| c.is_whitespace() || "\"'$\\".contains(c)) {
+        format!("{v:?}")
+    } else {
+        v.to_string()
+    }
+}

@@ -1,0 +1,390 @@
+//! The docker CLI: which engine (the one the CLI itself would use: DOCKER_HOST, DOCKER_CONTEXT,
+//! the current context, a rootless socket), what it can build with, the image queries the steps
+//! share, and temporary containers that go however a step ends.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use xshell::cmd;
+
+use crate::{
+    infra::{apt, ctx::Ctx, tools},
+    project,
+};
+
+/// The engine as the xtask sees it.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    /// The engine's API version, e.g. (1, 41).
+    pub api: (u32, u32),
+    /// The client's major version: from 23 on, BuildKit comes through the buildx plugin.
+    pub client_major: u32,
+}
+
+/// How long the engine has to answer `docker version`.
+const ANSWER: Duration = Duration::from_secs(4);
+
+impl Engine {
+    /// Multi-stage builds need API 1.31 (Docker 17.05).
+    pub fn multistage(&self) -> bool {
+        self.api >= (1, 31)
+    }
+
+    /// The engine, or a clear error that says why there is none and what to do.
+    pub fn find(ctx: &Ctx) -> Result<Engine> {
+        tools::require(ctx, &[tools::DOCKER])?;
+        let sh = &ctx.sh;
+        let format = "{{.Server.APIVersion}} {{.Client.Version}}";
+        let versions = ctx
+            .read_within(ANSWER, cmd!(sh, "docker version --format {format}"))
+            .map_err(|e| diagnose(ctx, &format!("{e:#}")))?;
+        parse_versions(&versions)
+    }
+
+    /// The engine; when none answers and the CLI would use the local default socket, and we may
+    /// (root, not `--no-setup`), starts the local `dockerd` in the background and waits for it.
+    /// Never when the user pointed the CLI elsewhere.
+    pub fn ensure(ctx: &Ctx) -> Result<Engine> {
+        let down = match Engine::find(ctx) {
+            Ok(engine) => return Ok(engine),
+            Err(e) => e,
+        };
+        let pointed_elsewhere = std::env::var_os("DOCKER_HOST").is_some()
+            || std::env::var_os("DOCKER_CONTEXT").is_some()
+            || current_context(ctx).is_some_and(|c| c != "default");
+        let refused = format!("{down:#}").contains("permission denied");
+        if ctx.no_setup || pointed_elsewhere || refused || !apt::may_install_unasked() {
+            return Err(down);
+        }
+        tools::require(ctx, &[tools::DOCKERD])?;
+        ctx.step("setup: start dockerd", || {
+            let log = camino::Utf8Path::new("/var/log/go-docker-prod-dockerd.log");
+            ctx.announce("no Docker engine answers on the default socket: starting dockerd in the background");
+            let sh = &ctx.sh;
+            ctx.start_daemon(cmd!(sh, "dockerd"), log)?;
+            for _ in 0..120 {
+                ctx.check_signal("waiting for dockerd")?;
+                if Engine::find(ctx).is_ok() {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            bail!("dockerd did not answer within 30 s: see {log}")
+        })?;
+        Engine::find(ctx)
+    }
+}
+
+fn parse_versions(versions: &str) -> Result<Engine> {
+    let (api, client) = versions.split_once(' ').unwrap_or((versions, ""));
+    let api = api
+        .split_once('.')
+        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+        .with_context(|| format!("unexpected engine API version `{api}`"))?;
+    let client_major = client
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    Ok(Engine { api, client_major })
+}
+
+/// Where the CLI sends requests: DOCKER_HOST, else the current context's endpoint.
+pub fn endpoint(ctx: &Ctx) -> String {
+    if let Ok(host) = std::env::var("DOCKER_HOST") {
+        return host;
+    }
+    let sh = &ctx.sh;
+    let format = "{{.Endpoints.docker.Host}}";
+    ctx.try_read(cmd!(sh, "docker context inspect --format {format}"))
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
+}
+
+fn current_context(ctx: &Ctx) -> Option<String> {
+    let sh = &ctx.sh;
+    ctx.try_read(cmd!(sh, "docker context show"))
+}
+
+/// Turns "the engine did not answer" into which case it is, and the fix.
+fn diagnose(ctx: &Ctx, why: &str) -> anyhow::Error {
+    let at = endpoint(ctx);
+    let why = why.trim();
+    if why.contains("permission denied") {
+        return anyhow::anyhow!(
+            "the Docker engine at {at} refused this user (permission denied): you are not in the \
+             `docker` group. Run `sudo usermod -aG docker $USER`, then log in again (or `newgrp docker`). \
+             ({why})"
+        );
+    }
+    if why.contains("template") || why.contains("can't evaluate field") {
+        return anyhow::anyhow!(
+            "the engine at {at} answers, but its `docker version` lacks the server's API version \
+             (podman's docker shim?). This tool needs Docker's engine API: run Docker Engine, or point \
+             DOCKER_HOST at one. ({why})"
+        );
+    }
+    let rootless = at.contains("/run/user/") || at.contains("/.docker/run/");
+    if rootless && (why.contains("no such file") || why.contains("connect:")) {
+        return anyhow::anyhow!(
+            "cannot reach the rootless Docker engine at {at}: it is not started. Run \
+             `systemctl --user start docker` (or `dockerd-rootless.sh`). ({why})"
+        );
+    }
+    anyhow::anyhow!(
+        "cannot reach the Docker engine at {at}: {why}\n\
+         Start it (`sudo systemctl start docker`; as root `cargo xtask setup` starts a local dockerd), \
+         or point DOCKER_HOST or DOCKER_CONTEXT at a running engine."
+    )
+}
+
+/// How BuildKit builds reach the engine from this client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuildKit {
+    /// Through the buildx plugin (clients from 23 on), else the client's built-in BuildKit.
+    pub buildx: bool,
+    /// The current buildx builder keeps images in its own container (`docker-container` driver):
+    /// `--load` brings the image into the engine.
+    pub load: bool,
+}
+
+impl BuildKit {
+    /// BuildKit from this client, if it has it.
+    pub fn detect(ctx: &Ctx, engine: &Engine) -> Option<BuildKit> {
+        let sh = &ctx.sh;
+        if engine.client_major > 0 && engine.client_major < 23 {
+            return Some(BuildKit {
+                buildx: false,
+                load: false,
+            });
+        }
+        if !tools::BUILDX.present() && ctx.try_read(cmd!(sh, "docker buildx version")).is_none() {
+            return None;
+        }
+        let driver = ctx
+            .try_read(cmd!(sh, "docker buildx inspect"))
+            .and_then(|out| {
+                out.lines().find_map(|l| {
+                    l.trim()
+                        .strip_prefix("Driver:")
+                        .map(|d| d.trim().to_string())
+                })
+            });
+        Some(BuildKit::through_buildx(driver.as_deref()))
+    }
+
+    /// The buildx rule: only the engine's own builder (`docker` driver) puts images in the engine;
+    /// any other driver needs `--load`.
+    fn through_buildx(driver: Option<&str>) -> BuildKit {
+        BuildKit {
+            buildx: true,
+            load: driver.is_some_and(|d| d != "docker"),
+        }
+    }
+}
+
+/// The image's ID, when the engine has it.
+pub fn image_id(ctx: &Ctx, reference: &str) -> Option<String> {
+    inspect(ctx, reference, "{{.Id}}")
+}
+
+/// `docker image inspect --format FORMAT REF`, when the engine has the image.
+pub fn inspect(ctx: &Ctx, reference: &str, format: &str) -> Option<String> {
+    let sh = &ctx.sh;
+    ctx.try_read(cmd!(
+        sh,
+        "docker image inspect --format {format} {reference}"
+    ))
+}
+
+/// An image's label, when it has it.
+pub fn label(ctx: &Ctx, reference: &str, key: &str) -> Option<String> {
+    let format = format!("{{{{index .Config.Labels \"{key}\"}}}}");
+    inspect(ctx, reference, &format).filter(|v| v != "<no value>")
+}
+
+/// Tries `docker pull`; false when it cannot (`--offline`, or the registry did not answer in
+/// this run already).
+pub fn try_pull(ctx: &Ctx, reference: &str) -> bool {
+    let registry = registry_of(reference);
+    if ctx.offline || ctx.is_unreachable(&registry) {
+        return false;
+    }
+    let sh = &ctx.sh;
+    match ctx.run_quiet(cmd!(sh, "docker pull -q {reference}")) {
+        Ok(()) => true,
+        Err(e) => {
+            let why = format!("{e:#}");
+            // Not "not found": the registry itself did not answer; do not ask it again this run.
+            if !why.contains("not found") && !why.contains("manifest unknown") {
+                ctx.mark_unreachable(&registry);
+            }
+            false
+        }
+    }
+}
+
+/// `docker.io` for `golang:1.27`, `127.0.0.1:5000` for `127.0.0.1:5000/app`.
+fn registry_of(reference: &str) -> String {
+    match reference.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first.to_string(),
+        _ => "docker.io".to_string(),
+    }
+}
+
+/// Removes an image or a tag of ours without `-f`: an image a container uses, or one with another
+/// tag, stays. Errors say why.
+pub fn remove_image(ctx: &Ctx, reference: &str) -> Result<()> {
+    let sh = &ctx.sh;
+    ctx.cleanup(cmd!(sh, "docker image rm {reference}"))
+}
+
+/// Whether any container (running or not) uses the image or one built on it.
+pub fn in_use(ctx: &Ctx, id: &str) -> bool {
+    let sh = &ctx.sh;
+    let filter = format!("ancestor={id}");
+    ctx.try_read(cmd!(sh, "docker ps -a -q --filter {filter}"))
+        .is_some()
+}
+
+/// IDs of the images that match every `filter` (`label=…`, `dangling=true`), intermediate ones too.
+pub fn images(ctx: &Ctx, filters: &[String]) -> Result<Vec<String>> {
+    let sh = &ctx.sh;
+    let args: Vec<&str> = filters
+        .iter()
+        .flat_map(|f| ["--filter", f.as_str()])
+        .collect();
+    let out = ctx
+        .read(cmd!(
+            sh,
+            "docker image ls --all --quiet --no-trunc {args...}"
+        ))
+        .context("listing images")?;
+    let mut ids: Vec<String> = out.lines().map(str::to_string).collect();
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// `label=KEY=VALUE`, as filters take it.
+pub fn label_filter(key: &str, value: &str) -> String {
+    format!("label={key}={value}")
+}
+
+/// A temporary container, removed however the step ends (also after a signal). It carries
+/// `LABEL_TEMP` with the checkout's id, so `clean` finds one a killed run left behind; its name
+/// has a random part, so no leftover ever blocks the next run.
+pub struct TempContainer<'a> {
+    ctx: &'a Ctx,
+    pub name: String,
+}
+
+impl<'a> TempContainer<'a> {
+    pub fn create(
+        ctx: &'a Ctx,
+        checkout_id: &str,
+        image: &str,
+        purpose: &str,
+        extra: &[&str],
+        command: &[&str],
+    ) -> Result<TempContainer<'a>> {
+        let name = format!("{}-{purpose}-{}", project::APP, random_hex(6));
+        let label = format!("{}={checkout_id}", project::LABEL_TEMP);
+        let sh = &ctx.sh;
+        ctx.run_quiet(cmd!(
+            sh,
+            "docker create --name {name} --label {label} {extra...} {image} {command...}"
+        ))
+        .with_context(|| format!("creating a container from {image}"))?;
+        Ok(TempContainer { ctx, name })
+    }
+}
+
+impl Drop for TempContainer<'_> {
+    fn drop(&mut self) {
+        let sh = &self.ctx.sh;
+        let name = &self.name;
+        if let Err(e) = self.ctx.cleanup(cmd!(sh, "docker rm -f {name}")) {
+            self.ctx
+                .warn(format!("could not remove container {name}: {e:#}"));
+        }
+    }
+}
+
+/// `n` random bytes as hex, from the kernel.
+pub fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut bytes);
+    }
+    crate::infra::fsx::hex(&bytes)
+}
+
+/// What `docker system df` says these kinds ("Images", "Build Cache", …) take, in bytes; 0 when
+/// unknown.
+pub fn disk_usage(ctx: &Ctx, kinds: &[&str]) -> u64 {
+    let sh = &ctx.sh;
+    let format = "{{.Type}}\t{{.Size}}";
+    let out = ctx
+        .try_read(cmd!(sh, "docker system df --format {format}"))
+        .unwrap_or_default();
+    out.lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(kind, _)| kinds.contains(kind))
+        .map(|(_, size)| parse_size(size))
+        .sum()
+}
+
+/// "1.234GB" → 1_234_000_000 (docker's decimal units).
+fn parse_size(s: &str) -> u64 {
+    let s = s.trim();
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let factor = match unit.to_ascii_lowercase().as_str() {
+        "b" | "" => 1e0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        _ => return 0,
+    };
+    (num.parse::<f64>().unwrap_or(0.0) * factor) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1.5GB"), 1_500_000_000);
+        assert_eq!(parse_size("4.73MB"), 4_730_000);
+        assert_eq!(parse_size("0B"), 0);
+        assert_eq!(parse_size("12kB"), 12_000);
+    }
+
+    #[test]
+    fn versions() {
+        let e = parse_versions("1.41 28.2.2").unwrap();
+        assert_eq!((e.api, e.client_major), ((1, 41), 28));
+        assert!(e.multistage());
+        assert!(parse_versions("<no value> 28.2.2").is_err());
+    }
+
+    /// A buildx builder other than the engine's own keeps images to itself: `--load` brings them.
+    #[test]
+    fn buildx_load_rule() {
+        assert!(!BuildKit::through_buildx(Some("docker")).load);
+        assert!(BuildKit::through_buildx(Some("docker-container")).load);
+        assert!(BuildKit::through_buildx(Some("kubernetes")).load);
+        assert!(BuildKit::through_buildx(Some("remote")).load);
+        assert!(!BuildKit::through_buildx(None).load);
+    }
+
+    #[test]
+    fn registries() {
+        assert_eq!(registry_of("golang:1.27-bookworm"), "docker.io");
+        assert_eq!(registry_of("127.0.0.1:5000/app:1"), "127.0.0.1:5000");
+        assert_eq!(registry_of("library/golang"), "docker.io");
+        assert_eq!(registry_of("ghcr.io/a/b"), "ghcr.io");
+    }
+}

@@ -1,0 +1,188 @@
+//! Base images. Users who can pull get the official ones; where no registry answers (or with
+//! `--offline`), the builder base is made locally: `mmdebstrap` streams a minimal Debian with
+//! Debian's Go (the same package as the host's) as a tarball straight into `docker import`. No
+//! directory (so no path it could trip on), no root (`--mode=unshare` for ordinary users), any
+//! engine (the stream goes through the CLI), and with a fixed SOURCE_DATE_EPOCH the same layer
+//! from every run.
+
+use std::fs;
+
+use anyhow::{bail, Context, Result};
+use camino::Utf8PathBuf;
+use xshell::cmd;
+
+use crate::{
+    infra::{ctx::Ctx, docker, fsx, tools},
+    project::{self, Paths},
+};
+
+/// The builder base image to use: `requested`, else the official default when the engine has it
+/// or can pull it, else the local one (made now if missing), announced.
+pub fn builder_base(ctx: &Ctx, requested: Option<&str>) -> Result<String> {
+    if let Some(image) = requested {
+        if available(ctx, image) {
+            return Ok(image.to_string());
+        }
+        bail!(
+            "the builder image {image} is neither in the engine nor pullable: build the local one with \
+             `cargo xtask base-images` and pass --builder-image {}",
+            project::LOCAL_BUILDER_IMAGE
+        );
+    }
+    let official = project::DEFAULT_BUILDER_IMAGE;
+    if available(ctx, official) {
+        return Ok(official.to_string());
+    }
+    let why = if ctx.offline {
+        "--offline"
+    } else {
+        "no registry answers"
+    };
+    ctx.announce(format!(
+        "{why}: using the local builder base {} instead of {official}",
+        project::LOCAL_BUILDER_IMAGE
+    ));
+    ensure_local(ctx, None)?;
+    Ok(project::LOCAL_BUILDER_IMAGE.to_string())
+}
+
+/// The runtime base: `scratch` (needs nothing) or an image the engine has or can pull.
+pub fn runtime_base(ctx: &Ctx, requested: Option<&str>) -> Result<String> {
+    let image = requested.unwrap_or(project::DEFAULT_RUNTIME_IMAGE);
+    if image == "scratch" || available(ctx, image) {
+        Ok(image.to_string())
+    } else {
+        bail!("the runtime image {image} is neither in the engine nor pullable (`--runtime-image scratch` needs nothing)")
+    }
+}
+
+fn available(ctx: &Ctx, image: &str) -> bool {
+    docker::image_id(ctx, image).is_some() || docker::try_pull(ctx, image)
+}
+
+/// Makes the local builder base if the engine lacks it; returns its layer digest.
+pub fn ensure_local(ctx: &Ctx, mirror: Option<&str>) -> Result<Option<String>> {
+    let image = project::LOCAL_BUILDER_IMAGE;
+    if docker::image_id(ctx, image).is_some() {
+        ctx.announce(format!(
+            "{image} is there (`cargo xtask clean --all` removes it)"
+        ));
+        return Ok(layer(ctx, image));
+    }
+    tools::require(ctx, &[tools::MMDEBSTRAP, tools::UIDMAP])?;
+    let mirror = mirror.unwrap_or(project::DEBIAN_MIRROR);
+    let (suite, extra) = (project::BASE_SUITE, project::BASE_EXTRA_SUITE);
+    ctx.step(&format!("base image {image} (mmdebstrap {suite} + Go from {extra}, {mirror})"), || {
+        let include = format!("--include={},ca-certificates", project::GO_PACKAGE);
+        let sources = [format!("deb {mirror} {suite} main"), format!("deb {mirror} {extra} main")];
+        let mut args: Vec<String> = vec!["--variant=minbase".into(), "--quiet".into(), include];
+        // Docs, manuals and translations are of no use in a builder; apt's lists go by default.
+        for path in ["doc", "man", "info", "locale"] {
+            args.push(format!("--dpkgopt=path-exclude=/usr/share/{path}/*"));
+        }
+        args.push("--customize-hook=mkdir -p \"$1/go/src\"".into());
+        args.extend([suite.to_string(), "-".to_string()]);
+        args.extend(sources);
+        let path_env = format!(
+            "ENV PATH={}:/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            Utf8PathBuf::from(project::GO_BIN).parent().map(|p| p.to_string()).unwrap_or_default()
+        );
+        let changes = [
+            "ENV GOPATH=/go".to_string(),
+            path_env,
+            format!("LABEL {}={}", project::LABEL_BASE, project::APP),
+        ];
+        let mut import: Vec<String> = vec!["import".into()];
+        for change in &changes {
+            import.extend(["--change".to_string(), change.clone()]);
+        }
+        import.extend(["-".to_string(), image.to_string()]);
+        let epoch = project::BASE_EPOCH.to_string();
+        let shown = format!(
+            "SOURCE_DATE_EPOCH={epoch} mmdebstrap {} | docker {}",
+            args.join(" "),
+            import.join(" ")
+        );
+        let pipeline = duct::cmd("mmdebstrap", &args)
+            .env("SOURCE_DATE_EPOCH", &epoch)
+            .pipe(duct::cmd("docker", &import));
+        ctx.run_expr(&shown, pipeline)
+            .context("mmdebstrap needs Debian's mirror (and, as an ordinary user, subuids in /etc/subuid)")
+    })?;
+    Ok(layer(ctx, image))
+}
+
+/// The image's (single) layer digest, as the summary shows it.
+pub fn layer(ctx: &Ctx, image: &str) -> Option<String> {
+    docker::inspect(ctx, image, "{{join .RootFS.Layers \" \"}}")
+}
+
+/// IDs of the base images we made.
+pub fn ours(ctx: &Ctx) -> Result<Vec<String>> {
+    docker::images(
+        ctx,
+        &[docker::label_filter(project::LABEL_BASE, project::APP)],
+    )
+}
+
+/// What we take from a builder base: its Go's version and its CA bundle.
+#[derive(Debug, Clone)]
+pub struct BaseFiles {
+    pub go_version: String,
+    pub ca_bundle: Utf8PathBuf,
+}
+
+/// Reads (once per image ID, cached in target/) the builder base's Go version and CA bundle.
+pub fn base_files(ctx: &Ctx, paths: &Paths, checkout: &str, image: &str) -> Result<BaseFiles> {
+    let id = docker::image_id(ctx, image).with_context(|| format!("the engine has no {image}"))?;
+    let dir = paths.base_files().join(id.trim_start_matches("sha256:"));
+    let files = BaseFiles {
+        go_version: String::new(),
+        ca_bundle: dir.join("ca-certificates.crt"),
+    };
+    let version_file = dir.join("go-version");
+    if let (Ok(v), true) = (fs::read_to_string(&version_file), files.ca_bundle.is_file()) {
+        return Ok(BaseFiles {
+            go_version: v.trim().to_string(),
+            ..files
+        });
+    }
+    ctx.step(
+        &format!("read Go's version and the CA bundle from {image}"),
+        || {
+            let container = docker::TempContainer::create(
+                ctx,
+                checkout,
+                image,
+                "base",
+                &[],
+                &["go", "version"],
+            )?;
+            let sh = &ctx.sh;
+            let name = &container.name;
+            let out = ctx.run_read(cmd!(sh, "docker start --attach {name}"))?;
+            let go_version = out
+                .split_whitespace()
+                .nth(2)
+                .unwrap_or_default()
+                .to_string();
+            let tmp = fsx::scratch_beside(&dir)?;
+            let staged = fsx::utf8(&tmp).to_path_buf();
+            let from = format!("{name}:/{}", project::CA_BUNDLE);
+            ctx.run_quiet(cmd!(
+                sh,
+                "docker cp --follow-link {from} {staged}/ca-certificates.crt"
+            ))?;
+            ctx.change(format!("keep them in {dir}"), || {
+                fs::write(staged.join("go-version"), &go_version)?;
+                fsx::replace_dir(&staged, &dir)?;
+                let _ = tmp.keep();
+                Ok(())
+            })?;
+            Ok(BaseFiles {
+                go_version,
+                ..files.clone()
+            })
+        },
+    )
+}

@@ -1,0 +1,365 @@
+//! `--strategy direct`: the xtask writes the runtime image itself, as ko and Jib do, and the
+//! engine only loads it. One layer, a tar with entries in a fixed order, owner 0:0, fixed modes and
+//! the commit's time as every mtime; a config whose every value comes from the commit. The same
+//! commit, flags and base give the same image ID on every machine and engine: its ID is the
+//! sha256 of the config, which names the layer's sha256.
+//!
+//! Written as a docker-archive (`docker load`, also on a remote engine: it is streamed) and as an
+//! OCI image layout in target/ (what a registry push takes).
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+
+use crate::{
+    flags::Platform,
+    infra::{ctx::Ctx, docker, fsx},
+    pipeline::meta::Meta,
+    project::{self, Paths},
+};
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+/// The PATH the Dockerfile builders give every image (Docker's default).
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What goes into the runtime layer.
+pub struct Content<'a> {
+    pub binary: &'a [u8],
+    pub ca_bundle: &'a [u8],
+}
+
+/// An image, assembled: every blob and its digest.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub layer: Vec<u8>,
+    /// `sha256:…` of the (uncompressed) layer: its diff ID and its OCI digest.
+    pub layer_digest: String,
+    pub config: Vec<u8>,
+    /// `sha256:…` of the config: the image ID.
+    pub id: String,
+    pub manifest: Vec<u8>,
+    /// `sha256:…` of the OCI manifest: the registry digest.
+    pub manifest_digest: String,
+    pub platform: Platform,
+}
+
+fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", fsx::sha256_hex(bytes))
+}
+
+impl Image {
+    pub fn assemble(content: &Content<'_>, meta: &Meta, platform: Platform) -> Result<Image> {
+        let layer = layer(content, meta.epoch)?;
+        let layer_digest = digest(&layer);
+        let config = serde_json::to_vec(&config(meta, platform, &layer_digest))?;
+        let id = digest(&config);
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": { "mediaType": OCI_CONFIG, "digest": id, "size": config.len() },
+            "layers": [{ "mediaType": OCI_LAYER, "digest": layer_digest, "size": layer.len() }],
+        }))?;
+        let manifest_digest = digest(&manifest);
+        Ok(Image {
+            layer,
+            layer_digest,
+            config,
+            id,
+            manifest,
+            manifest_digest,
+            platform,
+        })
+    }
+
+    /// A docker-archive (what `docker save` writes and `docker load` reads), tagged `tag`.
+    pub fn docker_archive(&self, tag: &str) -> Result<Vec<u8>> {
+        let hex = |d: &str| d.trim_start_matches("sha256:").to_string();
+        let config_name = format!("{}.json", hex(&self.id));
+        let layer_name = format!("{}/layer.tar", hex(&self.layer_digest));
+        let manifest = serde_json::to_vec(&json!([{
+            "Config": config_name,
+            "RepoTags": [tag],
+            "Layers": [layer_name],
+        }]))?;
+        let mut archive = tar::Builder::new(Vec::new());
+        for (name, bytes) in [
+            (config_name.as_str(), self.config.as_slice()),
+            (layer_name.as_str(), self.layer.as_slice()),
+            ("manifest.json", manifest.as_slice()),
+        ] {
+            append_file(&mut archive, name, bytes, 0o644, 0)?;
+        }
+        Ok(archive.into_inner()?)
+    }
+
+    /// Writes an OCI image layout holding `images` (one index entry each, named `tag`) at `dir`,
+    /// built aside and swapped in whole.
+    pub fn write_layout(
+        ctx: &Ctx,
+        dir: &camino::Utf8Path,
+        images: &[&Image],
+        tag: &str,
+    ) -> Result<()> {
+        ctx.change(format!("write the OCI image layout {dir}"), || {
+            let tmp = fsx::scratch_beside(dir)?;
+            let root = fsx::utf8(&tmp);
+            let blobs = root.join("blobs/sha256");
+            std::fs::create_dir_all(&blobs)?;
+            let mut manifests = Vec::new();
+            for image in images {
+                for (d, bytes) in [
+                    (&image.layer_digest, &image.layer),
+                    (&image.id, &image.config),
+                    (&image.manifest_digest, &image.manifest),
+                ] {
+                    std::fs::write(blobs.join(d.trim_start_matches("sha256:")), bytes)?;
+                }
+                manifests.push(json!({
+                    "mediaType": OCI_MANIFEST,
+                    "digest": image.manifest_digest,
+                    "size": image.manifest.len(),
+                    "platform": platform_json(image.platform),
+                    "annotations": { "org.opencontainers.image.ref.name": tag },
+                }));
+            }
+            let index =
+                json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
+            std::fs::write(root.join("index.json"), serde_json::to_vec_pretty(&index)?)?;
+            std::fs::write(
+                root.join("oci-layout"),
+                br#"{"imageLayoutVersion":"1.0.0"}"#,
+            )?;
+            fsx::replace_dir(root, dir)?;
+            let _ = tmp.keep();
+            Ok(())
+        })
+        .map(drop)
+    }
+
+    /// Puts the image in the engine under `tag`: `docker tag` when the engine has this image ID
+    /// already, else the archive streamed to `docker load` (a load stopped halfway leaves no image).
+    pub fn load(&self, ctx: &Ctx, tag: &str) -> Result<String> {
+        let sh = &ctx.sh;
+        let id = &self.id;
+        if docker::image_id(ctx, id).is_some() {
+            ctx.announce(format!("the engine has {id} already: load skipped"));
+            ctx.run_quiet(xshell::cmd!(sh, "docker tag {id} {tag}"))?;
+        } else {
+            let archive = self.docker_archive(tag)?;
+            let shown = format!(
+                "docker load -q < (docker-archive of {tag}, {} bytes)",
+                archive.len()
+            );
+            ctx.run_expr(
+                &shown,
+                duct::cmd("docker", ["load", "-q"]).stdin_bytes(archive),
+            )
+            .with_context(|| format!("loading {tag} into the engine"))?;
+        }
+        Ok(self.id.clone())
+    }
+}
+
+/// A runtime file: path, mode, content (None: a directory).
+pub type RuntimeFile<'a> = (&'static str, u32, Option<std::borrow::Cow<'a, [u8]>>);
+
+/// The runtime files, as every strategy ships them (the tests compare `docker export` listings).
+pub fn runtime_files<'a>(content: &Content<'a>) -> Vec<RuntimeFile<'a>> {
+    use std::borrow::Cow;
+    let line = |s: String| Some(Cow::Owned((s + "\n").into_bytes()));
+    vec![
+        ("etc/", 0o755, None),
+        ("etc/group", 0o444, line(project::group())),
+        ("etc/passwd", 0o444, line(project::passwd())),
+        ("etc/ssl/", 0o755, None),
+        ("etc/ssl/certs/", 0o755, None),
+        (
+            project::CA_BUNDLE,
+            0o444,
+            Some(Cow::Borrowed(content.ca_bundle)),
+        ),
+        (project::BINARY, 0o555, Some(Cow::Borrowed(content.binary))),
+    ]
+}
+
+/// The layer: a tar with entries in a fixed order, owner 0:0, `epoch` as every mtime.
+fn layer(content: &Content<'_>, epoch: u64) -> Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (path, mode, bytes) in runtime_files(content) {
+        match bytes {
+            Some(bytes) => append_file(&mut tar, path, &bytes, mode, epoch)?,
+            None => {
+                let mut header = header(tar::EntryType::Directory, mode, 0, epoch);
+                tar.append_data(&mut header, path, std::io::empty())?;
+            }
+        }
+    }
+    Ok(tar.into_inner()?)
+}
+
+fn header(kind: tar::EntryType, mode: u32, size: u64, epoch: u64) -> tar::Header {
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(kind);
+    header.set_mode(mode);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_size(size);
+    header.set_mtime(epoch);
+    header
+}
+
+fn append_file(
+    tar: &mut tar::Builder<Vec<u8>>,
+    path: &str,
+    bytes: &[u8],
+    mode: u32,
+    epoch: u64,
+) -> Result<()> {
+    let mut header = header(tar::EntryType::Regular, mode, bytes.len() as u64, epoch);
+    tar.append_data(&mut header, path, bytes)
+        .with_context(|| format!("adding {path} to the archive"))
+}
+
+fn platform_json(platform: Platform) -> Value {
+    let mut p = json!({ "architecture": platform.arch, "os": "linux" });
+    if let Some(v) = platform.variant {
+        p["variant"] = json!(v);
+    }
+    p
+}
+
+/// The image config: the same user, port, entrypoint, health check and labels as the Dockerfile
+/// strategies; every time is the commit's.
+fn config(meta: &Meta, platform: Platform, layer_digest: &str) -> Value {
+    let labels: BTreeMap<&str, String> =
+        meta.labels(project::STAGE_PRODUCTION).into_iter().collect();
+    let seconds = |s: u64| s * 1_000_000_000;
+    let mut config = platform_json(platform);
+    config["created"] = json!(meta.created());
+    config["config"] = json!({
+        "User": format!("{0}:{0}", project::APP_UID),
+        "ExposedPorts": { format!("{}/tcp", project::APP_PORT): {} },
+        "Env": [DEFAULT_PATH],
+        "Entrypoint": [format!("/{}", project::BINARY)],
+        "WorkingDir": "/",
+        "Labels": labels,
+        "Healthcheck": {
+            "Test": ["CMD", format!("/{}", project::BINARY), project::HEALTHCHECK_FLAG],
+            "Interval": seconds(project::HEALTHCHECK_INTERVAL_S),
+            "Timeout": seconds(project::HEALTHCHECK_TIMEOUT_S),
+            "Retries": project::HEALTHCHECK_RETRIES,
+        },
+    });
+    config["rootfs"] = json!({ "type": "layers", "diff_ids": [layer_digest] });
+    config["history"] = json!([{
+        "created": meta.created(),
+        "created_by": "cargo xtask image --strategy direct",
+    }]);
+    config
+}
+
+/// The OCI layout of the last direct build.
+pub fn layout_dir(paths: &Paths) -> camino::Utf8PathBuf {
+    paths.oci_layout()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> Meta {
+        Meta {
+            version: "v1".into(),
+            revision: "abc".into(),
+            epoch: 1_735_689_600,
+            source: String::new(),
+            go: "go1.27.4".into(),
+            builder_base: project::LOCAL_BUILDER_IMAGE.into(),
+        }
+    }
+
+    #[test]
+    fn same_inputs_same_image_and_every_input_counts() {
+        let content = Content {
+            binary: b"\x7fELF binary",
+            ca_bundle: b"certs",
+        };
+        let a = Image::assemble(&content, &meta(), Platform::host()).unwrap();
+        let b = Image::assemble(&content, &meta(), Platform::host()).unwrap();
+        assert_eq!(
+            (a.id.clone(), a.layer.clone()),
+            (b.id.clone(), b.layer.clone())
+        );
+        let other = Content {
+            binary: b"\x7fELF binarY",
+            ..content
+        };
+        assert_ne!(
+            Image::assemble(&other, &meta(), Platform::host())
+                .unwrap()
+                .id,
+            a.id
+        );
+        let later = Meta {
+            epoch: 1_735_689_601,
+            ..meta()
+        };
+        assert_ne!(
+            Image::assemble(&content, &later, Platform::host())
+                .unwrap()
+                .id,
+            a.id
+        );
+    }
+
+    #[test]
+    fn the_layer_holds_exactly_the_runtime_files_as_root() {
+        let content = Content {
+            binary: b"bin",
+            ca_bundle: b"certs",
+        };
+        let image = Image::assemble(&content, &meta(), Platform::host()).unwrap();
+        let mut archive = tar::Archive::new(image.layer.as_slice());
+        let entries: Vec<(String, u32, u64, u64, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (
+                    e.path().unwrap().to_string_lossy().into_owned(),
+                    h.mode().unwrap(),
+                    h.uid().unwrap(),
+                    h.gid().unwrap(),
+                    h.mtime().unwrap(),
+                )
+            })
+            .collect();
+        let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "etc/",
+                "etc/group",
+                "etc/passwd",
+                "etc/ssl/",
+                "etc/ssl/certs/",
+                "etc/ssl/certs/ca-certificates.crt",
+                "main"
+            ]
+        );
+        assert!(entries
+            .iter()
+            .all(|e| e.2 == 0 && e.3 == 0 && e.4 == 1_735_689_600));
+        assert_eq!(entries.last().unwrap().1, 0o555);
+        let config: Value = serde_json::from_slice(&image.config).unwrap();
+        assert_eq!(config["config"]["User"], "65532:65532");
+        assert_eq!(config["created"], "2025-01-01T00:00:00Z");
+        assert_eq!(config["rootfs"]["diff_ids"][0], image.layer_digest.as_str());
+        assert_eq!(config["config"]["Labels"][project::OCI_REVISION], "abc");
+    }
+}

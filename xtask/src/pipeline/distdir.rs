@@ -1,0 +1,99 @@
+//! `dist/`: built aside (next to it, so that the final rename never crosses filesystems), with
+//! SHA256SUMS, then swapped in whole: a failure leaves the previous `dist/` exactly as it was.
+
+use std::fs;
+
+use anyhow::{Context, Result};
+use camino::Utf8Path;
+
+use crate::{
+    flags::Platform,
+    infra::{
+        ctx::{human_size, Ctx},
+        fsx,
+        tools::Go,
+    },
+    pipeline::gobuild,
+    project::{self, Paths},
+};
+
+/// In `dist/`, after a handoff: the builder image it came from, and whether UPX ran.
+pub const ORIGIN: &str = ".handoff";
+
+/// A scratch directory for the next `dist/`.
+pub fn scratch(paths: &Paths) -> Result<tempfile::TempDir> {
+    fsx::scratch_beside(&paths.dist())
+}
+
+/// Writes SHA256SUMS for every file in `dir` (dotfiles aside), then makes `dir` the new `dist/`.
+pub fn publish(ctx: &Ctx, paths: &Paths, dir: tempfile::TempDir) -> Result<()> {
+    let dist = paths.dist();
+    ctx.change(
+        format!("write SHA256SUMS; replace {dist} with the new build"),
+        || {
+            let staged = fsx::utf8(&dir);
+            fs::write(staged.join("SHA256SUMS"), sums(staged)?).context("writing SHA256SUMS")?;
+            fsx::replace_dir(staged, &dist)?;
+            let _ = dir.keep(); // moved into place: nothing left to remove
+            Ok(())
+        },
+    )
+    .map(drop)
+}
+
+/// `sha256sum`'s format for the files in `dir`.
+fn sums(dir: &Utf8Path) -> Result<String> {
+    let mut out = String::new();
+    for file in fsx::files_in(dir)? {
+        let bytes = fs::read(&file).with_context(|| format!("reading {file}"))?;
+        out += &format!(
+            "{}  {}\n",
+            fsx::sha256_hex(&bytes),
+            file.file_name().unwrap_or_default()
+        );
+    }
+    Ok(out)
+}
+
+/// The host build: `dist/main` for the host's architecture, plus one binary per `platforms`.
+pub fn build_on_host(
+    ctx: &Ctx,
+    paths: &Paths,
+    go: &Go,
+    platforms: &[Platform],
+    version: &str,
+) -> Result<()> {
+    ctx.step("go build", || {
+        let tmp = scratch(paths)?;
+        let staged = fsx::utf8(&tmp).to_path_buf();
+        let (gopath, app) = (paths.gopath(), paths.gopath_app());
+        gobuild::build(
+            ctx,
+            go,
+            &gopath,
+            &app,
+            &staged.join(project::BINARY),
+            None,
+            version,
+        )?;
+        for &platform in platforms {
+            let out = staged.join(gobuild::platform_binary(platform));
+            gobuild::build(ctx, go, &gopath, &app, &out, Some(platform), version)?;
+        }
+        publish(ctx, paths, tmp)
+    })
+}
+
+/// What `dist/` holds, with sizes and checksums.
+pub fn print(paths: &Paths) -> Result<()> {
+    let dist = paths.dist();
+    let sums = fs::read_to_string(dist.join("SHA256SUMS")).context("reading dist/SHA256SUMS")?;
+    println!("dist/ ({dist}):");
+    for line in sums.lines() {
+        if let Some((hash, name)) = line.split_once("  ") {
+            let size = fs::metadata(dist.join(name)).map(|m| m.len()).unwrap_or(0);
+            println!("  {name:<24} {:>9}  sha256 {hash}", human_size(size));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,296 @@
+//! One `docker build` for every Dockerfile: the builder (BuildKit or legacy, `--load` for a buildx
+//! builder of its own), the base images, the Go build args and the label values (the Dockerfiles
+//! set them in one LABEL instruction: the legacy builder would make a step of every `--label`).
+//! The image ID comes back through `--iidfile`.
+
+use anyhow::{Context, Result};
+use camino::Utf8Path;
+use xshell::cmd;
+
+use crate::{
+    flags::Builder,
+    infra::{
+        ctx::Ctx,
+        docker::{BuildKit, Engine},
+        tools,
+    },
+    pipeline::{gobuild, meta::Meta},
+    project::Paths,
+};
+
+/// The product's Dockerfiles, in `docker/`.
+pub const EX1: &str = "ex1.Dockerfile";
+pub const EX2: &str = "ex2.Dockerfile";
+pub const MULTISTAGE: &str = "Dockerfile";
+
+/// What every `docker build` of one run shares.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub builder: Builder,
+    buildkit: Option<BuildKit>,
+    pub no_cache: bool,
+    /// `--build-arg` values.
+    args: Vec<(String, String)>,
+    /// `--label` values (the bench marks its fixtures' images as its own).
+    labels: Vec<String>,
+}
+
+impl Plan {
+    /// Our Dockerfiles: the Go build's args, the base images, the labels' values.
+    pub fn new(
+        builder: Builder,
+        buildkit: Option<BuildKit>,
+        no_cache: bool,
+        meta: &Meta,
+        runtime_image: &str,
+    ) -> Plan {
+        let args = gobuild::docker_build_args(&meta.version)
+            .into_iter()
+            .chain([
+                ("BUILDER_IMAGE", meta.builder_base.clone()),
+                ("RUNTIME_IMAGE", runtime_image.to_string()),
+            ])
+            .chain(meta.build_args())
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        Plan {
+            builder,
+            buildkit,
+            no_cache,
+            args,
+            labels: Vec::new(),
+        }
+    }
+
+    /// A Dockerfile that takes only the builder base, its images labelled `label` (the bench's
+    /// fixtures: not ours to ship, but the bench's to remove).
+    pub fn fixture(
+        builder: Builder,
+        buildkit: Option<BuildKit>,
+        no_cache: bool,
+        base: &str,
+        label: &str,
+    ) -> Plan {
+        let args = vec![("BUILDER_IMAGE".into(), base.into())];
+        Plan {
+            builder,
+            buildkit,
+            no_cache,
+            args,
+            labels: vec![label.to_string()],
+        }
+    }
+
+    /// One of our Dockerfiles, by name.
+    pub fn dockerfile(paths: &Paths, name: &str) -> camino::Utf8PathBuf {
+        paths.docker_dir().join(name)
+    }
+
+    /// `docker build` of `dockerfile` from `context`, tagged `tag`: the new image's ID ("" under
+    /// `--dry-run`).
+    pub fn build(
+        &self,
+        ctx: &Ctx,
+        paths: &Paths,
+        dockerfile: &Utf8Path,
+        tag: &str,
+        context: &Utf8Path,
+    ) -> Result<String> {
+        let dir = paths.xtask_dir();
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir}"))?;
+        let iid = tempfile::NamedTempFile::new_in(&dir).context("creating the --iidfile")?;
+        let iidfile = iid.path();
+        let no_cache = self.no_cache.then_some("--no-cache");
+        let legacy = self.builder == Builder::Legacy;
+        let force_rm = legacy.then_some("--force-rm");
+        let load = (!legacy && self.buildkit.is_some_and(|b| b.load)).then_some("--load");
+        let buildkit = if legacy { "0" } else { "1" };
+        let args: Vec<String> = self
+            .args
+            .iter()
+            .flat_map(|(k, v)| ["--build-arg".to_string(), format!("{k}={v}")])
+            .collect();
+        let labels: Vec<&str> = self
+            .labels
+            .iter()
+            .flat_map(|l| ["--label", l.as_str()])
+            .collect();
+        let sh = &ctx.sh;
+        ctx.run_env(
+            &[("DOCKER_BUILDKIT", buildkit.to_string())],
+            cmd!(
+                sh,
+                "docker build {force_rm...} {no_cache...} {load...} --iidfile {iidfile} -t {tag} -f {dockerfile} {args...} {labels...} {context}"
+            ),
+        )
+        .with_context(|| format!("building {tag} from {dockerfile} ({} builder)", self.builder))?;
+        Ok(std::fs::read_to_string(iidfile)
+            .unwrap_or_default()
+            .trim()
+            .to_string())
+    }
+}
+
+/// The builder to use: the one asked for, else BuildKit when this client has it, else the legacy
+/// builder (announced; optional tools are never installed behind the user's back).
+pub fn choose_builder(
+    ctx: &Ctx,
+    engine: &Engine,
+    requested: Option<Builder>,
+) -> Result<(Builder, Option<BuildKit>)> {
+    let buildkit = BuildKit::detect(ctx, engine);
+    match (requested, buildkit) {
+        (Some(Builder::BuildKit), None) => anyhow::bail!(
+            "BuildKit is not available from this docker client: {}; or use `--builder legacy`",
+            tools::BUILDX.install_hint()
+        ),
+        (Some(b), bk) => Ok((b, bk)),
+        (None, Some(bk)) => Ok((Builder::BuildKit, Some(bk))),
+        (None, None) => {
+            ctx.announce(
+                "no BuildKit in this docker client (docker-buildx is missing): using the legacy builder \
+                 (`cargo xtask setup` installs docker-buildx)",
+            );
+            Ok((Builder::Legacy, None))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::project;
+
+    fn read(name: &str) -> String {
+        let docker = Utf8Path::new(env!("CARGO_MANIFEST_DIR")).join("../docker");
+        std::fs::read_to_string(docker.join(name)).unwrap()
+    }
+
+    /// The Dockerfiles take every Go flag as a build arg and hard-code none.
+    #[test]
+    fn dockerfiles_take_the_build_args() {
+        for file in [EX1, MULTISTAGE] {
+            let text = read(file);
+            for (key, value) in gobuild::ENV {
+                assert!(text.contains(key), "{file} does not declare {key}");
+                assert!(
+                    !text.contains(&format!("{key}={value}")),
+                    "{file} hard-codes {key}"
+                );
+            }
+            for arg in ["\"$LDFLAGS\"", "\"$PASSWD\"", "\"$GROUP\"", "$APP_UID"] {
+                assert!(text.contains(arg), "{file} does not use {arg}");
+            }
+            assert!(
+                !text.contains(" -a "),
+                "{file} uses -a, which defeats Go's build cache"
+            );
+        }
+    }
+
+    /// The Dockerfiles spell our label keys as `project` does, and label every stage from its
+    /// first step on; no checkout id, no host value.
+    #[test]
+    fn dockerfiles_carry_our_labels() {
+        for (file, stages) in [(EX1, 1), (EX2, 1), (MULTISTAGE, 2)] {
+            let text = read(file);
+            let count = |needle: &str| text.matches(needle).count();
+            let first = format!("LABEL {}={}\n", project::LABEL_PROJECT, project::APP);
+            assert_eq!(count(&first), stages, "{file}");
+            for key in [
+                project::LABEL_STAGE,
+                project::LABEL_GO,
+                project::LABEL_BUILDER_BASE,
+            ] {
+                assert_eq!(count(&format!("{key}=")), stages, "{file} lacks {key}");
+            }
+            for (key, arg) in [
+                (project::OCI_VERSION, "$VERSION"),
+                (project::OCI_REVISION, "$REVISION"),
+                (project::OCI_CREATED, "$CREATED"),
+                (project::OCI_SOURCE, "$SOURCE"),
+                (project::LABEL_GO, "$GO_VERSION"),
+                (project::LABEL_BUILDER_BASE, "$BUILDER_IMAGE"),
+            ] {
+                assert!(text.contains(&format!("{key}=\"{arg}\"")), "{file}: {key}");
+            }
+            assert!(!text.contains("checkout"), "{file} labels the checkout");
+        }
+    }
+
+    /// The instructions of a Dockerfile, comments and blank lines aside, continuations joined.
+    fn steps(text: &str) -> Vec<String> {
+        let mut steps = Vec::new();
+        let mut current = String::new();
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            current.push_str(line.trim_end_matches('\\').trim());
+            current.push(' ');
+            if !line.ends_with('\\') {
+                steps.push(current.trim().to_string());
+                current.clear();
+            }
+        }
+        steps
+    }
+
+    /// ex1 is the multi-stage builder stage and ex2 its production stage, step for step: the
+    /// handoff and the multi-stage build make the same files.
+    #[test]
+    fn ex1_and_ex2_are_the_multistage_stages() {
+        let multi = steps(&read(MULTISTAGE));
+        let is_from = |s: &String| s.starts_with("FROM ");
+        let starts: Vec<usize> = multi
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| is_from(s))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(starts.len(), 2, "two stages");
+        let body = |s: &[String]| {
+            s.iter()
+                .skip_while(|l| !is_from(l))
+                .skip(1)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let builder = body(&multi[starts[0]..starts[1]]);
+        let production = body(&multi[starts[1]..]);
+        assert_eq!(
+            body(&steps(&read(EX1))),
+            builder,
+            "ex1.Dockerfile differs from the builder stage"
+        );
+        // ex2 copies from dist/ what the production stage copies from the builder's /out.
+        let ex2 = body(&steps(&read(EX2)));
+        let not_copy = |s: &[String]| {
+            s.iter()
+                .filter(|l| !l.starts_with("COPY "))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            not_copy(&ex2),
+            not_copy(&production),
+            "ex2.Dockerfile differs from the production stage"
+        );
+        assert!(production.contains(&"COPY --chown=0:0 --from=builder /out/ /".to_string()));
+        let ex2_copies: Vec<&String> = ex2.iter().filter(|l| l.starts_with("COPY ")).collect();
+        assert_eq!(
+            ex2_copies,
+            ["COPY --chown=0:0 etc/ /etc/", "COPY --chown=0:0 main /main"]
+        );
+        // The health check is the one `direct` writes, from the same facts.
+        let check = format!(
+            "HEALTHCHECK --interval={}s --timeout={}s --retries={} CMD [\"/main\", \"{}\"]",
+            project::HEALTHCHECK_INTERVAL_S,
+            project::HEALTHCHECK_TIMEOUT_S,
+            project::HEALTHCHECK_RETRIES,
+            project::HEALTHCHECK_FLAG
+        );
+        assert!(production.contains(&check), "{check}");
+    }
+}

@@ -1,0 +1,212 @@
+//! Dependencies with Glide, in a GOPATH workspace under `target/` (the user never sets GOPATH).
+//! Online, `glide install` follows the committed glide.lock. Air-gapped (GitHub unreachable,
+//! `--offline`, or online glide failing), glide resolves glide.yaml against a local git mirror of
+//! httprouter made from Debian's source, in the workspace copy: the committed lock pins upstream's
+//! commit, which the mirror cannot have.
+
+use std::{fs, time::Duration};
+
+use anyhow::{Context, Result};
+use camino::Utf8Path;
+use xshell::cmd;
+
+use crate::{
+    infra::{ctx::Ctx, fsx, net, tools, tools::Go},
+    project::Paths,
+};
+
+const HTTPROUTER_URL: &str = "https://github.com/julienschmidt/httprouter";
+const HTTPROUTER_VERSION: &str = "v1.3.0";
+const DEBIAN_HTTPROUTER: &str = "/usr/share/gocode/src/github.com/julienschmidt/httprouter";
+/// Fixed dates make the mirror's commit the same on every machine.
+const MIRROR_DATE: &str = "2019-09-29T00:00:00Z";
+/// The files that define the app's dependencies, copied into the GOPATH workspace.
+const GLIDE_FILES: [&str; 2] = ["glide.yaml", "glide.lock"];
+
+/// Copies the app into the GOPATH workspace and fills its vendor/ (and go-app/vendor/, the Docker
+/// build context's) with glide. Skips glide (and needs none of its tools) when glide.yaml and
+/// glide.lock did not change since it last ran. `go` is looked up only when glide must run.
+pub fn vendor(ctx: &Ctx, paths: &Paths, go: impl FnOnce() -> Result<Go>) -> Result<()> {
+    let app = paths.gopath_app();
+    let go_app = paths.go_app();
+    ctx.change(
+        format!("copy {go_app}/{{*.go,glide.yaml,glide.lock}} to {app}"),
+        || copy_sources(&go_app, &app),
+    )?;
+    let stamp_path = paths.gopath().join(".vendor-stamp");
+    // The same glide files give the same vendor/, whether it came from GitHub or the mirror.
+    let stamp = format!(
+        "{}\n{}",
+        fs::read_to_string(go_app.join("glide.yaml")).context("reading go-app/glide.yaml")?,
+        fs::read_to_string(go_app.join("glide.lock")).unwrap_or_default()
+    );
+    let fresh = app.join("vendor").is_dir()
+        && fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str());
+    if fresh {
+        ctx.announce("vendor/ is up to date with glide.yaml and glide.lock: glide skipped");
+    } else {
+        let go = go()?;
+        tools::require(ctx, &[tools::GLIDE, tools::GIT])?;
+        ctx.step("glide install", || {
+            let online = !ctx.offline
+                && net::https_reachable("github.com", Duration::from_secs(3));
+            if online {
+                match install(ctx, paths, &go, false) {
+                    Ok(()) => return Ok(()),
+                    Err(e) => ctx.announce(format!(
+                        "glide failed online ({e:#}): trying the local mirror of Debian's httprouter"
+                    )),
+                }
+            } else {
+                let why = if ctx.offline { "--offline" } else { "GitHub is unreachable" };
+                ctx.announce(format!(
+                    "{why}: glide resolves httprouter {HTTPROUTER_VERSION} from Debian's source (local mirror in target/glide)"
+                ));
+            }
+            install(ctx, paths, &go, true)
+        })?;
+        ctx.change(format!("write {stamp_path}"), || {
+            fsx::write_atomic(&stamp_path, stamp.as_bytes())
+        })?;
+    }
+    let vendor = paths.vendor();
+    if !fresh || !vendor.is_dir() {
+        ctx.change(format!("copy {app}/vendor to {vendor}"), || {
+            let tmp = fsx::scratch_beside(&vendor)?;
+            let copy = fsx::utf8(&tmp).join("vendor");
+            fsx::copy_dir(&app.join("vendor"), &copy)?;
+            fsx::replace_dir(&copy, &vendor)
+        })?;
+    }
+    Ok(())
+}
+
+fn install(ctx: &Ctx, paths: &Paths, go: &Go, offline: bool) -> Result<()> {
+    let home = paths.glide_home(offline);
+    let app = paths.gopath_app();
+    if offline {
+        ensure_mirror(ctx, paths, go, &home)?;
+        // The committed lock pins upstream's commit: resolve glide.yaml against the mirror.
+        ctx.change(format!("rm {app}/glide.lock"), || {
+            let _ = fs::remove_file(app.join("glide.lock"));
+            Ok(())
+        })?;
+    }
+    let sh = &ctx.sh;
+    let _dir = sh.push_dir(&app);
+    // Glide asks `go` for its version and environment.
+    let env = [
+        ("GOPATH", paths.gopath().to_string()),
+        ("PATH", go.path_env()),
+    ];
+    ctx.run_env(&env, cmd!(sh, "glide --no-color --home {home} install"))
+}
+
+/// Copies the app's Go files and glide files into the GOPATH workspace, dropping stale Go files.
+fn copy_sources(go_app: &Utf8Path, app: &Utf8Path) -> Result<()> {
+    fs::create_dir_all(app).with_context(|| format!("creating {app}"))?;
+    for entry in app.read_dir_utf8()? {
+        let entry = entry?;
+        if entry.file_name().ends_with(".go") {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    for entry in go_app
+        .read_dir_utf8()
+        .with_context(|| format!("reading {go_app}"))?
+    {
+        let entry = entry?;
+        let name = entry.file_name();
+        if entry.file_type()?.is_file() && (name.ends_with(".go") || GLIDE_FILES.contains(&name)) {
+            fs::copy(entry.path(), app.join(name))
+                .with_context(|| format!("copying {} into the GOPATH workspace", entry.path()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes the git mirror of httprouter from Debian's source (once) and points glide at it.
+fn ensure_mirror(ctx: &Ctx, paths: &Paths, go: &Go, home: &Utf8Path) -> Result<()> {
+    let mirror = paths.glide_mirror();
+    let sh = &ctx.sh;
+    if !mirror.join(".git").is_dir() {
+        tools::require(ctx, &[tools::HTTPROUTER_SRC])?;
+        ctx.announce(format!(
+            "making the httprouter mirror from {DEBIAN_HTTPROUTER}"
+        ));
+        ctx.change(format!("copy {DEBIAN_HTTPROUTER} to {mirror}"), || {
+            fsx::remove_dir(&mirror)?;
+            fsx::copy_dir(Utf8Path::new(DEBIAN_HTTPROUTER), &mirror)
+        })?;
+        let git = [
+            "-C",
+            mirror.as_str(),
+            "-c",
+            "init.defaultBranch=master",
+            "-c",
+            "user.name=xtask",
+            "-c",
+            "user.email=xtask@localhost",
+            "-c",
+            "commit.gpgsign=false",
+            "-c",
+            "tag.gpgsign=false",
+        ];
+        let dates = [
+            ("GIT_AUTHOR_DATE", MIRROR_DATE.to_string()),
+            ("GIT_COMMITTER_DATE", MIRROR_DATE.to_string()),
+        ];
+        ctx.run_quiet(cmd!(sh, "git {git...} init -q"))?;
+        ctx.run_quiet(cmd!(sh, "git {git...} add -A"))?;
+        ctx.run_env(
+            &dates,
+            cmd!(sh, "git {git...} commit -q -m {HTTPROUTER_VERSION}"),
+        )?;
+        ctx.run_quiet(cmd!(sh, "git {git...} tag {HTTPROUTER_VERSION}"))?;
+    }
+    ctx.change(format!("mkdir -p {home}"), || {
+        fs::create_dir_all(home).with_context(|| format!("creating {home}"))
+    })?;
+    // Percent-encoded: glide parses the URL, and a checkout path may hold ` `, `#`, `%` or `'`.
+    let url = format!("file://{}", percent_encode(mirror.as_str()));
+    let mirrors = home.join("mirrors.yaml");
+    if !fs::read_to_string(&mirrors).is_ok_and(|m| m.contains(&url)) {
+        // Glide asks `go` for its version before anything else.
+        ctx.run_env(
+            &[("PATH", go.path_env())],
+            cmd!(
+                sh,
+                "glide --no-color --home {home} mirror set {HTTPROUTER_URL} {url} --vcs git"
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+/// A path as a URL path: unreserved characters and `/` stay, every other byte is `%XX`.
+fn percent_encode(path: &str) -> String {
+    path.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// What glide made, for `clean`: the GOPATH workspace, glide's homes and mirror, go-app/vendor.
+pub fn made_paths(paths: &Paths) -> Vec<camino::Utf8PathBuf> {
+    vec![paths.gopath(), paths.glide_dir(), paths.vendor()]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn file_urls_take_any_path() {
+        assert_eq!(
+            super::percent_encode("/home/a b/x#1%'é"),
+            "/home/a%20b/x%231%25%27%C3%A9"
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! The Go build, defined once. The same environment and flags drive the host build (`dist`) and,
+//! as build args, every Dockerfile, so every path yields the same binary.
+
+use anyhow::Result;
+use camino::Utf8Path;
+use xshell::cmd;
+
+use crate::{
+    flags::Platform,
+    infra::{ctx::Ctx, git, tools::Go},
+    project,
+};
+
+/// GOPATH mode from glide's vendor/, static, no paths or VCS stamps in the binary.
+pub const ENV: [(&str, &str); 4] = [
+    ("GO111MODULE", "off"),
+    ("CGO_ENABLED", "0"),
+    ("GOOS", "linux"),
+    ("GOFLAGS", "-trimpath -buildvcs=false"),
+];
+
+/// Stripped, no build ID, the version stamped into `main.version`.
+pub fn ldflags(version: &str) -> String {
+    format!("-s -w -buildid= -X main.version={version}")
+}
+
+/// The version to stamp: the flag, else `git describe`, else "dev".
+pub fn version(ctx: &Ctx, root: &Utf8Path, flag: Option<&str>) -> String {
+    flag.map(str::to_string)
+        .or_else(|| git::describe(ctx, root))
+        .unwrap_or_else(|| "dev".to_string())
+}
+
+/// The build args every Dockerfile takes from us: the Go build's and the runtime files'.
+pub fn docker_build_args(version: &str) -> Vec<(&'static str, String)> {
+    ENV.iter()
+        .map(|(k, v)| (*k, v.to_string()))
+        .chain([
+            ("LDFLAGS", ldflags(version)),
+            ("APP_UID", project::APP_UID.to_string()),
+            ("PASSWD", project::passwd()),
+            ("GROUP", project::group()),
+        ])
+        .collect()
+}
+
+/// The platform's GOARCH (and GOARM) settings: `linux/arm/v7` → GOARCH=arm GOARM=7.
+pub fn arch_env(platform: Platform) -> Vec<(&'static str, String)> {
+    let mut env = vec![("GOARCH", platform.arch.to_string())];
+    if let Some(variant) = platform.variant {
+        env.push(("GOARM", variant.trim_start_matches('v').to_string()));
+    }
+    env
+}
+
+/// The dist file name for a platform: `main-linux-arm64`, `main-linux-arm-v7`.
+pub fn platform_binary(platform: Platform) -> String {
+    format!(
+        "{}-{}",
+        project::BINARY,
+        platform.to_string().replace('/', "-")
+    )
+}
+
+/// The environment for `go` in the GOPATH workspace.
+pub fn go_env(go: &Go, gopath: &Utf8Path) -> Vec<(&'static str, String)> {
+    let mut env = vec![("PATH", go.path_env()), ("GOPATH", gopath.to_string())];
+    env.extend(ENV.iter().map(|(k, v)| (*k, v.to_string())));
+    env
+}
+
+/// `go build` of the app in `app_dir` (inside `gopath`) into `out`, for `platform` (None: the
+/// host's architecture).
+pub fn build(
+    ctx: &Ctx,
+    go: &Go,
+    gopath: &Utf8Path,
+    app_dir: &Utf8Path,
+    out: &Utf8Path,
+    platform: Option<Platform>,
+    version: &str,
+) -> Result<()> {
+    let sh = &ctx.sh;
+    let _dir = sh.push_dir(app_dir);
+    let mut env = go_env(go, gopath);
+    env.extend(platform.map(arch_env).unwrap_or_default());
+    let ldflags = ldflags(version);
+    ctx.run_env(&env, cmd!(sh, "go build -ldflags {ldflags} -o {out} ."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms() {
+        let arm64: Platform = "linux/arm64".parse().unwrap();
+        let armv7: Platform = "linux/arm/v7".parse().unwrap();
+        assert_eq!(arch_env(arm64), vec![("GOARCH", "arm64".to_string())]);
+        assert_eq!(
+            arch_env(armv7),
+            vec![("GOARCH", "arm".to_string()), ("GOARM", "7".to_string())]
+        );
+        assert_eq!(platform_binary(armv7), "main-linux-arm-v7");
+    }
+}

@@ -1,0 +1,118 @@
+//! The dist handoff: build ex1 (the fat builder image), copy its /out (binary, CA bundle,
+//! passwd/group) out with `docker create` + `docker cp` (no bind mount: it works when the engine
+//! is on another host), make that `dist/`, and build ex2 (the runtime image) from `dist/` alone.
+
+use anyhow::{Context, Result};
+use xshell::cmd;
+
+use crate::{
+    infra::{
+        ctx::Ctx,
+        docker::{self, Engine, TempContainer},
+        fsx, tools,
+    },
+    pipeline::{
+        base, distdir,
+        dockerfile::{self, Plan},
+        meta::Meta,
+        record::Record,
+    },
+    project::{self, Paths},
+};
+
+/// The builder image (ex1), tagged `builder_tag`: its ID.
+pub fn build_builder(
+    ctx: &Ctx,
+    paths: &Paths,
+    plan: &Plan,
+    record: &mut Record,
+    builder_tag: &str,
+) -> Result<String> {
+    let file = Plan::dockerfile(paths, dockerfile::EX1);
+    record.tagged(ctx, paths, builder_tag, || {
+        plan.build(ctx, paths, &file, builder_tag, &paths.go_app())
+    })
+}
+
+/// Builds ex1 and makes its /out the new `dist/` (with SHA256SUMS), UPX-compressed when asked.
+/// When `dist/` already holds this very builder image's output, the copy (and UPX) is skipped.
+pub fn to_dist(
+    ctx: &Ctx,
+    paths: &Paths,
+    plan: &Plan,
+    record: &mut Record,
+    builder_tag: &str,
+    compress: bool,
+) -> Result<()> {
+    let id = ctx.step("builder image (ex1)", || {
+        build_builder(ctx, paths, plan, record, builder_tag)
+    })?;
+    let dist = paths.dist();
+    let origin = format!("{id} compress={compress}\n");
+    let current = std::fs::read_to_string(dist.join(distdir::ORIGIN)).unwrap_or_default();
+    if !id.is_empty() && origin == current && dist.join(project::BINARY).is_file() {
+        ctx.announce("dist/ already holds this builder image's output: copy skipped");
+        return Ok(());
+    }
+    ctx.step("copy the binary out to dist/", || {
+        let container =
+            TempContainer::create(ctx, &record.checkout, builder_tag, "handoff", &[], &[])?;
+        let tmp = distdir::scratch(paths)?;
+        let to = fsx::utf8(&tmp).to_path_buf();
+        let sh = &ctx.sh;
+        let from = format!("{}:/out/.", container.name);
+        ctx.run_quiet(cmd!(sh, "docker cp {from} {to}"))
+            .context("copying /out from the builder container")?;
+        if compress {
+            let binary = to.join(project::BINARY);
+            ctx.run_quiet(cmd!(sh, "upx -q --best --lzma {binary}"))
+                .context("compressing the binary with UPX")?;
+        }
+        ctx.change("record where dist/ came from", || {
+            std::fs::write(to.join(distdir::ORIGIN), &origin).context("writing dist/.handoff")
+        })?;
+        distdir::publish(ctx, paths, tmp)
+    })
+}
+
+/// ex2 from `dist/` alone, tagged `tag`: its ID.
+pub fn build_runtime(
+    ctx: &Ctx,
+    paths: &Paths,
+    plan: &Plan,
+    record: &mut Record,
+    tag: &str,
+) -> Result<String> {
+    let file = Plan::dockerfile(paths, dockerfile::EX2);
+    record.tagged(ctx, paths, tag, || {
+        plan.build(ctx, paths, &file, tag, &paths.dist())
+    })
+}
+
+/// `dist/main` on a host without Go: built in the default builder image, copied out.
+pub fn dist_in_builder(ctx: &Ctx, paths: &Paths, engine: &Engine, version: &str) -> Result<()> {
+    let mut record = Record::load(ctx, paths)?;
+    let (builder, buildkit) = dockerfile::choose_builder(ctx, engine, None)?;
+    let builder_image = base::builder_base(ctx, None)?;
+    let files = base::base_files(ctx, paths, &record.checkout, &builder_image)?;
+    let meta = Meta::of_checkout(ctx, &paths.root, version, &files.go_version, &builder_image);
+    let plan = Plan::new(
+        builder,
+        buildkit,
+        false,
+        &meta,
+        project::DEFAULT_RUNTIME_IMAGE,
+    );
+    let builder_tag = crate::flags::ImageRef(project::DEFAULT_TAG.into()).builder_tag();
+    to_dist(ctx, paths, &plan, &mut record, &builder_tag, false)
+}
+
+/// Whether `dist/` can be made on this host without Go (the container fallback).
+pub fn can_build_without_go() -> bool {
+    tools::DOCKER.present()
+}
+
+/// The ID of the image `reference` names, for summaries.
+pub fn id_of(ctx: &Ctx, reference: &str) -> Option<String> {
+    docker::image_id(ctx, reference)
+}

@@ -1,0 +1,121 @@
+//! What an image says about itself: the OCI labels and ours, from values that are the same on
+//! every machine (the commit, its time, the version, the Go and builder base used). Never a host
+//! path, a checkout id or a build time.
+
+use crate::project;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    pub version: String,
+    /// The commit's hash, or "unknown" outside git.
+    pub revision: String,
+    /// Seconds since the epoch: SOURCE_DATE_EPOCH when set, else the commit's time, else 0.
+    pub epoch: u64,
+    /// An `https://` URL safe to publish, or "" (see `git::public_source`).
+    pub source: String,
+    /// The Go that built the binary: `go1.27.4`.
+    pub go: String,
+    /// The builder base image (Go toolchain, CA bundle).
+    pub builder_base: String,
+}
+
+impl Meta {
+    /// The image's creation time, RFC 3339 in UTC.
+    pub fn created(&self) -> String {
+        rfc3339(self.epoch)
+    }
+
+    /// Every label of an image of `stage` (`project::STAGE_*`), keys as `project` spells them.
+    pub fn labels(&self, stage: &str) -> Vec<(&'static str, String)> {
+        vec![
+            (project::OCI_TITLE, project::APP.to_string()),
+            (project::OCI_VERSION, self.version.clone()),
+            (project::OCI_REVISION, self.revision.clone()),
+            (project::OCI_CREATED, self.created()),
+            (project::OCI_SOURCE, self.source.clone()),
+            (project::LABEL_PROJECT, project::APP.to_string()),
+            (project::LABEL_STAGE, stage.to_string()),
+            (project::LABEL_GO, self.go.clone()),
+            (project::LABEL_BUILDER_BASE, self.builder_base.clone()),
+        ]
+    }
+
+    /// The build args the Dockerfiles' LABEL instruction takes (`stage` is spelled there).
+    pub fn build_args(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("VERSION", self.version.clone()),
+            ("REVISION", self.revision.clone()),
+            ("CREATED", self.created()),
+            ("SOURCE", self.source.clone()),
+            ("GO_VERSION", self.go.clone()),
+        ]
+    }
+}
+
+/// The time to stamp: SOURCE_DATE_EPOCH when set (reproducible-builds.org), else `commit_time`.
+pub fn epoch(commit_time: Option<u64>) -> u64 {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .or(commit_time)
+        .unwrap_or(0)
+}
+
+/// 1735689600 → "2025-01-01T00:00:00Z".
+pub fn rfc3339(epoch: u64) -> String {
+    let days = (epoch / 86_400) as i64;
+    let secs = epoch % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+impl Meta {
+    /// The metadata of the checkout at `root`: its commit (or "unknown"), the commit's time (or
+    /// SOURCE_DATE_EPOCH), its public source URL.
+    pub fn of_checkout(
+        ctx: &crate::infra::ctx::Ctx,
+        root: &camino::Utf8Path,
+        version: &str,
+        go: &str,
+        builder_base: &str,
+    ) -> Meta {
+        let commit = crate::infra::git::head(ctx, root);
+        Meta {
+            version: version.to_string(),
+            revision: commit
+                .as_ref()
+                .map_or_else(|| "unknown".into(), |c| c.hash.clone()),
+            epoch: epoch(commit.map(|c| c.time)),
+            source: crate::infra::git::public_source(ctx, root).unwrap_or_default(),
+            go: go.to_string(),
+            builder_base: builder_base.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_735_689_600), "2025-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_827_696), "2000-02-29T12:34:56Z");
+        assert_eq!(rfc3339(1_795_867_200), "2026-11-28T12:00:00Z");
+    }
+}

@@ -1,0 +1,14 @@
+//! The pipeline's steps: plain functions and types that take plain values (paths, a tag, a
+//! strategy), run things only through `Ctx`, and never see a CLI struct or a command module.
+
+pub mod base;
+pub mod compare;
+pub mod direct;
+pub mod distdir;
+pub mod dockerfile;
+pub mod glide;
+pub mod gobuild;
+pub mod handoff;
+pub mod meta;
+pub mod record;
+pub mod smoke;

@@ -1,0 +1,111 @@
+//! Ownership by record, not by inheritance: containers and derived images inherit our labels, so
+//! labels alone prove nothing. What a build makes is written down here (image IDs from
+//! `--iidfile` or `docker load`, the tags we set) with this checkout's random id; `clean` removes
+//! what the record names, and a build removes the image its tag pointed to before, once that
+//! is dangling, unused and ours.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use crate::{
+    infra::{ctx::Ctx, docker, fsx},
+    project::{self, Paths},
+};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record {
+    /// Random, made once per checkout: the value of `LABEL_TEMP` on our temporary containers.
+    pub checkout: String,
+    /// Image ID → the tags we gave it.
+    pub images: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Record {
+    /// The checkout's record; the first time, a new one with a new random id, written at once
+    /// (temporary containers carry the id before any image is recorded).
+    pub fn load(ctx: &Ctx, paths: &Paths) -> Result<Record> {
+        let path = paths.record();
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            let record = Record {
+                checkout: docker::random_hex(8),
+                images: BTreeMap::new(),
+            };
+            record.save(ctx, paths)?;
+            return Ok(record);
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("reading {path}"))?;
+        let checkout = value["checkout"].as_str().unwrap_or_default().to_string();
+        let mut images = BTreeMap::new();
+        for (id, tags) in value["images"].as_object().into_iter().flatten() {
+            let tags = tags
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t.as_str());
+            images.insert(id.clone(), tags.map(str::to_string).collect());
+        }
+        let checkout = if checkout.is_empty() {
+            docker::random_hex(8)
+        } else {
+            checkout
+        };
+        Ok(Record { checkout, images })
+    }
+
+    pub fn save(&self, ctx: &Ctx, paths: &Paths) -> Result<()> {
+        let path = paths.record();
+        let value = json!({ "checkout": self.checkout, "images": self.images });
+        let text = serde_json::to_string_pretty(&value)? + "\n";
+        ctx.change(format!("record what was built in {path}"), || {
+            fsx::write_atomic(&path, text.as_bytes())
+        })
+        .map(drop)
+    }
+
+    /// Runs `build`, which makes an image and returns its ID, and records it under `tag`. The image
+    /// the tag pointed to before is removed when it is now dangling, unused and ours.
+    pub fn tagged(
+        &mut self,
+        ctx: &Ctx,
+        paths: &Paths,
+        tag: &str,
+        build: impl FnOnce() -> Result<String>,
+    ) -> Result<String> {
+        let previous = docker::image_id(ctx, tag);
+        let id = build()?;
+        if id.is_empty() {
+            return Ok(id); // --dry-run
+        }
+        self.images
+            .entry(id.clone())
+            .or_default()
+            .insert(tag.to_string());
+        if let Some(prev) = previous.filter(|p| *p != id) {
+            if let Some(tags) = self.images.get_mut(&prev) {
+                tags.remove(tag);
+            }
+            self.supersede(ctx, &prev);
+        }
+        self.save(ctx, paths)?;
+        Ok(id)
+    }
+
+    /// Removes a superseded image when nothing refers to it any more and it is ours (whichever
+    /// checkout built it). Never fails the build: a failed removal is a warning.
+    fn supersede(&mut self, ctx: &Ctx, id: &str) {
+        let tags = docker::inspect(ctx, id, "{{len .RepoTags}}");
+        let ours = docker::label(ctx, id, project::LABEL_PROJECT).as_deref() == Some(project::APP);
+        if tags.as_deref() != Some("0") || !ours || docker::in_use(ctx, id) {
+            return;
+        }
+        match docker::remove_image(ctx, id) {
+            Ok(()) => {
+                self.images.remove(id);
+            }
+            Err(e) => ctx.warn(format!("the superseded image {id} stays: {e:#}")),
+        }
+    }
+}
