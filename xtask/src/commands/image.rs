@@ -95,7 +95,7 @@ impl flags::Image {
             )?;
             Built {
                 builder: None,
-                details: Some(image),
+                details: image,
             }
         } else {
             let (builder, buildkit) = dockerfile::choose_builder(ctx, &engine, self.builder)?;
@@ -147,7 +147,7 @@ fn direct(
     builder_image: &str,
     version: &str,
     tag: &str,
-) -> Result<Image> {
+) -> Result<Option<Image>> {
     let paths = &ctx.paths;
     let go_version = match Go::find(ctx) {
         Ok(go) => {
@@ -184,8 +184,7 @@ fn direct(
         Image::write_layout(ctx, &paths.oci_layout(), &[&image], tag)?;
         record.tagged(ctx, paths, tag, || image.load(ctx, tag))?;
         Ok(Some(image))
-    })?
-    .context("--dry-run: no image assembled")
+    })
 }
 
 /// Builds `tag` with one of the Dockerfile strategies.

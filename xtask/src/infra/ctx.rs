@@ -159,7 +159,8 @@ impl Ctx {
     /// Starts a daemon in its own process group (a terminal's Ctrl-C does not stop it), its
     /// output appended to `log`.
     pub fn start_daemon(&self, cmd: Cmd<'_>, log: &Utf8Path) -> Result<()> {
-        let shown = cmd.to_string();
+        let mut std = Command::from(cmd);
+        let shown = display(&std);
         self.change(format!("{shown} >{log} 2>&1 &"), || {
             use std::os::unix::process::CommandExt;
             eprintln!("$ {shown} >{log} 2>&1 &");
@@ -168,8 +169,7 @@ impl Ctx {
                 .append(true)
                 .open(log)
                 .with_context(|| format!("opening {log}"))?;
-            Command::from(cmd)
-                .stdin(std::process::Stdio::null())
+            std.stdin(std::process::Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)
                 .process_group(0)
@@ -205,12 +205,13 @@ impl Ctx {
         env: &[(&str, String)],
         cmd: Cmd<'_>,
     ) -> Result<String> {
+        let std = Command::from(cmd);
         let shown = env
             .iter()
             .map(|(k, v)| format!("{k}={} ", quote(v)))
             .collect::<String>()
-            + &cmd.to_string();
-        let mut expr = to_duct(cmd);
+            + &display(&std);
+        let mut expr = to_duct(&std);
         for (k, v) in env {
             expr = expr.env(k, v);
         }
@@ -354,8 +355,7 @@ impl Ctx {
 
 /// xshell builds the command (its `cmd!` splices arguments safely); duct runs it, so that it can be
 /// waited for with a deadline and signalled.
-fn to_duct(cmd: Cmd<'_>) -> duct::Expression {
-    let std = Command::from(cmd);
+fn to_duct(std: &Command) -> duct::Expression {
     let args: Vec<&OsStr> = std.get_args().collect();
     let mut expr = duct::cmd(std.get_program(), args);
     if let Some(dir) = std.get_current_dir() {
@@ -388,10 +388,20 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
+/// A command as a shell would take it back: arguments with spaces or quotes in single quotes.
+fn display(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| quote(&a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn quote(v: &str) -> String {
-    if v.is_empty() || v.contains(|c: char| c.is_whitespace() || "\"'$\\".contains(c)) {
-        format!("{v:?}")
-    } else {
+    let plain = |c: char| c.is_alphanumeric() || "-_./:=@%+,^{}".contains(c);
+    if !v.is_empty() && v.chars().all(plain) {
         v.to_string()
+    } else {
+        format!("'{}'", v.replace('\'', "'\\''"))
     }
 }

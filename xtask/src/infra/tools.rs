@@ -141,7 +141,9 @@ pub const ALL: [Tool; 10] = [
     BUILDX,
     UPX,
 ];
-/// Debian's registry: only the tests use it.
+/// What only the tests use besides: a registry to push to.
+pub const TEST_ONLY: [Tool; 1] = [REGISTRY];
+/// Debian's registry.
 pub const REGISTRY: Tool = tool(
     "docker-registry",
     Probe::OnPath("docker-registry"),

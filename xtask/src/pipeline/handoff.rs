@@ -65,8 +65,16 @@ pub fn to_dist(
             .context("copying /out from the builder container")?;
         if compress {
             let binary = to.join(project::BINARY);
+            // UPX rewrites the file in place: writable for the moment, read-only again after.
+            let mode = |m: u32| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(m))
+                    .with_context(|| format!("chmod {m:o} {binary}"))
+            };
+            ctx.change(format!("chmod 755 {binary}"), || mode(0o755))?;
             ctx.run_quiet(cmd!(sh, "upx -q --best --lzma {binary}"))
                 .context("compressing the binary with UPX")?;
+            ctx.change(format!("chmod 555 {binary}"), || mode(0o555))?;
         }
         ctx.change("record where dist/ came from", || {
             std::fs::write(to.join(distdir::ORIGIN), &origin).context("writing dist/.handoff")

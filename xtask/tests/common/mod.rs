@@ -433,7 +433,7 @@ pub fn export_listing(host: Option<&str>, image: &str) -> Vec<String> {
         let h = e.header();
         out.push(format!(
             "{:o} {}/{} {} {path}",
-            h.mode().unwrap(),
+            h.mode().unwrap() & 0o7777,
             h.uid().unwrap(),
             h.gid().unwrap(),
             h.size().unwrap()
@@ -504,4 +504,54 @@ pub fn go_root() -> PathBuf {
         .parent()
         .unwrap()
         .to_path_buf()
+}
+
+/// Debian's `docker-registry` on a free loopback port, its storage in a temporary directory;
+/// stopped on drop.
+pub struct Registry {
+    pub addr: String,
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl Registry {
+    pub fn start() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = dir.path().join("config.yml");
+        fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+                 http:\n  addr: {addr}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .args(["serve"])
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry (cargo xtask ci installs it)");
+        let up = (0..100).any(|_| {
+            let ok = http::get(&addr, "/v2/").is_ok_and(|(code, _)| code == 200);
+            if !ok {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            ok
+        });
+        assert!(up, "the registry did not come up on {addr}");
+        Registry { addr, dir, child }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = &self.dir;
+    }
 }
