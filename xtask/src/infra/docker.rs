@@ -100,6 +100,19 @@ pub fn endpoint(ctx: &Ctx) -> String {
         .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
 }
 
+/// Whether the engine at `endpoint` publishes ports on this host's loopback: the system socket,
+/// a rootless one (rootlesskit forwards its ports), or TCP on loopback. Anything else (ssh://, a
+/// remote address, a socket elsewhere: another machine, VM or network namespace) does not.
+pub fn publishes_here(endpoint: &str) -> bool {
+    let local_socket = endpoint
+        .strip_prefix("unix://")
+        .is_some_and(|p| p.starts_with("/var/run/") || p.starts_with("/run/"));
+    let loopback = ["tcp://127.0.0.1:", "tcp://localhost:", "tcp://[::1]:"]
+        .iter()
+        .any(|p| endpoint.starts_with(p));
+    local_socket || loopback
+}
+
 fn current_context(ctx: &Ctx) -> Option<String> {
     let sh = &ctx.sh;
     ctx.try_read(cmd!(sh, "docker context show"))
@@ -378,6 +391,16 @@ mod tests {
         assert!(BuildKit::through_buildx(Some("kubernetes")).load);
         assert!(BuildKit::through_buildx(Some("remote")).load);
         assert!(!BuildKit::through_buildx(None).load);
+    }
+
+    #[test]
+    fn where_published_ports_are() {
+        assert!(publishes_here("unix:///var/run/docker.sock"));
+        assert!(publishes_here("unix:///run/user/1000/docker.sock"));
+        assert!(publishes_here("tcp://127.0.0.1:2375"));
+        assert!(!publishes_here("ssh://me@build-host"));
+        assert!(!publishes_here("tcp://10.0.0.5:2376"));
+        assert!(!publishes_here("unix:///var/tmp/xr-1/docker.sock"));
     }
 
     #[test]

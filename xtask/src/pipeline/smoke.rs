@@ -8,7 +8,11 @@ use anyhow::{bail, Context, Result};
 use xshell::cmd;
 
 use crate::{
-    infra::{ctx::Ctx, docker::TempContainer, http},
+    infra::{
+        ctx::Ctx,
+        docker::{self, TempContainer},
+        http,
+    },
     project,
 };
 
@@ -22,6 +26,9 @@ pub fn run(ctx: &Ctx, checkout: &str, image: &str) -> Result<()> {
         let container = TempContainer::create(ctx, checkout, image, "smoke", &hardening, &[])?;
         let sh = &ctx.sh;
         let name = &container.name;
+        let endpoint = docker::endpoint(ctx);
+        // The engine's published ports are ours to reach only when it runs on this host's network.
+        let local = docker::publishes_here(&endpoint);
         ctx.run_quiet(cmd!(sh, "docker start {name}")).context("starting the container")?;
         ctx.after_real_run(|| {
             let started = Instant::now();
@@ -33,17 +40,24 @@ pub fn run(ctx: &Ctx, checkout: &str, image: &str) -> Result<()> {
                 .find(|l| l.starts_with("127.0.0.1:"))
                 .context("no loopback port published")?
                 .to_string();
-            if !healthy || !http::wait_ok(&addr, "/healthz", Duration::from_secs(5)) {
-                let logs = ctx.read(cmd!(sh, "docker logs {name}")).unwrap_or_default();
-                bail!(
-                    "{image} did not turn healthy and answer /healthz on {addr} (with a remote engine, the \
-                     port is published on the engine's host, out of our reach); its log:\n{logs}"
-                );
-            }
             let healthy_after = started.elapsed();
-            let (status, body) = http::get(&addr, "/hello/x").context("GET /hello/x")?;
-            if status != 200 || body != "Hello, x!\n" {
-                bail!("GET /hello/x answered {status} {body:?}, expected 200 \"Hello, x!\\n\"");
+            let logs = || ctx.read(cmd!(sh, "docker logs {name}")).unwrap_or_default();
+            if !healthy {
+                bail!("{image} did not turn healthy within {} s; its log:\n{}", HEALTHY_WITHIN.as_secs(), logs());
+            }
+            let reachable = http::wait_ok(&addr, "/healthz", Duration::from_secs(5));
+            if reachable {
+                let (status, body) = http::get(&addr, "/hello/x").context("GET /hello/x")?;
+                if status != 200 || body != "Hello, x!\n" {
+                    bail!("GET /hello/x answered {status} {body:?}, expected 200 \"Hello, x!\\n\"");
+                }
+            } else if local {
+                bail!("{image} is healthy but {addr} does not answer /healthz; its log:\n{}", logs());
+            } else {
+                ctx.announce(format!(
+                    "{addr} is the engine's own loopback ({endpoint} runs elsewhere): its health check \
+                     passed, /hello/x was not checked from here"
+                ));
             }
             ctx.run_quiet(cmd!(sh, "docker stop -t 5 {name}")).context("stopping the container")?;
             let format = "{{.State.ExitCode}}";
@@ -51,8 +65,9 @@ pub fn run(ctx: &Ctx, checkout: &str, image: &str) -> Result<()> {
             if code.trim() != "0" {
                 bail!("{image} exited with {code} after SIGTERM, expected 0");
             }
+            let checked = if reachable { format!("answered /healthz and /hello/x on {addr}") } else { "health check only".into() };
             println!(
-                "smoke: {image} healthy after {:.1}s, answered /healthz and /hello/x on {addr}; SIGTERM → exit 0",
+                "smoke: {image} healthy after {:.1}s, {checked}; SIGTERM → exit 0",
                 healthy_after.as_secs_f64()
             );
             Ok(())

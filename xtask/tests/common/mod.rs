@@ -555,3 +555,100 @@ impl Drop for Registry {
         let _ = &self.dir;
     }
 }
+
+/// A second engine: dockerd in its own mount and network namespaces, with its own data root, exec
+/// root and socket, and a tmpfs over /tmp, so that it cannot see the workspace (the test copies
+/// live in /tmp). Its socket belongs to the docker group (the second user's tests reach it).
+/// Stopped and removed on drop.
+pub struct RemoteEngine {
+    dir: PathBuf,
+    pub host: String,
+    child: std::process::Child,
+}
+
+impl RemoteEngine {
+    pub fn start() -> RemoteEngine {
+        // Short paths: containerd's sockets live under the exec root (108-byte limit).
+        let dir = PathBuf::from(format!(
+            "/var/tmp/xr-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let d = dir.to_str().unwrap();
+        let script = format!(
+            "mount -t tmpfs tmpfs /tmp && ip link set lo up && exec dockerd -G docker \
+             --data-root {d}/data --exec-root {d}/exec --pidfile {d}/dockerd.pid \
+             -H unix://{d}/docker.sock >{d}/dockerd.log 2>&1"
+        );
+        let child = Command::new("unshare")
+            .args([
+                "--mount",
+                "--net",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("unshare");
+        let host = format!("unix://{d}/docker.sock");
+        let engine = RemoteEngine { dir, host, child };
+        let up = (0..300).any(|_| {
+            let ok = engine
+                .docker(&["version", "--format", "{{.Server.APIVersion}}"])
+                .status
+                .success();
+            if !ok {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            ok
+        });
+        let log = fs::read_to_string(engine.dir.join("dockerd.log")).unwrap_or_default();
+        assert!(up, "the remote dockerd did not come up:\n{log}");
+        engine
+    }
+
+    pub fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", &self.host)
+            .output()
+            .unwrap()
+    }
+
+    /// Copies an image from the local engine (the remote one cannot pull either).
+    pub fn load(&self, image: &str) {
+        let save = Command::new("docker")
+            .args(["save", image])
+            .output()
+            .unwrap();
+        assert!(save.status.success());
+        let mut load = Command::new("docker")
+            .args(["load", "-q"])
+            .env("DOCKER_HOST", &self.host)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(load.stdin.as_mut().unwrap(), &save.stdout).unwrap();
+        drop(load.stdin.take());
+        assert!(
+            load.wait().unwrap().success(),
+            "loading {image} into the remote engine"
+        );
+    }
+}
+
+impl Drop for RemoteEngine {
+    fn drop(&mut self) {
+        if let Ok(pid) = fs::read_to_string(self.dir.join("dockerd.pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}

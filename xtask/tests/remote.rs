@@ -1,0 +1,213 @@
+//! A remote engine (a second dockerd in its own namespaces, which cannot see our files): every
+//! strategy and dist's container fallback work through DOCKER_HOST alone, `direct` gives the same
+//! image ID there as here, and DOCKER_CONTEXT (or `docker context use`) is honoured like the CLI
+//! honours it, without ever starting a local dockerd.
+
+mod common;
+
+use std::process::Command;
+
+use common::{sha256, RemoteEngine, Workspace};
+
+#[test]
+#[ignore = "needs root, a Docker engine and namespaces: cargo xtask ci"]
+fn every_strategy_and_the_dist_fallback_work_on_a_remote_engine() {
+    let _engine = common::engine();
+    let ws = Workspace::copy();
+    let tag = common::tag(&ws);
+    ws.xtask(&["base-images"]).ok(); // on the local engine
+    let local_direct = ws
+        .xtask(&["image", "--offline", "--strategy", "direct", "--tag", &tag])
+        .ok()
+        .image_id();
+    let host_sha = sha256(&ws.path("dist/main"));
+    let remote = RemoteEngine::start();
+    remote.load(common::project::LOCAL_BUILDER_IMAGE);
+    // It really does not see our files: a bind mount of the workspace shows an empty directory.
+    let mount = format!("{}:/w", ws.root.to_str().unwrap());
+    let ls = remote.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &mount,
+        common::project::LOCAL_BUILDER_IMAGE,
+        "ls",
+        "-A",
+        "/w",
+    ]);
+    assert!(
+        ls.status.success() && String::from_utf8_lossy(&ls.stdout).trim().is_empty(),
+        "the remote engine sees the workspace"
+    );
+
+    let env = [("DOCKER_HOST", remote.host.as_str())];
+    let mut cases: Vec<(&str, Option<&str>)> = vec![("direct", None)];
+    for builder in ["buildkit", "legacy"] {
+        for strategy in ["multistage", "handoff", "single"] {
+            cases.push((strategy, Some(builder)));
+        }
+    }
+    for (strategy, builder) in cases {
+        let what = format!("{strategy} on {}", builder.unwrap_or("-"));
+        let mut args = vec![
+            "image",
+            "--offline",
+            "--strategy",
+            strategy,
+            "--tag",
+            &tag,
+            "--smoke",
+        ];
+        if let Some(b) = builder {
+            args.extend(["--builder", b]);
+        }
+        let run = ws.xtask_env(&args, &env).ok();
+        assert!(
+            run.stdout.contains("health check only"),
+            "{what}: {}",
+            run.stdout
+        );
+        if strategy == "direct" {
+            assert_eq!(
+                run.image_id(),
+                local_direct,
+                "direct gives another image ID on the remote engine"
+            );
+        }
+        assert!(
+            common::dangling(Some(&remote.host)).is_empty(),
+            "{what}: dangling images left"
+        );
+        let binary = if strategy == "single" {
+            "/out/main"
+        } else {
+            "/main"
+        };
+        assert_eq!(
+            common::file_sha_in(Some(&remote.host), &tag, binary),
+            host_sha,
+            "{what}: the binary differs"
+        );
+    }
+
+    // No Go on the host (off PATH, Debian's hidden): dist builds in the builder image there.
+    std::fs::remove_dir_all(ws.path("dist")).unwrap();
+    let mut cmd = ws.command(&["dist", "--offline", "--no-setup"]);
+    cmd.env("DOCKER_HOST", &remote.host)
+        .env("PATH", ws.path_without(&["go"]));
+    let run = common::with_tmpfs_over(&[&common::go_root()], &cmd).ok();
+    assert!(run.stderr.contains("no Go on this host"), "{}", run.stderr);
+    assert_eq!(
+        sha256(&ws.path("dist/main")),
+        host_sha,
+        "the container fallback's binary differs"
+    );
+
+    let clean = ws.xtask_env(&["clean"], &env).ok();
+    assert!(clean.stdout.contains("images removed"), "{}", clean.stdout);
+    let left = remote.docker(&["image", "ls", "-q", "--filter", &common::project_label()]);
+    assert!(
+        String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+        "clean left images on the remote engine"
+    );
+    ws.xtask(&["clean"]).ok();
+}
+
+#[test]
+#[ignore = "needs root, a Docker engine and namespaces: cargo xtask ci"]
+fn docker_contexts_are_honoured_and_no_local_dockerd_is_started() {
+    let _engine = common::engine();
+    let ws = Workspace::copy();
+    let tag = common::tag(&ws);
+    ws.xtask(&["base-images"]).ok();
+    let remote = RemoteEngine::start();
+    remote.load(common::project::LOCAL_BUILDER_IMAGE);
+    // A CLI configuration of the test's own: contexts live there, the user's stay untouched.
+    let config = tempfile::tempdir().unwrap();
+    let config_dir = config.path().to_str().unwrap();
+    let cli = |args: &[&str]| {
+        let out = Command::new("docker")
+            .args(args)
+            .env("DOCKER_CONFIG", config_dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    cli(&[
+        "context",
+        "create",
+        "xtask-remote",
+        "--docker",
+        &format!("host={}", remote.host),
+    ]);
+    let local_has = |t: &str| {
+        Command::new("docker")
+            .args(["image", "inspect", t])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let remote_has = |t: &str| remote.docker(&["image", "inspect", t]).status.success();
+
+    // DOCKER_CONTEXT names it.
+    let env = [
+        ("DOCKER_CONFIG", config_dir),
+        ("DOCKER_CONTEXT", "xtask-remote"),
+    ];
+    ws.xtask_env(
+        &["image", "--offline", "--strategy", "direct", "--tag", &tag],
+        &env,
+    )
+    .ok();
+    assert!(
+        remote_has(&tag) && !local_has(&tag),
+        "DOCKER_CONTEXT was not honoured"
+    );
+    ws.xtask_env(&["clean"], &env).ok();
+    // `docker context use` makes it the current one.
+    cli(&["context", "use", "xtask-remote"]);
+    let env = [("DOCKER_CONFIG", config_dir)];
+    ws.xtask_env(&["image", "--offline", "--tag", &tag], &env)
+        .ok();
+    assert!(
+        remote_has(&tag) && !local_has(&tag),
+        "the current context was not honoured"
+    );
+    ws.xtask_env(&["clean"], &env).ok();
+
+    // The context's engine gone: a clear error naming it, and no local dockerd started.
+    let dockerds = || {
+        String::from_utf8_lossy(
+            &Command::new("pgrep")
+                .args(["-c", "-x", "dockerd"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .trim()
+        .to_string()
+    };
+    let host = remote.host.clone();
+    drop(remote);
+    let before = dockerds();
+    let run = ws
+        .xtask_env(&["image", "--offline", "--tag", &tag], &env)
+        .failed();
+    assert!(
+        run.stderr
+            .contains(&format!("cannot reach the Docker engine at {host}")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        dockerds(),
+        before,
+        "a dockerd was started although the CLI points elsewhere"
+    );
+    ws.xtask(&["clean"]).ok();
+}

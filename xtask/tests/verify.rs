@@ -1,0 +1,105 @@
+//! `--strategy direct` and `cargo xtask verify`: one image ID from two checkouts, two runs and
+//! `--no-cache`; verify passes on an image built elsewhere and fails, saying where, on an image
+//! whose source differs from its labels.
+
+mod common;
+
+use common::{docker, DockerWorkspace, Workspace};
+
+#[test]
+#[ignore = "needs a Docker engine: cargo xtask ci"]
+fn direct_gives_one_image_id_and_verify_proves_it() {
+    let a = DockerWorkspace::new();
+    let b = Workspace::clone_of(&a);
+    let tag = a.tag.clone();
+    let first = a
+        .xtask(&["image", "--offline", "--strategy", "direct", "--tag", &tag])
+        .ok()
+        .image_id();
+    // Again: nothing to load.
+    let again = a
+        .xtask(&[
+            "image",
+            "--offline",
+            "--strategy",
+            "direct",
+            "--tag",
+            &tag,
+            "--no-cache",
+        ])
+        .ok();
+    assert_eq!(again.image_id(), first, "a second run differs");
+    assert!(again.stderr.contains("load skipped"), "{}", again.stderr);
+    // Another checkout of the same commit, at another path, after the image is gone.
+    docker(&["image", "rm", &tag]);
+    let other = b
+        .xtask(&["image", "--offline", "--strategy", "direct", "--tag", &tag])
+        .ok();
+    assert_eq!(
+        other.image_id(),
+        first,
+        "another checkout gives another image"
+    );
+    // The OCI layout names the same config.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.path("target/xtask/oci/index.json")).unwrap())
+            .unwrap();
+    let manifest_digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(b.path(&format!("target/xtask/oci/blobs/sha256/{manifest_digest}")))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["config"]["digest"], first.as_str());
+
+    // verify in checkout A proves the image B built.
+    let run = a.xtask(&["verify", &tag]).ok();
+    assert!(run.stdout.contains("verified:"), "{}", run.stdout);
+    assert!(
+        !a.path("target/xtask/worktrees")
+            .read_dir()
+            .is_ok_and(|mut d| d.next().is_some()),
+        "worktree left"
+    );
+
+    // One byte of the source changed under the same labels: verify fails and names /main.
+    let main_go = b.path("go-app/main.go");
+    let source = std::fs::read_to_string(&main_go).unwrap();
+    std::fs::write(
+        &main_go,
+        source.replacen(
+            "Welcome to go-docker-prod!",
+            "Welcome to go-docker-prod?",
+            1,
+        ),
+    )
+    .unwrap();
+    let version = common::label(&tag, common::project::OCI_VERSION);
+    b.xtask(&[
+        "image",
+        "--offline",
+        "--strategy",
+        "direct",
+        "--tag",
+        &tag,
+        "--app-version",
+        &version,
+    ])
+    .ok();
+    let run = a.xtask(&["verify", &tag]).failed();
+    assert!(
+        run.stderr.contains("is NOT what revision"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("layer: /main differs (content)"),
+        "{}",
+        run.stderr
+    );
+    b.xtask(&["clean"]).ok();
+}
