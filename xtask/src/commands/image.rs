@@ -182,7 +182,7 @@ fn direct(
             Platform::host(),
         )?;
         Image::write_layout(ctx, &paths.oci_layout(), &[&image], tag)?;
-        record.tagged(ctx, paths, tag, || image.load(ctx, tag))?;
+        record.tagged(ctx, paths, tag, |now| image.load(ctx, tag, now))?;
         Ok(Some(image))
     })
 }
@@ -202,7 +202,7 @@ fn build(
         Strategy::Multistage => {
             let file = Plan::dockerfile(paths, dockerfile::MULTISTAGE);
             ctx.step("production image (multi-stage)", || {
-                record.tagged(ctx, paths, tag, || {
+                record.tagged(ctx, paths, tag, |_| {
                     plan.build(ctx, paths, &file, tag, &paths.go_app())
                 })
             })?;
@@ -220,7 +220,7 @@ fn build(
             ctx.step("single-stage image (ex1)", || {
                 let id = handoff::build_builder(ctx, paths, plan, record, &builder_tag)?;
                 let sh = &ctx.sh;
-                record.tagged(ctx, paths, tag, || {
+                record.tagged(ctx, paths, tag, |_| {
                     ctx.run_quiet(cmd!(sh, "docker tag {builder_tag} {tag}"))?;
                     Ok(id.clone())
                 })
@@ -257,7 +257,7 @@ fn keep_builder_stage(ctx: &Ctx, record: &mut Record, builder_tag: &str) -> Resu
         .max_by_key(|(created, _)| sortable(created))
         .map(|(_, id)| id.to_string());
     if let Some(id) = newest {
-        record.tagged(ctx, &ctx.paths, builder_tag, || {
+        record.tagged(ctx, &ctx.paths, builder_tag, |_| {
             ctx.run_quiet(cmd!(sh, "docker tag {id} {builder_tag}"))?;
             Ok(id.clone())
         })?;
@@ -280,13 +280,19 @@ fn summary(
     builder_image: &str,
     elapsed: Duration,
 ) -> Result<()> {
-    let size = |r: &str| {
-        docker::inspect(ctx, r, "{{.Size}}")
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    let id = docker::image_id(ctx, tag)
-        .with_context(|| format!("the engine has no {tag} after the build"))?;
+    // One query for both images: "ID SIZE" each.
+    let sh = &ctx.sh;
+    let format = "{{.Id}} {{.Size}}";
+    let out = ctx
+        .read(cmd!(
+            sh,
+            "docker image inspect --format {format} {tag} {builder_image}"
+        ))
+        .with_context(|| format!("inspecting {tag} after the build"))?;
+    let mut rows = out.lines().map(|l| l.split_once(' ').unwrap_or((l, "0")));
+    let (id, size) = rows.next().context("no image after the build")?;
+    let builder_size: u64 = rows.next().and_then(|(_, s)| s.parse().ok()).unwrap_or(0);
+    let size: u64 = size.parse().unwrap_or(0);
     let builder = built.builder.map_or("-".to_string(), |b| b.to_string());
     println!();
     println!(
@@ -296,9 +302,9 @@ fn summary(
     println!(
         "{tag:<32} {:<11} {builder:<9} {:>10} {:>11}   {builder_image} {}",
         strategy.to_string(),
-        human_size(size(tag)),
+        human_size(size),
         secs(elapsed),
-        human_size(size(builder_image))
+        human_size(builder_size)
     );
     println!("image ID {id}");
     if let Some(image) = &built.details {

@@ -140,12 +140,14 @@ impl Image {
         .map(drop)
     }
 
-    /// Puts the image in the engine under `tag`: `docker tag` when the engine has this image ID
-    /// already, else the archive streamed to `docker load` (a load stopped halfway leaves no image).
-    pub fn load(&self, ctx: &Ctx, tag: &str) -> Result<String> {
+    /// Puts the image in the engine under `tag` (which names `tag_has` now): nothing when that is
+    /// this image, `docker tag` when the engine has this image ID already, else the archive streamed to `docker load` (a load stopped halfway leaves no image).
+    pub fn load(&self, ctx: &Ctx, tag: &str, tag_has: Option<&str>) -> Result<String> {
         let sh = &ctx.sh;
         let id = &self.id;
-        if docker::image_id(ctx, id).is_some() {
+        if tag_has == Some(id.as_str()) {
+            ctx.announce(format!("{tag} is {id} already: nothing to load"));
+        } else if docker::image_id(ctx, id).is_some() {
             ctx.announce(format!("the engine has {id} already: load skipped"));
             ctx.run_quiet(xshell::cmd!(sh, "docker tag {id} {tag}"))?;
         } else {

@@ -29,7 +29,7 @@ pub fn build_builder(
     builder_tag: &str,
 ) -> Result<String> {
     let file = Plan::dockerfile(paths, dockerfile::EX1);
-    record.tagged(ctx, paths, builder_tag, || {
+    record.tagged(ctx, paths, builder_tag, |_| {
         plan.build(ctx, paths, &file, builder_tag, &paths.go_app())
     })
 }
@@ -92,7 +92,7 @@ pub fn build_runtime(
     tag: &str,
 ) -> Result<String> {
     let file = Plan::dockerfile(paths, dockerfile::EX2);
-    record.tagged(ctx, paths, tag, || {
+    record.tagged(ctx, paths, tag, |_| {
         plan.build(ctx, paths, &file, tag, &paths.dist())
     })
 }

@@ -65,17 +65,18 @@ impl Record {
         .map(drop)
     }
 
-    /// Runs `build`, which makes an image and returns its ID, and records it under `tag`. The image
+    /// Runs `build` (given the image `tag` names now), which makes an image and returns its ID, and
+    /// records it under `tag`. The image
     /// the tag pointed to before is removed when it is now dangling, unused and ours.
     pub fn tagged(
         &mut self,
         ctx: &Ctx,
         paths: &Paths,
         tag: &str,
-        build: impl FnOnce() -> Result<String>,
+        build: impl FnOnce(Option<&str>) -> Result<String>,
     ) -> Result<String> {
         let previous = docker::image_id(ctx, tag);
-        let id = build()?;
+        let id = build(previous.as_deref())?;
         if id.is_empty() {
             return Ok(id); // --dry-run
         }
@@ -96,9 +97,15 @@ impl Record {
     /// Removes a superseded image when nothing refers to it any more and it is ours (whichever
     /// checkout built it). Never fails the build: a failed removal is a warning.
     fn supersede(&mut self, ctx: &Ctx, id: &str) {
-        let tags = docker::inspect(ctx, id, "{{len .RepoTags}}");
-        let ours = docker::label(ctx, id, project::LABEL_PROJECT).as_deref() == Some(project::APP);
-        if tags.as_deref() != Some("0") || !ours || docker::in_use(ctx, id) {
+        // One query: how many tags, and whose it is.
+        let format = format!(
+            "{{{{len .RepoTags}}}} {{{{index .Config.Labels \"{}\"}}}}",
+            project::LABEL_PROJECT
+        );
+        let dangling_and_ours = format!("0 {}", project::APP);
+        if docker::inspect(ctx, id, &format).as_deref() != Some(dangling_and_ours.as_str())
+            || docker::in_use(ctx, id)
+        {
             return;
         }
         match docker::remove_image(ctx, id) {
