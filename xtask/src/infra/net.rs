@@ -44,8 +44,8 @@ fn exempt(no_proxy: &str, host: &str) -> bool {
         .map(str::trim)
         .filter(|e| !e.is_empty())
         .any(|e| {
-            let e = e.trim_start_matches('*').trim_start_matches('.');
-            e == "*" || host == e || host.ends_with(&format!(".{e}"))
+            let domain = e.trim_start_matches('*').trim_start_matches('.');
+            e == "*" || host == domain || host.ends_with(&format!(".{domain}"))
         })
 }
 
