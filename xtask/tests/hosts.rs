@@ -179,6 +179,7 @@ echo "not mine: $(find "$top" ! -user "$(id -un)" | head -5)"
 #[test]
 #[ignore = "needs root (makes a user) and a Docker engine: cargo xtask ci"]
 fn a_user_without_engine_access_is_told_why() {
+    let _machine = common::engine();
     SecondUser::ensure();
     let ws = Workspace::copy();
     let uid = run("id", &["-u", USER]).trim().to_string();
@@ -223,6 +224,8 @@ fn apt_tree(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
 #[test]
 #[ignore = "needs root, apt and Debian's mirror: cargo xtask ci"]
 fn setup_installs_from_a_foreign_suite_and_leaves_apt_as_it_was() {
+    // The other tests here run `setup` too: one at a time.
+    let _machine = common::engine();
     let ws = Workspace::copy();
     // A foreign package (bookworm-backports' UPX) gone, so that setup must bring it back.
     run("apt-get", &["remove", "-y", "-q", "upx-ucl"]);

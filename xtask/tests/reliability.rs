@@ -275,7 +275,26 @@ fn signals_stop_the_build_and_leave_nothing_of_ours() {
         );
         assert_no_scratch(&ws);
     }
-    // What a stopped legacy build left (a chain of untagged layers) is ours: clean removes it.
+    // The engine winds a stopped legacy build down on its own (its step container goes, the step
+    // is not committed): wait for that, then what the build left (a chain of untagged layers,
+    // ours by the project label of its first step) goes with clean.
+    let building = || {
+        common::lines(&docker(&[
+            "ps",
+            "-a",
+            "-q",
+            "--filter",
+            &common::project_label(),
+        ]))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !building().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        building().is_empty(),
+        "the engine still runs a build step a minute after the stop"
+    );
     ws.xtask(&["clean"]).ok();
     assert!(
         dangling(None).is_empty(),
