@@ -48,6 +48,21 @@ xflags::xflags! {
             optional --app-version version: Version
         }
 
+        /// Push a multi-platform image (assembled as by --strategy direct), with SBOMs and provenance
+        /// attached, to a registry; digests to dist/digests.txt.
+        cmd publish {
+            /// Where: REGISTRY/REPO[:TAG] (the tag defaults to the version).
+            required --to reference: ImageRef
+            /// Platforms, comma separated (default linux/amd64,linux/arm64).
+            optional --platform platforms: Platforms
+            /// Sign the index digest with this cosign key (no transparency log; COSIGN_PASSWORD).
+            optional --sign key: String
+            /// Only check the signature of what --to names with this cosign public key.
+            optional --verify-signature key: String
+            /// As for dist.
+            optional --app-version version: Version
+        }
+
         /// Rebuild the image's revision with --strategy direct; exit 0 only when the image IDs match.
         cmd verify {
             /// The image to check (default go-docker-prod:latest).
@@ -375,6 +390,18 @@ impl FromStr for ImageRef {
             return bad("each path component: lowercase letters, digits, `._-`");
         }
         Ok(ImageRef(s.to_string()))
+    }
+}
+
+impl ImageRef {
+    /// `REGISTRY/REPO` and the tag, if any.
+    pub fn repository_and_tag(&self) -> (&str, Option<&str>) {
+        split_tag(&self.0)
+    }
+
+    /// The registry host (`docker.io` when none is named).
+    pub fn registry(&self) -> String {
+        crate::infra::docker::registry_of(&self.0)
     }
 }
 

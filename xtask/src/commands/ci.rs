@@ -26,6 +26,7 @@ impl flags::Ci {
         ctx.step("setup", || {
             let missing: Vec<tools::Tool> = tools::ALL
                 .iter()
+                .chain(&tools::TEST_ONLY)
                 .copied()
                 .filter(|t| !t.present())
                 .collect();

@@ -7,6 +7,7 @@ mod ci;
 mod clean;
 mod dist;
 mod image;
+mod publish;
 mod setup;
 mod verify;
 
@@ -29,6 +30,7 @@ pub fn run(flags: Xtask) -> Result<()> {
         XtaskCmd::Setup(cmd) => cmd.run(&ctx),
         XtaskCmd::Dist(cmd) => cmd.run(&ctx),
         XtaskCmd::Image(cmd) => cmd.run(&ctx),
+        XtaskCmd::Publish(cmd) => cmd.run(&ctx),
         XtaskCmd::Verify(cmd) => cmd.run(&ctx),
         XtaskCmd::BaseImages(cmd) => cmd.run(&ctx),
         XtaskCmd::Clean(cmd) => cmd.run(&ctx),

@@ -112,9 +112,21 @@ impl Ctx {
         self.exec(Kind::Query, Stdout::Capture, None, &[], cmd)
     }
 
-    /// A query with environment variables.
-    pub fn read_env(&self, env: &[(&str, String)], cmd: Cmd<'_>) -> Result<String> {
-        self.exec(Kind::Query, Stdout::Capture, None, env, cmd)
+    /// A query whose output is bytes (a manifest, whose digest must be of the exact bytes).
+    pub fn read_bytes(&self, cmd: Cmd<'_>) -> Result<Vec<u8>> {
+        let std = Command::from(cmd);
+        let shown = display(&std);
+        let out = to_duct(&std)
+            .stdin_null()
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .with_context(|| format!("running `{shown}`"))?;
+        if !out.status.success() {
+            bail!("`{shown}` failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(out.stdout)
     }
 
     /// A query whose failure only means "no answer" (an image that is not there).

@@ -237,7 +237,7 @@ pub fn try_pull(ctx: &Ctx, reference: &str) -> bool {
 }
 
 /// `docker.io` for `golang:1.27`, `127.0.0.1:5000` for `127.0.0.1:5000/app`.
-fn registry_of(reference: &str) -> String {
+pub fn registry_of(reference: &str) -> String {
     match reference.split_once('/') {
         Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first.to_string(),
         _ => "docker.io".to_string(),

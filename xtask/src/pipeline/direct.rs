@@ -16,7 +16,7 @@ use crate::{
     flags::Platform,
     infra::{ctx::Ctx, docker, fsx},
     pipeline::meta::Meta,
-    project::{self, Paths},
+    project,
 };
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -96,48 +96,64 @@ impl Image {
         Ok(archive.into_inner()?)
     }
 
-    /// Writes an OCI image layout holding `images` (one index entry each, named `tag`) at `dir`,
-    /// built aside and swapped in whole.
+    /// This image's descriptor, as an index lists it.
+    fn descriptor(&self) -> Value {
+        json!({
+            "mediaType": OCI_MANIFEST,
+            "digest": self.manifest_digest,
+            "size": self.manifest.len(),
+            "platform": platform_json(self.platform),
+        })
+    }
+
+    /// Writes an OCI image layout at `dir` (built aside, swapped in whole) holding `images` and,
+    /// named `tag`: the one image, or an image index over all of them (returned: bytes, digest).
     pub fn write_layout(
         ctx: &Ctx,
         dir: &camino::Utf8Path,
         images: &[&Image],
         tag: &str,
-    ) -> Result<()> {
+    ) -> Result<Option<(Vec<u8>, String)>> {
+        let index = match images {
+            [_] => None,
+            _ => {
+                let manifests: Vec<Value> = images.iter().map(|i| i.descriptor()).collect();
+                let bytes = serde_json::to_vec(
+                    &json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests }),
+                )?;
+                let digest = digest(&bytes);
+                Some((bytes, digest))
+            }
+        };
         ctx.change(format!("write the OCI image layout {dir}"), || {
             let tmp = fsx::scratch_beside(dir)?;
             let root = fsx::utf8(&tmp);
             let blobs = root.join("blobs/sha256");
             std::fs::create_dir_all(&blobs)?;
-            let mut manifests = Vec::new();
+            let write = |d: &str, bytes: &[u8]| {
+                std::fs::write(blobs.join(d.trim_start_matches("sha256:")), bytes)
+            };
             for image in images {
-                for (d, bytes) in [
-                    (&image.layer_digest, &image.layer),
-                    (&image.id, &image.config),
-                    (&image.manifest_digest, &image.manifest),
-                ] {
-                    std::fs::write(blobs.join(d.trim_start_matches("sha256:")), bytes)?;
-                }
-                manifests.push(json!({
-                    "mediaType": OCI_MANIFEST,
-                    "digest": image.manifest_digest,
-                    "size": image.manifest.len(),
-                    "platform": platform_json(image.platform),
-                    "annotations": { "org.opencontainers.image.ref.name": tag },
-                }));
+                write(&image.layer_digest, &image.layer)?;
+                write(&image.id, &image.config)?;
+                write(&image.manifest_digest, &image.manifest)?;
             }
-            let index =
-                json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
-            std::fs::write(root.join("index.json"), serde_json::to_vec_pretty(&index)?)?;
-            std::fs::write(
-                root.join("oci-layout"),
-                br#"{"imageLayoutVersion":"1.0.0"}"#,
-            )?;
+            let mut top = match &index {
+                Some((bytes, d)) => {
+                    write(d, bytes)?;
+                    json!({ "mediaType": OCI_INDEX, "digest": d, "size": bytes.len() })
+                }
+                None => images[0].descriptor(),
+            };
+            top["annotations"] = json!({ "org.opencontainers.image.ref.name": tag });
+            let layout_index = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [top] });
+            std::fs::write(root.join("index.json"), serde_json::to_vec_pretty(&layout_index)?)?;
+            std::fs::write(root.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
             fsx::replace_dir(root, dir)?;
             let _ = tmp.keep();
             Ok(())
-        })
-        .map(drop)
+        })?;
+        Ok(index)
     }
 
     /// Puts the image in the engine under `tag` (which names `tag_has` now): nothing when that is
@@ -262,11 +278,6 @@ fn config(meta: &Meta, platform: Platform, layer_digest: &str) -> Value {
         "created_by": "cargo xtask image --strategy direct",
     }]);
     config
-}
-
-/// The OCI layout of the last direct build.
-pub fn layout_dir(paths: &Paths) -> camino::Utf8PathBuf {
-    paths.oci_layout()
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use xshell::cmd;
 use crate::{
     infra::{
         ctx::Ctx,
-        docker::{self, Engine, TempContainer},
+        docker::{Engine, TempContainer},
         fsx, tools,
     },
     pipeline::{
@@ -118,9 +118,4 @@ pub fn dist_in_builder(ctx: &Ctx, paths: &Paths, engine: &Engine, version: &str)
 /// Whether `dist/` can be made on this host without Go (the container fallback).
 pub fn can_build_without_go() -> bool {
     tools::DOCKER.present()
-}
-
-/// The ID of the image `reference` names, for summaries.
-pub fn id_of(ctx: &Ctx, reference: &str) -> Option<String> {
-    docker::image_id(ctx, reference)
 }

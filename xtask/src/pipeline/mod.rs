@@ -10,5 +10,7 @@ pub mod glide;
 pub mod gobuild;
 pub mod handoff;
 pub mod meta;
+pub mod publish;
 pub mod record;
+pub mod sbom;
 pub mod smoke;

@@ -511,48 +511,79 @@ pub fn go_root() -> PathBuf {
 pub struct Registry {
     pub addr: String,
     dir: tempfile::TempDir,
-    child: std::process::Child,
+    child: Option<std::process::Child>,
 }
 
 impl Registry {
     pub fn start() -> Registry {
+        Registry::start_with(None)
+    }
+
+    /// With `htpasswd`: a registry that asks for credentials (basic auth over the file's users).
+    pub fn start_with(htpasswd: Option<&Path>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let config = dir.path().join("config.yml");
+        let auth = htpasswd
+            .map(|f| format!("auth:\n  htpasswd:\n    realm: xtask-test\n    path: {}\n", f.display()))
+            .unwrap_or_default();
         fs::write(
             &config,
             format!(
                 "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-                 http:\n  addr: {addr}\n",
+                 http:\n  addr: {addr}\n{auth}",
                 dir.path().join("data").display()
             ),
         )
         .unwrap();
+        let mut registry = Registry { addr, dir, child: None };
+        registry.restart();
+        registry
+    }
+
+    /// Stops the registry (its storage stays).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it (again) on the same address with the same storage.
+    pub fn restart(&mut self) {
+        self.stop();
         let child = Command::new("docker-registry")
             .args(["serve"])
-            .arg(&config)
+            .arg(self.dir.path().join("config.yml"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("docker-registry (cargo xtask ci installs it)");
+        self.child = Some(child);
+        let addr = &self.addr;
         let up = (0..100).any(|_| {
-            let ok = http::get(&addr, "/v2/").is_ok_and(|(code, _)| code == 200);
+            let ok = http::get(addr, "/v2/").is_ok_and(|(code, _)| code == 200 || code == 401);
             if !ok {
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
             ok
         });
         assert!(up, "the registry did not come up on {addr}");
-        Registry { addr, dir, child }
+    }
+}
+
+impl Registry {
+    /// How many blobs the registry stores.
+    pub fn blob_count(&self) -> usize {
+        let blobs = self.dir.path().join("data/docker/registry/v2/blobs/sha256");
+        fs::read_dir(blobs).map(|d| d.flatten().flat_map(|p| fs::read_dir(p.path()).into_iter().flatten()).count()).unwrap_or(0)
     }
 }
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = &self.dir;
+        self.stop();
     }
 }
 

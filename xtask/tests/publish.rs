@@ -1,0 +1,181 @@
+//! `cargo xtask publish` to a real registry (Debian's docker-registry on a loopback port): a
+//! two-platform index with the registry's digests equal to ours, SBOM and provenance found from the
+//! image through the registry, the same digests and documents from another checkout with no new
+//! blob, credentials, signatures, and a registry that is down.
+
+mod common;
+
+use std::{fs, path::Path, process::Command, time::{Duration, Instant}};
+
+use common::{docker, Registry, Workspace};
+
+const EM_AARCH64: u16 = 183;
+
+fn tool(program: &str, args: &[&str], env: &[(&str, &str)]) -> Vec<u8> {
+    let out = Command::new(program).args(args).envs(env.iter().copied()).output().unwrap();
+    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+fn digests(ws: &Workspace) -> Vec<String> {
+    fs::read_to_string(ws.path("dist/digests.txt")).unwrap().lines().map(str::to_string).collect()
+}
+
+#[test]
+#[ignore = "needs a Docker engine, docker-registry, skopeo and oras: cargo xtask ci"]
+fn publish_two_platforms_with_sbom_and_provenance() {
+    let _engine = common::engine();
+    let registry = Registry::start();
+    let ws = Workspace::copy();
+    let to = format!("{}/app:t1", registry.addr);
+    let run = ws.xtask(&["publish", "--offline", "--to", &to]).ok();
+    let lines = digests(&ws);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let index = lines[0].strip_prefix(&format!("{to}@")).expect("the index line names the tag");
+    assert!(run.stdout.contains(index), "the digests were not printed:\n{}", run.stdout);
+    // The registry's index: our digest, both platforms.
+    let raw = tool("skopeo", &["inspect", "--raw", "--tls-verify=false", &format!("docker://{to}")], &[]);
+    assert_eq!(format!("sha256:{}", xtask::infra::fsx::sha256_hex(&raw)), index);
+    let parsed: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    let archs: Vec<&str> = parsed["manifests"].as_array().unwrap().iter().map(|m| m["platform"]["architecture"].as_str().unwrap()).collect();
+    assert_eq!(archs, ["amd64", "arm64"]);
+    let (amd64, arm64) = (&lines[1], &lines[2]);
+
+    // The arm64 image's /main is an aarch64 ELF: pulled into a directory, read from its layer.
+    let dir = tempfile::tempdir().unwrap();
+    tool("skopeo", &["copy", "--src-tls-verify=false", &format!("docker://{arm64}"), &format!("dir:{}", dir.path().display())], &[]);
+    let manifest: serde_json::Value = serde_json::from_slice(&fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:");
+    let mut archive = tar::Archive::new(fs::File::open(dir.path().join(layer)).unwrap());
+    let main = dir.path().join("main");
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap() == Path::new("main") {
+            entry.unpack(&main).unwrap();
+        }
+    }
+    assert_eq!(common::elf(&main).machine, EM_AARCH64);
+
+    // The amd64 image, pulled by digest by the engine, runs hardened and turns healthy.
+    docker(&["pull", "-q", amd64]);
+    let id = docker(&["run", "-d", "--read-only", "--cap-drop", "ALL", amd64]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let healthy = loop {
+        let status = docker(&["inspect", "--format", "{{.State.Health.Status}}", &id]);
+        if status == "healthy" || Instant::now() > deadline {
+            break status == "healthy";
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    docker(&["stop", "-t", "5", &id]);
+    assert_eq!(docker(&["inspect", "--format", "{{.State.ExitCode}}", &id]), "0");
+    docker(&["rm", &id]);
+    docker(&["image", "rm", amd64]);
+    assert!(healthy, "the pulled image did not turn healthy");
+
+    // The SBOM names httprouter at the pinned commit and the Go version; it and the provenance are
+    // found from the image's digest through the registry, byte for byte what dist/ holds.
+    let sbom = fs::read_to_string(ws.path("dist/sbom-linux-amd64.spdx.json")).unwrap();
+    assert!(sbom.contains("pkg:golang/github.com/julienschmidt/httprouter@4eec211fa4e8df74ed978dc5681612131854144f"), "{sbom}");
+    assert!(sbom.contains(&format!("\"versionInfo\": \"{}.", common::project::GO_LINE)), "no Go version in the SBOM");
+    for (kind, file, name) in [
+        ("application/spdx+json", "sbom-linux-amd64.spdx.json", "sbom.spdx.json"),
+        ("application/vnd.in-toto+json", "provenance-linux-amd64.intoto.json", "provenance.intoto.json"),
+    ] {
+        let found = tool("oras", &["discover", "--plain-http", "--distribution-spec", "v1.1-referrers-tag", "--artifact-type", kind, "--format", "json", amd64], &[]);
+        let found: serde_json::Value = serde_json::from_slice(&found).unwrap();
+        let referrers = found["manifests"].as_array().unwrap();
+        assert_eq!(referrers.len(), 1, "{kind}: {found}");
+        let out = tempfile::tempdir().unwrap();
+        let artifact = format!("{}@{}", to.split(':').take(2).collect::<Vec<_>>().join(":").trim_end_matches(":t1"), referrers[0]["digest"].as_str().unwrap());
+        let artifact = artifact.replace("/app:t1", "/app");
+        tool("oras", &["pull", "--plain-http", "-o", out.path().to_str().unwrap(), &artifact], &[]);
+        assert_eq!(fs::read(out.path().join(name)).unwrap(), fs::read(ws.path(&format!("dist/{file}"))).unwrap(), "{kind}");
+    }
+
+    // Another checkout of the same commit: the same digests and documents, and no new blob.
+    let blobs = registry.blob_count();
+    let other = Workspace::clone_of(&ws);
+    other.xtask(&["publish", "--offline", "--to", &to]).ok();
+    assert_eq!(digests(&other), lines, "another checkout published other digests");
+    for file in ["sbom-linux-amd64.spdx.json", "provenance-linux-arm64.intoto.json"] {
+        assert_eq!(common::sha256(&other.path(&format!("dist/{file}"))), common::sha256(&ws.path(&format!("dist/{file}"))), "{file}");
+    }
+    assert_eq!(registry.blob_count(), blobs, "the second publish pushed new blobs");
+    ws.xtask(&["clean"]).ok();
+}
+
+#[test]
+#[ignore = "needs a Docker engine, docker-registry, htpasswd, skopeo, oras and cosign: cargo xtask ci"]
+fn credentials_signatures_and_a_registry_that_is_down() {
+    let _engine = common::engine();
+    let secrets = tempfile::tempdir().unwrap();
+    let htpasswd = secrets.path().join("htpasswd");
+    let password = "s3cret-pw-xtask";
+    fs::write(&htpasswd, tool("htpasswd", &["-Bbn", "tester", password], &[])).unwrap();
+    let registry = Registry::start_with(Some(&htpasswd));
+    let ws = Workspace::copy();
+    let to = format!("{}/app:signed", registry.addr);
+    let config = secrets.path().join("docker-config");
+    fs::create_dir_all(&config).unwrap();
+    let config = config.to_str().unwrap().to_string();
+    let env = [("DOCKER_CONFIG", config.as_str()), ("COSIGN_PASSWORD", "")];
+
+    // No credentials: refused, with the fix.
+    let run = ws.xtask_env(&["publish", "--offline", "--to", &to], &env).failed();
+    assert!(run.stderr.contains("refused: no credentials") && run.stderr.contains("docker login"), "{}", run.stderr);
+    // After `docker login`: it works, and the password is in no output and no file of the checkout.
+    let mut login = Command::new("docker")
+        .args(["login", &registry.addr, "-u", "tester", "--password-stdin"])
+        .env("DOCKER_CONFIG", &config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(login.stdin.as_mut().unwrap(), password.as_bytes()).unwrap();
+    drop(login.stdin.take());
+    assert!(login.wait().unwrap().success(), "docker login");
+    // A signing key, outside the checkout.
+    tool("cosign", &["generate-key-pair", "--output-key-prefix", secrets.path().join("test").to_str().unwrap()], &env);
+    let (key, public) = (secrets.path().join("test.key"), secrets.path().join("test.pub"));
+    let run = ws.xtask_env(&["publish", "--offline", "--to", &to, "--sign", key.to_str().unwrap()], &env).ok();
+    assert!(!run.all().contains(password), "the password was printed");
+    let mut files = Vec::new();
+    walk(&ws.root, &mut files);
+    for file in files {
+        let bytes = fs::read(&file).unwrap_or_default();
+        assert!(!bytes.windows(password.len()).any(|w| w == password.as_bytes()), "the password is in {}", file.display());
+    }
+    let verify = |ws: &Workspace| ws.xtask_env(&["publish", "--to", &to, "--verify-signature", public.to_str().unwrap()], &env);
+    assert!(verify(&ws).ok().stdout.contains("signature verified"));
+    // A changed image re-pushed under the same tag (unsigned): its digest has no valid signature.
+    ws.xtask_env(&["publish", "--offline", "--to", &to, "--app-version", "changed"], &env).ok();
+    let run = verify(&ws).failed();
+    assert!(run.stderr.contains("no valid signature"), "{}", run.stderr);
+
+    // A registry that is down: a clear error; up again, the same command completes, with the
+    // digests the same content has anywhere.
+    let expected = digests(&ws)[0].rsplit_once('@').unwrap().1.to_string();
+    let mut plain = Registry::start();
+    plain.stop();
+    let down = format!("{}/app:down", plain.addr);
+    let publish = ["publish", "--offline", "--to", down.as_str(), "--app-version", "changed"];
+    let run = ws.xtask_env(&publish, &env).failed();
+    assert!(run.stderr.contains("is unreachable") && run.stderr.contains("running the same command again completes it"), "{}", run.stderr);
+    plain.restart();
+    ws.xtask_env(&publish, &env).ok();
+    assert_eq!(digests(&ws)[0], format!("{down}@{expected}"));
+    ws.xtask(&["clean"]).ok();
+}
+
+fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            walk(&path, out);
+        } else if kind.is_file() {
+            out.push(path);
+        }
+    }
+}
