@@ -5,20 +5,37 @@
 
 mod common;
 
-use std::{fs, path::Path, process::Command, time::{Duration, Instant}};
+use std::{
+    fs,
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
 
 use common::{docker, Registry, Workspace};
 
 const EM_AARCH64: u16 = 183;
 
 fn tool(program: &str, args: &[&str], env: &[(&str, &str)]) -> Vec<u8> {
-    let out = Command::new(program).args(args).envs(env.iter().copied()).output().unwrap();
-    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
 fn digests(ws: &Workspace) -> Vec<String> {
-    fs::read_to_string(ws.path("dist/digests.txt")).unwrap().lines().map(str::to_string).collect()
+    fs::read_to_string(ws.path("dist/digests.txt"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
@@ -31,21 +48,57 @@ fn publish_two_platforms_with_sbom_and_provenance() {
     let run = ws.xtask(&["publish", "--offline", "--to", &to]).ok();
     let lines = digests(&ws);
     assert_eq!(lines.len(), 3, "{lines:?}");
-    let index = lines[0].strip_prefix(&format!("{to}@")).expect("the index line names the tag");
-    assert!(run.stdout.contains(index), "the digests were not printed:\n{}", run.stdout);
+    let index = lines[0]
+        .strip_prefix(&format!("{to}@"))
+        .expect("the index line names the tag");
+    assert!(
+        run.stdout.contains(index),
+        "the digests were not printed:\n{}",
+        run.stdout
+    );
     // The registry's index: our digest, both platforms.
-    let raw = tool("skopeo", &["inspect", "--raw", "--tls-verify=false", &format!("docker://{to}")], &[]);
-    assert_eq!(format!("sha256:{}", xtask::infra::fsx::sha256_hex(&raw)), index);
+    let raw = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{to}"),
+        ],
+        &[],
+    );
+    assert_eq!(
+        format!("sha256:{}", xtask::infra::fsx::sha256_hex(&raw)),
+        index
+    );
     let parsed: serde_json::Value = serde_json::from_slice(&raw).unwrap();
-    let archs: Vec<&str> = parsed["manifests"].as_array().unwrap().iter().map(|m| m["platform"]["architecture"].as_str().unwrap()).collect();
+    let archs: Vec<&str> = parsed["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
     assert_eq!(archs, ["amd64", "arm64"]);
     let (amd64, arm64) = (&lines[1], &lines[2]);
 
     // The arm64 image's /main is an aarch64 ELF: pulled into a directory, read from its layer.
     let dir = tempfile::tempdir().unwrap();
-    tool("skopeo", &["copy", "--src-tls-verify=false", &format!("docker://{arm64}"), &format!("dir:{}", dir.path().display())], &[]);
-    let manifest: serde_json::Value = serde_json::from_slice(&fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
-    let layer = manifest["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:");
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{arm64}"),
+            &format!("dir:{}", dir.path().display()),
+        ],
+        &[],
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
     let mut archive = tar::Archive::new(fs::File::open(dir.path().join(layer)).unwrap());
     let main = dir.path().join("main");
     for entry in archive.entries().unwrap() {
@@ -68,7 +121,10 @@ fn publish_two_platforms_with_sbom_and_provenance() {
         std::thread::sleep(Duration::from_millis(200));
     };
     docker(&["stop", "-t", "5", &id]);
-    assert_eq!(docker(&["inspect", "--format", "{{.State.ExitCode}}", &id]), "0");
+    assert_eq!(
+        docker(&["inspect", "--format", "{{.State.ExitCode}}", &id]),
+        "0"
+    );
     docker(&["rm", &id]);
     docker(&["image", "rm", amd64]);
     assert!(healthy, "the pulled image did not turn healthy");
@@ -77,31 +133,93 @@ fn publish_two_platforms_with_sbom_and_provenance() {
     // found from the image's digest through the registry, byte for byte what dist/ holds.
     let sbom = fs::read_to_string(ws.path("dist/sbom-linux-amd64.spdx.json")).unwrap();
     assert!(sbom.contains("pkg:golang/github.com/julienschmidt/httprouter@4eec211fa4e8df74ed978dc5681612131854144f"), "{sbom}");
-    assert!(sbom.contains(&format!("\"versionInfo\": \"{}.", common::project::GO_LINE)), "no Go version in the SBOM");
+    assert!(
+        sbom.contains(&format!("\"versionInfo\": \"{}.", common::project::GO_LINE)),
+        "no Go version in the SBOM"
+    );
     for (kind, file, name) in [
-        ("application/spdx+json", "sbom-linux-amd64.spdx.json", "sbom.spdx.json"),
-        ("application/vnd.in-toto+json", "provenance-linux-amd64.intoto.json", "provenance.intoto.json"),
+        (
+            "application/spdx+json",
+            "sbom-linux-amd64.spdx.json",
+            "sbom.spdx.json",
+        ),
+        (
+            "application/vnd.in-toto+json",
+            "provenance-linux-amd64.intoto.json",
+            "provenance.intoto.json",
+        ),
     ] {
-        let found = tool("oras", &["discover", "--plain-http", "--distribution-spec", "v1.1-referrers-tag", "--artifact-type", kind, "--format", "json", amd64], &[]);
+        let found = tool(
+            "oras",
+            &[
+                "discover",
+                "--plain-http",
+                "--distribution-spec",
+                "v1.1-referrers-tag",
+                "--artifact-type",
+                kind,
+                "--format",
+                "json",
+                amd64,
+            ],
+            &[],
+        );
         let found: serde_json::Value = serde_json::from_slice(&found).unwrap();
         let referrers = found["manifests"].as_array().unwrap();
         assert_eq!(referrers.len(), 1, "{kind}: {found}");
         let out = tempfile::tempdir().unwrap();
-        let artifact = format!("{}@{}", to.split(':').take(2).collect::<Vec<_>>().join(":").trim_end_matches(":t1"), referrers[0]["digest"].as_str().unwrap());
+        let artifact = format!(
+            "{}@{}",
+            to.split(':')
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(":")
+                .trim_end_matches(":t1"),
+            referrers[0]["digest"].as_str().unwrap()
+        );
         let artifact = artifact.replace("/app:t1", "/app");
-        tool("oras", &["pull", "--plain-http", "-o", out.path().to_str().unwrap(), &artifact], &[]);
-        assert_eq!(fs::read(out.path().join(name)).unwrap(), fs::read(ws.path(&format!("dist/{file}"))).unwrap(), "{kind}");
+        tool(
+            "oras",
+            &[
+                "pull",
+                "--plain-http",
+                "-o",
+                out.path().to_str().unwrap(),
+                &artifact,
+            ],
+            &[],
+        );
+        assert_eq!(
+            fs::read(out.path().join(name)).unwrap(),
+            fs::read(ws.path(&format!("dist/{file}"))).unwrap(),
+            "{kind}"
+        );
     }
 
     // Another checkout of the same commit: the same digests and documents, and no new blob.
     let blobs = registry.blob_count();
     let other = Workspace::clone_of(&ws);
     other.xtask(&["publish", "--offline", "--to", &to]).ok();
-    assert_eq!(digests(&other), lines, "another checkout published other digests");
-    for file in ["sbom-linux-amd64.spdx.json", "provenance-linux-arm64.intoto.json"] {
-        assert_eq!(common::sha256(&other.path(&format!("dist/{file}"))), common::sha256(&ws.path(&format!("dist/{file}"))), "{file}");
+    assert_eq!(
+        digests(&other),
+        lines,
+        "another checkout published other digests"
+    );
+    for file in [
+        "sbom-linux-amd64.spdx.json",
+        "provenance-linux-arm64.intoto.json",
+    ] {
+        assert_eq!(
+            common::sha256(&other.path(&format!("dist/{file}"))),
+            common::sha256(&ws.path(&format!("dist/{file}"))),
+            "{file}"
+        );
     }
-    assert_eq!(registry.blob_count(), blobs, "the second publish pushed new blobs");
+    assert_eq!(
+        registry.blob_count(),
+        blobs,
+        "the second publish pushed new blobs"
+    );
     ws.xtask(&["clean"]).ok();
 }
 
@@ -111,8 +229,14 @@ fn credentials_signatures_and_a_registry_that_is_down() {
     let _engine = common::engine();
     let secrets = tempfile::tempdir().unwrap();
     let htpasswd = secrets.path().join("htpasswd");
-    let password = "s3cret-pw-xtask";
-    fs::write(&htpasswd, tool("htpasswd", &["-Bbn", "tester", password], &[])).unwrap();
+    // Made now: a literal would be found in this very file of the checkout.
+    let password = format!("pw-{}", xtask::infra::docker::random_hex(8));
+    let password = password.as_str();
+    fs::write(
+        &htpasswd,
+        tool("htpasswd", &["-Bbn", "tester", password], &[]),
+    )
+    .unwrap();
     let registry = Registry::start_with(Some(&htpasswd));
     let ws = Workspace::copy();
     let to = format!("{}/app:signed", registry.addr);
@@ -122,8 +246,14 @@ fn credentials_signatures_and_a_registry_that_is_down() {
     let env = [("DOCKER_CONFIG", config.as_str()), ("COSIGN_PASSWORD", "")];
 
     // No credentials: refused, with the fix.
-    let run = ws.xtask_env(&["publish", "--offline", "--to", &to], &env).failed();
-    assert!(run.stderr.contains("refused: no credentials") && run.stderr.contains("docker login"), "{}", run.stderr);
+    let run = ws
+        .xtask_env(&["publish", "--offline", "--to", &to], &env)
+        .failed();
+    assert!(
+        run.stderr.contains("refused: no credentials") && run.stderr.contains("docker login"),
+        "{}",
+        run.stderr
+    );
     // After `docker login`: it works, and the password is in no output and no file of the checkout.
     let mut login = Command::new("docker")
         .args(["login", &registry.addr, "-u", "tester", "--password-stdin"])
@@ -136,20 +266,71 @@ fn credentials_signatures_and_a_registry_that_is_down() {
     drop(login.stdin.take());
     assert!(login.wait().unwrap().success(), "docker login");
     // A signing key, outside the checkout.
-    tool("cosign", &["generate-key-pair", "--output-key-prefix", secrets.path().join("test").to_str().unwrap()], &env);
-    let (key, public) = (secrets.path().join("test.key"), secrets.path().join("test.pub"));
-    let run = ws.xtask_env(&["publish", "--offline", "--to", &to, "--sign", key.to_str().unwrap()], &env).ok();
+    tool(
+        "cosign",
+        &[
+            "generate-key-pair",
+            "--output-key-prefix",
+            secrets.path().join("test").to_str().unwrap(),
+        ],
+        &env,
+    );
+    let (key, public) = (
+        secrets.path().join("test.key"),
+        secrets.path().join("test.pub"),
+    );
+    let run = ws
+        .xtask_env(
+            &[
+                "publish",
+                "--offline",
+                "--to",
+                &to,
+                "--sign",
+                key.to_str().unwrap(),
+            ],
+            &env,
+        )
+        .ok();
     assert!(!run.all().contains(password), "the password was printed");
     let mut files = Vec::new();
     walk(&ws.root, &mut files);
     for file in files {
         let bytes = fs::read(&file).unwrap_or_default();
-        assert!(!bytes.windows(password.len()).any(|w| w == password.as_bytes()), "the password is in {}", file.display());
+        assert!(
+            !bytes
+                .windows(password.len())
+                .any(|w| w == password.as_bytes()),
+            "the password is in {}",
+            file.display()
+        );
     }
-    let verify = |ws: &Workspace| ws.xtask_env(&["publish", "--to", &to, "--verify-signature", public.to_str().unwrap()], &env);
+    let verify = |ws: &Workspace| {
+        ws.xtask_env(
+            &[
+                "publish",
+                "--to",
+                &to,
+                "--verify-signature",
+                public.to_str().unwrap(),
+            ],
+            &env,
+        )
+    };
     assert!(verify(&ws).ok().stdout.contains("signature verified"));
     // A changed image re-pushed under the same tag (unsigned): its digest has no valid signature.
-    ws.xtask_env(&["publish", "--offline", "--to", &to, "--app-version", "changed"], &env).ok();
+    ws.xtask_env(
+        &[
+            "publish",
+            "--offline",
+            "--to",
+            &to,
+            "--app-version",
+            "changed",
+        ],
+        &env,
+    )
+    .ok();
     let run = verify(&ws).failed();
     assert!(run.stderr.contains("no valid signature"), "{}", run.stderr);
 
@@ -159,9 +340,23 @@ fn credentials_signatures_and_a_registry_that_is_down() {
     let mut plain = Registry::start();
     plain.stop();
     let down = format!("{}/app:down", plain.addr);
-    let publish = ["publish", "--offline", "--to", down.as_str(), "--app-version", "changed"];
+    let publish = [
+        "publish",
+        "--offline",
+        "--to",
+        down.as_str(),
+        "--app-version",
+        "changed",
+    ];
     let run = ws.xtask_env(&publish, &env).failed();
-    assert!(run.stderr.contains("is unreachable") && run.stderr.contains("running the same command again completes it"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("is unreachable")
+            && run
+                .stderr
+                .contains("running the same command again completes it"),
+        "{}",
+        run.stderr
+    );
     plain.restart();
     ws.xtask_env(&publish, &env).ok();
     assert_eq!(digests(&ws)[0], format!("{down}@{expected}"));

@@ -41,13 +41,7 @@ fn every_strategy_and_the_dist_fallback_work_on_a_remote_engine() {
     );
 
     let env = [("DOCKER_HOST", remote.host.as_str())];
-    let mut cases: Vec<(&str, Option<&str>)> = vec![("direct", None)];
-    for builder in ["buildkit", "legacy"] {
-        for strategy in ["multistage", "handoff", "single"] {
-            cases.push((strategy, Some(builder)));
-        }
-    }
-    for (strategy, builder) in cases {
+    for (strategy, builder) in common::strategies() {
         let what = format!("{strategy} on {}", builder.unwrap_or("-"));
         let mut args = vec![
             "image",

@@ -202,13 +202,22 @@ impl flags::Bench {
             rows[i].edit_vs_limit = ratio(rows[i].edit, limit.as_ref().and_then(|l| l.edit));
             rows[i].cold_vs_limit = ratio(rows[i].cold, limit.and_then(|l| l.cold));
         }
-        let table = render(&rows, runs, quick);
+        let mut table = render(&rows, runs, quick);
+        let compile = if quick {
+            None
+        } else {
+            Some(cold_compile(ctx)?)
+        };
+        if let Some(secs) = compile {
+            table += &format!("\nxtask cold compile (cargo build, empty target dir): {secs:.2}s\n");
+        }
         println!("{table}");
         let out = ctx.paths.bench_dir();
         fs::create_dir_all(&out)?;
         let json = json!({
             "quick": quick,
             "runs": runs,
+            "xtask_cold_compile_s": compile,
             "rows": rows.iter().map(|r| json!({
                 "contender": r.name, "cold_s": r.cold, "noop_s": r.noop, "edit_s": r.edit,
                 "image_bytes": r.size, "disk_per_cycle_bytes": r.disk_per_cycle, "dangling": r.dangling,
@@ -491,6 +500,19 @@ impl<'a> Bench<'a> {
             fsx::remove_dir(&self.ws.root)
         });
     }
+}
+
+/// The xtask's own cost: a cold `cargo build` of it, in a target dir of its own.
+fn cold_compile(ctx: &Ctx) -> Result<f64> {
+    let target = ctx.paths.bench_dir().join("cargo-cold");
+    ctx.change(format!("rm -rf {target}"), || fsx::remove_dir(&target))?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let sh = &ctx.sh;
+    let started = Instant::now();
+    ctx.run_captured(cmd!(sh, "{cargo} build -q -p xtask --target-dir {target}"))?;
+    let secs = started.elapsed().as_secs_f64();
+    ctx.change(format!("rm -rf {target}"), || fsx::remove_dir(&target))?;
+    Ok(secs)
 }
 
 fn render(rows: &[Row], runs: usize, quick: bool) -> String {

@@ -9,7 +9,12 @@ use anyhow::{bail, Context, Result};
 
 use crate::{
     flags,
-    infra::{ctx::Ctx, docker::Engine, fsx, tools::{self, Go}},
+    infra::{
+        ctx::Ctx,
+        docker::Engine,
+        fsx,
+        tools::{self, Go},
+    },
     pipeline::{
         base,
         direct::{Content, Image},
@@ -28,7 +33,10 @@ impl flags::Publish {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
         let paths = &ctx.paths;
         if self.to.has_digest() {
-            bail!("--to {}: name a repository and a tag; the digest is what publishing makes", self.to);
+            bail!(
+                "--to {}: name a repository and a tag; the digest is what publishing makes",
+                self.to
+            );
         }
         let (repository, tag) = self.to.repository_and_tag();
         let registry = self.to.registry();
@@ -50,11 +58,18 @@ impl flags::Publish {
         let record = Record::load(ctx, paths)?;
         let go = Go::find(ctx)?;
         glide::vendor(ctx, paths, || Ok(go.clone()))?;
-        let version = gobuild::version(ctx, &paths.root, self.app_version.as_ref().map(|v| v.0.as_str()));
+        let version = gobuild::version(
+            ctx,
+            &paths.root,
+            self.app_version.as_ref().map(|v| v.0.as_str()),
+        );
         let tag = tag.map_or_else(|| version.clone(), str::to_string);
         let platforms = match self.platform {
             Some(p) if !p.0.is_empty() => p.0,
-            _ => DEFAULT_PLATFORMS.iter().map(|p| p.parse().expect("a known platform")).collect(),
+            _ => DEFAULT_PLATFORMS
+                .iter()
+                .map(|p| p.parse().expect("a known platform"))
+                .collect(),
         };
         let builder_image = base::builder_base(ctx, None)?;
         let files = base::base_files(ctx, paths, &record.checkout, &builder_image)?;
@@ -73,8 +88,21 @@ impl flags::Publish {
                 println!("[dry-run] no {binary_path} yet: digests unknown until `cargo xtask dist --platform {platform}` ran");
                 return Ok(());
             };
-            let image = Image::assemble(&Content { binary: &binary, ca_bundle: &ca_bundle }, &meta, platform)?;
-            let spdx = sbom::spdx(&meta, platform, &fsx::sha256_hex(&binary), &deps, &files.ca_version);
+            let image = Image::assemble(
+                &Content {
+                    binary: &binary,
+                    ca_bundle: &ca_bundle,
+                },
+                &meta,
+                platform,
+            )?;
+            let spdx = sbom::spdx(
+                &meta,
+                platform,
+                &fsx::sha256_hex(&binary),
+                &deps,
+                &files.ca_version,
+            );
             let provenance = sbom::provenance(&meta, platform, &image.manifest_digest, &files.id);
             built.push((platform, image, pretty(&spdx)?, pretty(&provenance)?));
         }
@@ -92,13 +120,18 @@ impl flags::Publish {
         }
         for (platform, _, spdx, provenance) in &built {
             let slug = platform.to_string().replace('/', "-");
-            for (name, bytes) in [(format!("sbom-{slug}.spdx.json"), spdx), (format!("provenance-{slug}.intoto.json"), provenance)] {
+            for (name, bytes) in [
+                (format!("sbom-{slug}.spdx.json"), spdx),
+                (format!("provenance-{slug}.intoto.json"), provenance),
+            ] {
                 let path = dist.join(name);
                 ctx.change(format!("write {path}"), || fsx::write_atomic(&path, bytes))?;
             }
         }
 
-        ctx.step(&format!("push {destination} (skopeo)"), || publish::push(ctx, &layout, &tag, &destination, &registry))?;
+        ctx.step(&format!("push {destination} (skopeo)"), || {
+            publish::push(ctx, &layout, &tag, &destination, &registry)
+        })?;
         ctx.after_real_run(|| {
             // The registry's digests must be ours.
             let theirs = publish::remote_digest(ctx, &destination, &registry)?;
@@ -114,28 +147,48 @@ impl flags::Publish {
             }
             Ok(())
         })?;
-        ctx.step("attach SBOMs and provenance (oras, referrers tag scheme)", || {
-            for (_, image, spdx, provenance) in &built {
-                let subject = format!("{repository}@{}", image.manifest_digest);
-                let tmp = tempfile::tempdir_in(paths.xtask_dir()).context("a directory for the attachments")?;
-                let dir = fsx::utf8(&tmp);
-                for (name, bytes, kind) in [(SBOM_FILE, spdx, SBOM_TYPE), (PROVENANCE_FILE, provenance, PROVENANCE_TYPE)] {
-                    std::fs::write(dir.join(name), bytes)?;
-                    publish::attach(ctx, &subject, &registry, dir, name, kind, &meta.created())?;
+        ctx.step(
+            "attach SBOMs and provenance (oras, referrers tag scheme)",
+            || {
+                for (_, image, spdx, provenance) in &built {
+                    let subject = format!("{repository}@{}", image.manifest_digest);
+                    let tmp = tempfile::tempdir_in(paths.xtask_dir())
+                        .context("a directory for the attachments")?;
+                    let dir = fsx::utf8(&tmp);
+                    for (name, bytes, kind) in [
+                        (SBOM_FILE, spdx, SBOM_TYPE),
+                        (PROVENANCE_FILE, provenance, PROVENANCE_TYPE),
+                    ] {
+                        std::fs::write(dir.join(name), bytes)?;
+                        publish::attach(
+                            ctx,
+                            &subject,
+                            &registry,
+                            dir,
+                            name,
+                            kind,
+                            &meta.created(),
+                        )?;
+                    }
                 }
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
         if let Some(key) = &self.sign {
             let subject = format!("{repository}@{index_digest}");
-            ctx.step(&format!("sign {subject} (cosign, no transparency log)"), || publish::sign(ctx, &subject, &registry, key))?;
+            ctx.step(
+                &format!("sign {subject} (cosign, no transparency log)"),
+                || publish::sign(ctx, &subject, &registry, key),
+            )?;
         }
         let mut digests = format!("{destination}@{index_digest}\n");
         for (_, image, _, _) in &built {
             digests += &format!("{repository}@{}\n", image.manifest_digest);
         }
         let path = dist.join("digests.txt");
-        ctx.change(format!("write {path}"), || fsx::write_atomic(&path, digests.as_bytes()))?;
+        ctx.change(format!("write {path}"), || {
+            fsx::write_atomic(&path, digests.as_bytes())
+        })?;
         ctx.after_real_run(|| {
             println!("published; digests in {path}:\n{digests}");
             Ok(())

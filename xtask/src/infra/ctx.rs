@@ -124,7 +124,11 @@ impl Ctx {
             .run()
             .with_context(|| format!("running `{shown}`"))?;
         if !out.status.success() {
-            bail!("`{shown}` failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "`{shown}` failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(out.stdout)
     }

@@ -129,14 +129,29 @@ pub const UPX: Tool = Tool {
 };
 
 /// Publishing: skopeo pushes images, oras attaches SBOMs and provenance, cosign signs.
-pub const SKOPEO: Tool = tool("skopeo", Probe::OnPath("skopeo"), "skopeo", "install skopeo from your distribution");
+pub const SKOPEO: Tool = tool(
+    "skopeo",
+    Probe::OnPath("skopeo"),
+    "skopeo",
+    "install skopeo from your distribution",
+);
 pub const ORAS: Tool = Tool {
     suite: Some("trixie"),
-    ..tool("oras", Probe::OnPath("oras"), "oras", "install oras from your distribution or oras.land")
+    ..tool(
+        "oras",
+        Probe::OnPath("oras"),
+        "oras",
+        "install oras from your distribution or oras.land",
+    )
 };
 pub const COSIGN: Tool = Tool {
     suite: Some("trixie"),
-    ..tool("cosign", Probe::OnPath("cosign"), "cosign", "install cosign from your distribution or docs.sigstore.dev")
+    ..tool(
+        "cosign",
+        Probe::OnPath("cosign"),
+        "cosign",
+        "install cosign from your distribution or docs.sigstore.dev",
+    )
 };
 
 /// Everything the pipeline and its tests use, in install order.
@@ -155,7 +170,12 @@ pub const ALL: [Tool; 10] = [
 /// What only the tests use besides: a registry to push to.
 pub const TEST_ONLY: [Tool; 2] = [REGISTRY, HTPASSWD];
 /// htpasswd, for the registry with authentication.
-pub const HTPASSWD: Tool = tool("htpasswd", Probe::OnPath("htpasswd"), "apache2-utils", "install apache2-utils");
+pub const HTPASSWD: Tool = tool(
+    "htpasswd",
+    Probe::OnPath("htpasswd"),
+    "apache2-utils",
+    "install apache2-utils",
+);
 /// Debian's registry.
 pub const REGISTRY: Tool = tool(
     "docker-registry",

@@ -148,46 +148,73 @@ pub fn base_files(ctx: &Ctx, paths: &Paths, checkout: &str, image: &str) -> Resu
         id: id.clone(),
     };
     let read = |name: &str| fs::read_to_string(dir.join(name)).map(|s| s.trim().to_string());
-    if let (Ok(go_version), Ok(ca_version), true) =
-        (read("go-version"), read("ca-version"), files.ca_bundle.is_file())
-    {
-        return Ok(BaseFiles { go_version, ca_version, ..files });
+    if let (Ok(go_version), Ok(ca_version), true) = (
+        read("go-version"),
+        read("ca-version"),
+        files.ca_bundle.is_file(),
+    ) {
+        return Ok(BaseFiles {
+            go_version,
+            ca_version,
+            ..files
+        });
     }
-    ctx.step(&format!("read Go's version and the CA bundle from {image}"), || {
-        let go = ["go", "version"];
-        let container = docker::TempContainer::create(ctx, checkout, image, "base", &[], &go)?;
-        let sh = &ctx.sh;
-        let name = &container.name;
-        let out = ctx.run_read(cmd!(sh, "docker start --attach {name}"))?;
-        let go_version = out.split_whitespace().nth(2).unwrap_or_default().to_string();
-        let tmp = fsx::scratch_beside(&dir)?;
-        let staged = fsx::utf8(&tmp).to_path_buf();
-        let bundle = format!("{name}:/{}", project::CA_BUNDLE);
-        ctx.run_quiet(cmd!(sh, "docker cp --follow-link {bundle} {staged}/ca-certificates.crt"))?;
-        let status = format!("{name}:/var/lib/dpkg/status");
-        ctx.run_quiet(cmd!(sh, "docker cp {status} {staged}/dpkg-status"))?;
-        let ca_version = ctx
-            .change(format!("keep them in {dir}"), || {
-                let status = fs::read_to_string(staged.join("dpkg-status")).unwrap_or_default();
-                let ca_version = package_version(&status, "ca-certificates")
-                    .unwrap_or_else(|| "unknown".into());
-                fs::write(staged.join("go-version"), &go_version)?;
-                fs::write(staged.join("ca-version"), &ca_version)?;
-                fs::remove_file(staged.join("dpkg-status"))?;
-                fsx::replace_dir(&staged, &dir)?;
-                let _ = tmp.keep();
-                Ok(ca_version)
-            })?
-            .unwrap_or_default();
-        Ok(BaseFiles { go_version, ca_version, ..files.clone() })
-    })
+    ctx.step(
+        &format!("read Go's version and the CA bundle from {image}"),
+        || {
+            let go = ["go", "version"];
+            let container = docker::TempContainer::create(ctx, checkout, image, "base", &[], &go)?;
+            let sh = &ctx.sh;
+            let name = &container.name;
+            let out = ctx.run_read(cmd!(sh, "docker start --attach {name}"))?;
+            let go_version = out
+                .split_whitespace()
+                .nth(2)
+                .unwrap_or_default()
+                .to_string();
+            let tmp = fsx::scratch_beside(&dir)?;
+            let staged = fsx::utf8(&tmp).to_path_buf();
+            let bundle = format!("{name}:/{}", project::CA_BUNDLE);
+            ctx.run_quiet(cmd!(
+                sh,
+                "docker cp --follow-link {bundle} {staged}/ca-certificates.crt"
+            ))?;
+            let status = format!("{name}:/var/lib/dpkg/status");
+            ctx.run_quiet(cmd!(sh, "docker cp {status} {staged}/dpkg-status"))?;
+            let ca_version = ctx
+                .change(format!("keep them in {dir}"), || {
+                    let status = fs::read_to_string(staged.join("dpkg-status")).unwrap_or_default();
+                    let ca_version = package_version(&status, "ca-certificates")
+                        .unwrap_or_else(|| "unknown".into());
+                    fs::write(staged.join("go-version"), &go_version)?;
+                    fs::write(staged.join("ca-version"), &ca_version)?;
+                    fs::remove_file(staged.join("dpkg-status"))?;
+                    fsx::replace_dir(&staged, &dir)?;
+                    let _ = tmp.keep();
+                    Ok(ca_version)
+                })?
+                .unwrap_or_default();
+            Ok(BaseFiles {
+                go_version,
+                ca_version,
+                ..files.clone()
+            })
+        },
+    )
 }
 
 /// A package's version in a dpkg status file.
 fn package_version(status: &str, package: &str) -> Option<String> {
     status.split("\n\n").find_map(|stanza| {
-        let field = |k: &str| stanza.lines().find_map(|l| l.strip_prefix(k)).map(str::trim);
-        (field("Package:") == Some(package)).then(|| field("Version:").map(str::to_string)).flatten()
+        let field = |k: &str| {
+            stanza
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(str::trim)
+        };
+        (field("Package:") == Some(package))
+            .then(|| field("Version:").map(str::to_string))
+            .flatten()
     })
 }
 
@@ -196,7 +223,10 @@ mod tests {
     #[test]
     fn dpkg_status() {
         let status = "Package: bash\nVersion: 5.2\n\nPackage: ca-certificates\nStatus: install ok installed\nVersion: 20230311\n";
-        assert_eq!(super::package_version(status, "ca-certificates").as_deref(), Some("20230311"));
+        assert_eq!(
+            super::package_version(status, "ca-certificates").as_deref(),
+            Some("20230311")
+        );
         assert_eq!(super::package_version(status, "curl"), None);
     }
 }

@@ -146,9 +146,16 @@ impl Image {
                 None => images[0].descriptor(),
             };
             top["annotations"] = json!({ "org.opencontainers.image.ref.name": tag });
-            let layout_index = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [top] });
-            std::fs::write(root.join("index.json"), serde_json::to_vec_pretty(&layout_index)?)?;
-            std::fs::write(root.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+            let layout_index =
+                json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [top] });
+            std::fs::write(
+                root.join("index.json"),
+                serde_json::to_vec_pretty(&layout_index)?,
+            )?;
+            std::fs::write(
+                root.join("oci-layout"),
+                br#"{"imageLayoutVersion":"1.0.0"}"#,
+            )?;
             fsx::replace_dir(root, dir)?;
             let _ = tmp.keep();
             Ok(())
@@ -162,7 +169,7 @@ impl Image {
         let sh = &ctx.sh;
         let id = &self.id;
         if tag_has == Some(id.as_str()) {
-            ctx.announce(format!("{tag} is {id} already: nothing to load"));
+            ctx.announce(format!("{tag} is {id} already: load skipped"));
         } else if docker::image_id(ctx, id).is_some() {
             ctx.announce(format!("the engine has {id} already: load skipped"));
             ctx.run_quiet(xshell::cmd!(sh, "docker tag {id} {tag}"))?;

@@ -22,14 +22,23 @@ pub fn plain_http(registry: &str) -> bool {
 }
 
 /// Pushes the layout's `tag` (an index and everything it names) to `destination` (`REPO:TAG`).
-pub fn push(ctx: &Ctx, layout: &Utf8Path, tag: &str, destination: &str, registry: &str) -> Result<()> {
+pub fn push(
+    ctx: &Ctx,
+    layout: &Utf8Path,
+    tag: &str,
+    destination: &str,
+    registry: &str,
+) -> Result<()> {
     let sh = &ctx.sh;
     let source = format!("oci:{layout}:{tag}");
     let dest = format!("docker://{destination}");
     let tls = format!("--dest-tls-verify={}", !plain_http(registry));
     let auth = auth_file_args("--dest-authfile");
-    ctx.run(cmd!(sh, "skopeo copy --all --preserve-digests {tls} {auth...} {source} {dest}"))
-        .map_err(|e| explain(e, registry, destination))
+    ctx.run_captured(cmd!(
+        sh,
+        "skopeo copy --all --preserve-digests {tls} {auth...} {source} {dest}"
+    ))
+    .map_err(|e| explain(e, registry, destination))
 }
 
 /// The registry's own digest of `reference` (the sha256 of the manifest it serves).
@@ -61,7 +70,7 @@ pub fn attach(
     let auth = auth_file_args("--registry-config");
     let annotation = format!("org.opencontainers.image.created={created}");
     let file = format!("{name}:{artifact_type}");
-    ctx.run_quiet(cmd!(
+    ctx.run_captured(cmd!(
         sh,
         "oras attach {plain...} {auth...} --distribution-spec v1.1-referrers-tag --artifact-type {artifact_type} --annotation {annotation} {subject} {file}"
     ))
@@ -69,7 +78,12 @@ pub fn attach(
 }
 
 /// The referrers of `subject` of `artifact_type`, as oras finds them (through the tag scheme).
-pub fn referrers(ctx: &Ctx, subject: &str, registry: &str, artifact_type: &str) -> Result<Vec<String>> {
+pub fn referrers(
+    ctx: &Ctx,
+    subject: &str,
+    registry: &str,
+    artifact_type: &str,
+) -> Result<Vec<String>> {
     let sh = &ctx.sh;
     let plain = plain_http(registry).then_some("--plain-http");
     let auth = auth_file_args("--registry-config");
@@ -77,7 +91,8 @@ pub fn referrers(ctx: &Ctx, subject: &str, registry: &str, artifact_type: &str) 
         sh,
         "oras discover {plain...} {auth...} --distribution-spec v1.1-referrers-tag --artifact-type {artifact_type} --format json {subject}"
     ))?;
-    let value: serde_json::Value = serde_json::from_str(&out).context("reading oras discover's answer")?;
+    let value: serde_json::Value =
+        serde_json::from_str(&out).context("reading oras discover's answer")?;
     Ok(value["manifests"]
         .as_array()
         .into_iter()
@@ -90,37 +105,56 @@ pub fn referrers(ctx: &Ctx, subject: &str, registry: &str, artifact_type: &str) 
 pub fn sign(ctx: &Ctx, subject: &str, registry: &str, key: &str) -> Result<()> {
     let sh = &ctx.sh;
     let http = plain_http(registry).then_some("--allow-http-registry");
-    ctx.run_quiet(cmd!(sh, "cosign sign --yes --tlog-upload=false {http...} --key {key} {subject}"))
-        .map_err(|e| explain(e, registry, subject))
+    ctx.run_captured(cmd!(
+        sh,
+        "cosign sign --yes --tlog-upload=false {http...} --key {key} {subject}"
+    ))
+    .map_err(|e| explain(e, registry, subject))
 }
 
 /// Checks the signature of `subject` with the cosign public key at `key`.
 pub fn verify_signature(ctx: &Ctx, subject: &str, registry: &str, key: &str) -> Result<()> {
     let sh = &ctx.sh;
     let http = plain_http(registry).then_some("--allow-http-registry");
-    ctx.read(cmd!(sh, "cosign verify --insecure-ignore-tlog=true {http...} --key {key} {subject}"))
-        .map(drop)
-        .with_context(|| format!("no valid signature by {key} on {subject}"))
+    ctx.read(cmd!(
+        sh,
+        "cosign verify --insecure-ignore-tlog=true {http...} --key {key} {subject}"
+    ))
+    .map(drop)
+    .with_context(|| format!("no valid signature by {key} on {subject}"))
 }
 
 /// REGISTRY_AUTH_FILE, when set, for the tools that take an auth file by flag; otherwise they
 /// read the docker CLI's configuration themselves.
 fn auth_file_args(flag: &str) -> Vec<String> {
-    std::env::var("REGISTRY_AUTH_FILE").map(|f| vec![flag.to_string(), f]).unwrap_or_default()
+    std::env::var("REGISTRY_AUTH_FILE")
+        .map(|f| vec![flag.to_string(), f])
+        .unwrap_or_default()
 }
 
 /// Says which of the usual refusals it is, and that a re-run completes a push stopped partway.
 fn explain(e: anyhow::Error, registry: &str, what: &str) -> anyhow::Error {
     let text = format!("{e:#}");
-    let lower = text.to_lowercase();
-    let why = if lower.contains("unauthorized") || lower.contains("authentication required") || lower.contains("denied") {
+    // What the tool said, not the command line (which spells `--dest-tls-verify`).
+    let said = text
+        .split_once("): ")
+        .map_or(text.as_str(), |(_, said)| said);
+    let lower = said.to_lowercase();
+    let why = if lower.contains("unauthorized")
+        || lower.contains("authentication required")
+        || lower.contains("denied")
+    {
         format!(
             "the registry {registry} refused: no credentials, or wrong ones. Log in with `docker login {registry}` \
              (or point REGISTRY_AUTH_FILE at an auth file)"
         )
     } else if lower.contains("x509") || lower.contains("certificate") || lower.contains("tls") {
         format!("TLS error talking to {registry}: its certificate is not trusted here (or it speaks plain HTTP)")
-    } else if lower.contains("connection refused") || lower.contains("no such host") || lower.contains("timeout") || lower.contains("dial tcp") {
+    } else if lower.contains("connection refused")
+        || lower.contains("no such host")
+        || lower.contains("timeout")
+        || lower.contains("dial tcp")
+    {
         format!("the registry {registry} is unreachable")
     } else {
         format!("talking to {registry} failed")

@@ -34,9 +34,13 @@ pub struct Dependency {
 /// The `imports` of glide.lock (name and pinned commit), with glide.yaml's versions and the
 /// licenses of the vendored copies in `vendor`.
 pub fn dependencies(go_app: &Utf8Path, vendor: &Utf8Path) -> Result<Vec<Dependency>> {
-    let lock = std::fs::read_to_string(go_app.join("glide.lock")).context("reading go-app/glide.lock")?;
-    let yaml = std::fs::read_to_string(go_app.join("glide.yaml")).context("reading go-app/glide.yaml")?;
-    let wanted: BTreeMap<String, String> = pairs(&yaml, "import:", "package", "version").into_iter().collect();
+    let lock =
+        std::fs::read_to_string(go_app.join("glide.lock")).context("reading go-app/glide.lock")?;
+    let yaml =
+        std::fs::read_to_string(go_app.join("glide.yaml")).context("reading go-app/glide.yaml")?;
+    let wanted: BTreeMap<String, String> = pairs(&yaml, "import:", "package", "version")
+        .into_iter()
+        .collect();
     Ok(pairs(&lock, "imports:", "name", "version")
         .into_iter()
         .map(|(name, commit)| Dependency {
@@ -89,7 +93,11 @@ fn license(dir: &Utf8Path) -> String {
         .unwrap_or_default();
     let has = |s: &str| text.contains(s);
     let id = if has("Redistribution and use in source and binary forms") {
-        if has("Neither the name") { "BSD-3-Clause" } else { "BSD-2-Clause" }
+        if has("Neither the name") {
+            "BSD-3-Clause"
+        } else {
+            "BSD-2-Clause"
+        }
     } else if has("Permission is hereby granted, free of charge") {
         "MIT"
     } else if has("Apache License") && has("Version 2.0") {
@@ -101,7 +109,13 @@ fn license(dir: &Utf8Path) -> String {
 }
 
 /// The SPDX 2.3 document of the image for `platform`.
-pub fn spdx(meta: &Meta, platform: Platform, binary_sha256: &str, deps: &[Dependency], ca_version: &str) -> Value {
+pub fn spdx(
+    meta: &Meta,
+    platform: Platform,
+    binary_sha256: &str,
+    deps: &[Dependency],
+    ca_version: &str,
+) -> Value {
     let slug = platform.to_string().replace('/', "-");
     let go_version = meta.go.trim_start_matches("go");
     let mut packages = vec![json!({
@@ -188,7 +202,11 @@ pub fn spdx(meta: &Meta, platform: Platform, binary_sha256: &str, deps: &[Depend
 /// The SLSA v1 provenance (an in-toto statement) of the image `manifest_digest` for `platform`.
 pub fn provenance(meta: &Meta, platform: Platform, manifest_digest: &str, base_id: &str) -> Value {
     let env: BTreeMap<&str, &str> = gobuild::ENV.into_iter().collect();
-    let source = if meta.source.is_empty() { "git".to_string() } else { format!("git+{}", meta.source) };
+    let source = if meta.source.is_empty() {
+        "git".to_string()
+    } else {
+        format!("git+{}", meta.source)
+    };
     json!({
         "_type": "https://in-toto.io/Statement/v1",
         "subject": [{ "name": project::APP, "digest": { "sha256": manifest_digest.trim_start_matches("sha256:") } }],
@@ -228,10 +246,16 @@ mod tests {
         let lock = "hash: x\nupdated: y\nimports:\n- name: github.com/a/b\n  version: 4eec211\n- name: c.org/d\n  version: abc\n  subpackages:\n  - e\ntestImports: []\n";
         assert_eq!(
             pairs(lock, "imports:", "name", "version"),
-            [("github.com/a/b".to_string(), "4eec211".to_string()), ("c.org/d".to_string(), "abc".to_string())]
+            [
+                ("github.com/a/b".to_string(), "4eec211".to_string()),
+                ("c.org/d".to_string(), "abc".to_string())
+            ]
         );
         let yaml = "package: app\nimport:\n- package: github.com/a/b\n  version: v1.3.0\n";
-        assert_eq!(pairs(yaml, "import:", "package", "version"), [("github.com/a/b".to_string(), "v1.3.0".to_string())]);
+        assert_eq!(
+            pairs(yaml, "import:", "package", "version"),
+            [("github.com/a/b".to_string(), "v1.3.0".to_string())]
+        );
     }
 
     #[test]
@@ -244,10 +268,18 @@ mod tests {
             go: "go1.27.4".into(),
             builder_base: project::LOCAL_BUILDER_IMAGE.into(),
         };
-        let deps = [Dependency { name: "github.com/a/b".into(), version: Some("v1.3.0".into()), commit: "4eec211".into(), license: "NOASSERTION".into() }];
+        let deps = [Dependency {
+            name: "github.com/a/b".into(),
+            version: Some("v1.3.0".into()),
+            commit: "4eec211".into(),
+            license: "NOASSERTION".into(),
+        }];
         let arm: Platform = "linux/arm64".parse().unwrap();
         let a = serde_json::to_vec(&spdx(&meta, arm, "00", &deps, "20230311")).unwrap();
-        assert_eq!(a, serde_json::to_vec(&spdx(&meta, arm, "00", &deps, "20230311")).unwrap());
+        assert_eq!(
+            a,
+            serde_json::to_vec(&spdx(&meta, arm, "00", &deps, "20230311")).unwrap()
+        );
         let text = String::from_utf8(a).unwrap();
         assert!(text.contains("pkg:golang/github.com/a/b@4eec211") && text.contains("\"1.27.4\""));
         let p = provenance(&meta, arm, "sha256:ff", "sha256:ee");

@@ -526,7 +526,12 @@ impl Registry {
         let addr = format!("127.0.0.1:{port}");
         let config = dir.path().join("config.yml");
         let auth = htpasswd
-            .map(|f| format!("auth:\n  htpasswd:\n    realm: xtask-test\n    path: {}\n", f.display()))
+            .map(|f| {
+                format!(
+                    "auth:\n  htpasswd:\n    realm: xtask-test\n    path: {}\n",
+                    f.display()
+                )
+            })
             .unwrap_or_default();
         fs::write(
             &config,
@@ -537,7 +542,11 @@ impl Registry {
             ),
         )
         .unwrap();
-        let mut registry = Registry { addr, dir, child: None };
+        let mut registry = Registry {
+            addr,
+            dir,
+            child: None,
+        };
         registry.restart();
         registry
     }
@@ -577,7 +586,13 @@ impl Registry {
     /// How many blobs the registry stores.
     pub fn blob_count(&self) -> usize {
         let blobs = self.dir.path().join("data/docker/registry/v2/blobs/sha256");
-        fs::read_dir(blobs).map(|d| d.flatten().flat_map(|p| fs::read_dir(p.path()).into_iter().flatten()).count()).unwrap_or(0)
+        fs::read_dir(blobs)
+            .map(|d| {
+                d.flatten()
+                    .flat_map(|p| fs::read_dir(p.path()).into_iter().flatten())
+                    .count()
+            })
+            .unwrap_or(0)
     }
 }
 
@@ -682,4 +697,16 @@ impl Drop for RemoteEngine {
         let _ = self.child.wait();
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Every strategy with the builders it takes: `direct` (no builder), then the Dockerfile ones on
+/// both builders.
+pub fn strategies() -> Vec<(&'static str, Option<&'static str>)> {
+    let mut cases: Vec<(&str, Option<&str>)> = vec![("direct", None)];
+    for builder in ["buildkit", "legacy"] {
+        for strategy in ["multistage", "handoff", "single"] {
+            cases.push((strategy, Some(builder)));
+        }
+    }
+    cases
 }
