@@ -7,6 +7,7 @@
 # builder's CA bundle instead of alpine (which cannot be pulled), so no `apk add` and no `adduser`.
 ARG BUILDER_IMAGE
 FROM ${BUILDER_IMAGE} AS build
+LABEL dev.go-docker-prod.bench=fixture
 WORKDIR /go/src/app
 ENV GO111MODULE=off
 RUN --mount=type=cache,target=/go/pkg/mod/ \
@@ -14,6 +15,7 @@ RUN --mount=type=cache,target=/go/pkg/mod/ \
     CGO_ENABLED=0 go build -o /bin/server .
 
 FROM scratch AS final
+LABEL dev.go-docker-prod.bench=fixture
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/
 ARG UID=10001
 USER ${UID}

@@ -2,6 +2,7 @@
 # in seed-multistage.Dockerfile.
 ARG BUILDER_IMAGE
 FROM ${BUILDER_IMAGE}
+LABEL dev.go-docker-prod.bench=fixture
 ENV GO111MODULE=off
 WORKDIR /go/src/app
 ADD glide.yaml glide.yaml

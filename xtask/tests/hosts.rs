@@ -202,6 +202,40 @@ fn a_user_without_engine_access_is_told_why() {
     );
 }
 
+/// `setup` as a user who may not use sudo: the exact commands to run, nothing installed. (A tool is
+/// made missing by hiding it from PATH.)
+#[test]
+#[ignore = "needs root (makes a user): cargo xtask ci"]
+fn setup_as_a_user_without_sudo_prints_the_commands() {
+    let _machine = common::engine();
+    let user = SecondUser::ensure();
+    let ws = Workspace::copy();
+    let path = ws.path_without(&["skopeo", "sudo"]);
+    // The user reads the copy (it is root's, world-readable) and runs the xtask built for the tests.
+    run("chmod", &["-R", "a+rX", ws.base.to_str().unwrap()]);
+    let exe = user.home.join("xtask-under-test");
+    fs::copy(env!("CARGO_BIN_EXE_xtask"), &exe).unwrap();
+    run("chmod", &["755", exe.to_str().unwrap()]);
+    let uid = run("id", &["-u", USER]).trim().to_string();
+    let out = Command::new("setpriv")
+        .args(["--reuid", &uid, "--regid", &uid, "--init-groups"])
+        .arg(&exe)
+        .arg("setup")
+        .current_dir(&ws.root)
+        .env("PATH", &path)
+        .env("HOME", &user.home)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("sudo apt-get")
+            && stderr.contains("install --no-install-recommends skopeo"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("never runs cargo as root"), "{stderr}");
+}
+
 /// Every file under /etc/apt: its kind and content (a link: its target).
 fn apt_tree(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
     for entry in fs::read_dir(dir).unwrap().flatten() {

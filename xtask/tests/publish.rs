@@ -48,6 +48,23 @@ fn publish_two_platforms_with_sbom_and_provenance() {
     let run = ws.xtask(&["publish", "--offline", "--to", &to]).ok();
     let lines = digests(&ws);
     assert_eq!(lines.len(), 3, "{lines:?}");
+    // --dry-run: what would be pushed, with the same digests, and nothing run.
+    let dry = ws
+        .xtask(&["publish", "--offline", "--dry-run", "--to", &to])
+        .ok();
+    for line in &lines {
+        let digest = line.rsplit_once('@').unwrap().1;
+        assert!(
+            dry.stdout.contains(digest),
+            "--dry-run lacks {digest}:\n{}",
+            dry.stdout
+        );
+    }
+    assert!(
+        dry.stdout.contains("[dry-run] skopeo copy"),
+        "{}",
+        dry.stdout
+    );
     let index = lines[0]
         .strip_prefix(&format!("{to}@"))
         .expect("the index line names the tag");

@@ -391,42 +391,46 @@ fn a_second_xtask_waits_for_the_lock() {
 fn shipped_image_is_hardened() {
     let ws = DockerWorkspace::new();
     let tag = ws.tag.clone();
-    ws.xtask(&["image", "--offline", "--tag", &tag]).ok();
-    // No shell to exec into: the engine says the executable is missing.
-    let sh = std::process::Command::new("docker")
-        .args(["run", "--rm", "--entrypoint", "/bin/sh", &tag, "-c", "true"])
-        .output()
-        .unwrap();
-    let why = String::from_utf8_lossy(&sh.stderr);
-    assert!(
-        !sh.status.success()
-            && why.contains("/bin/sh")
-            && why.contains("no such file or directory"),
-        "{why}"
-    );
-    // Read-only, no capabilities, and `docker stop` with a 1 s grace: exit 0 means it stopped by
-    // itself on SIGTERM within that second (else the engine kills it: 137).
-    let id = docker(&["create", "--read-only", "--cap-drop", "ALL", &tag]);
-    docker(&["start", &id]);
-    let ready = (0..200).any(|_| {
-        let out = std::process::Command::new("docker")
-            .args(["logs", &id])
+    for strategy in ["multistage", "direct"] {
+        ws.xtask(&["image", "--offline", "--strategy", strategy, "--tag", &tag])
+            .ok();
+        // No shell to exec into: the engine says the executable is missing.
+        let sh = std::process::Command::new("docker")
+            .args(["run", "--rm", "--entrypoint", "/bin/sh", &tag, "-c", "true"])
             .output()
             .unwrap();
-        let ready = String::from_utf8_lossy(&out.stderr)
-            .contains("Starting Server (with httprouter) on Port 8080");
-        if !ready {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        ready
-    });
-    assert!(ready, "the server did not start");
-    docker(&["stop", "-t", "1", &id]);
-    assert_eq!(
-        docker(&["inspect", "--format", "{{.State.ExitCode}}", &id]),
-        "0"
-    );
-    docker(&["rm", &id]);
+        let why = String::from_utf8_lossy(&sh.stderr);
+        assert!(
+            !sh.status.success()
+                && why.contains("/bin/sh")
+                && why.contains("no such file or directory"),
+            "{strategy}: {why}"
+        );
+        // Read-only, no capabilities, and `docker stop` with a 1 s grace: exit 0 means it stopped
+        // by itself on SIGTERM within that second (else the engine kills it: 137).
+        let id = docker(&["create", "--read-only", "--cap-drop", "ALL", &tag]);
+        docker(&["start", &id]);
+        let ready = (0..200).any(|_| {
+            let out = std::process::Command::new("docker")
+                .args(["logs", &id])
+                .output()
+                .unwrap();
+            let ready = String::from_utf8_lossy(&out.stderr)
+                .contains("Starting Server (with httprouter) on Port 8080");
+            if !ready {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            ready
+        });
+        assert!(ready, "{strategy}: the server did not start");
+        docker(&["stop", "-t", "1", &id]);
+        assert_eq!(
+            docker(&["inspect", "--format", "{{.State.ExitCode}}", &id]),
+            "0",
+            "{strategy}"
+        );
+        docker(&["rm", &id]);
+    }
 }
 
 #[test]

@@ -25,7 +25,7 @@ use crate::{
 
 /// The bench's image name; its tags name the contenders.
 const BENCH_IMAGE: &str = "go-docker-prod-bench";
-/// The label on the fixtures' images: the bench's own, to remove.
+/// The label each stage of the fixtures sets first: the bench's own images, to remove.
 const BENCH_LABEL: &str = "dev.go-docker-prod.bench=fixture";
 /// Edit+build cycles for the disk-growth metric.
 const DISK_CYCLES: usize = 10;
@@ -437,13 +437,7 @@ impl<'a> Bench<'a> {
         context: &camino::Utf8Path,
         cold: bool,
     ) -> Result<()> {
-        let plan = Plan::fixture(
-            builder,
-            self.buildkit,
-            cold,
-            &self.builder_image,
-            BENCH_LABEL,
-        );
+        let plan = Plan::fixture(builder, self.buildkit, cold, &self.builder_image);
         let dockerfile = self.ctx.paths.bench_fixtures().join(file);
         plan.build(self.ctx, &self.ws, &dockerfile, tag, context)
             .map(drop)
@@ -480,9 +474,13 @@ impl<'a> Bench<'a> {
         Ok(())
     }
 
-    /// Removes the bench's images: ours by the copy's record, the fixtures' by their tags and label.
+    /// Removes the bench's images (also after a signal): ours by the copy's record (`clean` in
+    /// the copy), the fixtures' by their tags and label.
     fn cleanup(&self) {
-        let _ = self.xtask(&["clean"]);
+        let sh = &self.ctx.sh;
+        let _dir = sh.push_dir(&self.ws.root);
+        let exe = &self.exe;
+        let _ = self.ctx.cleanup(cmd!(sh, "{exe} clean"));
         let (key, value) = BENCH_LABEL.split_once('=').unwrap_or_default();
         let ids = docker::images(self.ctx, &[docker::label_filter(key, value)]).unwrap_or_default();
         for id in ids {
@@ -555,6 +553,22 @@ fn render(rows: &[Row], runs: usize, quick: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every stage of every fixture labels its images as the bench's from its first step on.
+    #[test]
+    fn fixtures_label_their_images() {
+        let dir = camino::Utf8Path::new(env!("CARGO_MANIFEST_DIR")).join("bench");
+        for entry in dir.read_dir_utf8().unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            let stages = text.lines().filter(|l| l.starts_with("FROM ")).count();
+            assert!(stages > 0);
+            assert_eq!(
+                text.matches(&format!("\nLABEL {BENCH_LABEL}\n")).count(),
+                stages,
+                "{text}"
+            );
+        }
+    }
 
     #[test]
     fn contender_names_come_from_the_enums() {

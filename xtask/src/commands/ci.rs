@@ -15,6 +15,7 @@ use crate::{
         tools::{self, Go},
     },
     pipeline::{base, glide, gobuild},
+    project,
 };
 
 /// Debian 13's rustc: the oldest Rust the xtask must build with (`rust-version` in Cargo.toml).
@@ -47,8 +48,15 @@ impl flags::Ci {
         if which::which("rustup").is_ok() {
             ctx.step(&format!("Debian's Rust ({DEBIAN_RUST}) builds the xtask"), || {
                 ctx.run_quiet(cmd!(sh, "rustup toolchain install {DEBIAN_RUST} --profile minimal"))?;
+                // Built with it, the xtask runs a whole build: the direct image, smoke-tested.
                 let target = paths.target().join("rust-1.85");
-                ctx.run_quiet(cmd!(sh, "rustup run {DEBIAN_RUST} cargo run --quiet --locked -p xtask --target-dir {target} -- --help"))
+                let run = |args: &[&str]| {
+                    ctx.run(cmd!(sh, "rustup run {DEBIAN_RUST} cargo run --quiet --locked -p xtask --target-dir {target} -- {args...}"))
+                };
+                run(&["--help"])?;
+                let tag = format!("{}-rust-{DEBIAN_RUST}:check", project::APP);
+                run(&["image", "--offline", "--strategy", "direct", "--smoke", "--tag", &tag])?;
+                run(&["clean"])
             })?;
         } else {
             ctx.announce(format!(

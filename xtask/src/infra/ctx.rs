@@ -1,7 +1,8 @@
 //! `Ctx`: the one door to processes and files that change something. It echoes each command,
 //! honours `--dry-run` (prints instead of running), and stops on SIGINT, SIGTERM or SIGHUP: the
-//! signal is forwarded to the running child, later commands are refused, clean-up commands still
-//! run. Queries (`read`, `try_read`) run in every mode and change nothing. No other module checks
+//! signal is forwarded to the running child, later changes are refused, clean-up commands (and
+//! the queries they need) still run. Queries (`read`, `try_read`) run in every mode and change
+//! nothing. No other module checks
 //! `--dry-run` or starts a process that changes state.
 
 use std::{
@@ -101,7 +102,7 @@ impl Ctx {
         self.exec(Kind::Change, Stdout::Capture, None, &[], cmd)
     }
 
-    /// Removes something of ours: runs after a signal too.
+    /// Removes something of ours: runs after a signal too, and is not stopped by one.
     pub fn cleanup(&self, cmd: Cmd<'_>) -> Result<()> {
         self.exec(Kind::Cleanup, Stdout::Null, None, &[], cmd)
             .map(drop)
@@ -246,9 +247,12 @@ impl Ctx {
             println!("[dry-run] {shown}");
             return Ok(String::new());
         }
-        if kind != Kind::Cleanup {
+        // After a signal no new change starts; clean-up, and the queries it needs, still run.
+        if kind == Kind::Change {
             self.check_signal(shown)?;
         }
+        // A signal that comes while this command runs stops it (not a clean-up).
+        let stoppable = kind != Kind::Cleanup && signals::received().is_none();
         if kind == Kind::Change {
             eprintln!("$ {shown}");
         }
@@ -275,7 +279,7 @@ impl Ctx {
             {
                 break out;
             }
-            if let (Some(signal), true) = (signals::received(), kind != Kind::Cleanup) {
+            if let (Some(signal), true) = (signals::received(), stoppable) {
                 match forwarded {
                     None => {
                         for pid in handle.pids() {
@@ -298,7 +302,7 @@ impl Ctx {
                 );
             }
         };
-        if let Some(signal) = signals::received().filter(|_| kind != Kind::Cleanup) {
+        if let Some(signal) = signals::received().filter(|_| stoppable) {
             bail!("`{shown}` stopped by {}", signals::name(signal));
         }
         let text = String::from_utf8_lossy(&output.stdout).trim().to_string();

@@ -155,7 +155,7 @@ pub const COSIGN: Tool = Tool {
 };
 
 /// Everything the pipeline and its tests use, in install order.
-pub const ALL: [Tool; 10] = [
+pub const ALL: [Tool; 13] = [
     DOCKER,
     DOCKERD,
     GIT,
@@ -166,6 +166,9 @@ pub const ALL: [Tool; 10] = [
     GLIDE,
     BUILDX,
     UPX,
+    SKOPEO,
+    ORAS,
+    COSIGN,
 ];
 /// What only the tests use besides: a registry to push to.
 pub const TEST_ONLY: [Tool; 2] = [REGISTRY, HTPASSWD];

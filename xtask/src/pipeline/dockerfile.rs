@@ -31,8 +31,6 @@ pub struct Plan {
     pub no_cache: bool,
     /// `--build-arg` values.
     args: Vec<(String, String)>,
-    /// `--label` values (the bench marks its fixtures' images as its own).
-    labels: Vec<String>,
 }
 
 impl Plan {
@@ -58,18 +56,16 @@ impl Plan {
             buildkit,
             no_cache,
             args,
-            labels: Vec::new(),
         }
     }
 
-    /// A Dockerfile that takes only the builder base, its images labelled `label` (the bench's
-    /// fixtures: not ours to ship, but the bench's to remove).
+    /// A Dockerfile that takes only the builder base (the bench's fixtures, which label their
+    /// images themselves).
     pub fn fixture(
         builder: Builder,
         buildkit: Option<BuildKit>,
         no_cache: bool,
         base: &str,
-        label: &str,
     ) -> Plan {
         let args = vec![("BUILDER_IMAGE".into(), base.into())];
         Plan {
@@ -77,7 +73,6 @@ impl Plan {
             buildkit,
             no_cache,
             args,
-            labels: vec![label.to_string()],
         }
     }
 
@@ -110,17 +105,12 @@ impl Plan {
             .iter()
             .flat_map(|(k, v)| ["--build-arg".to_string(), format!("{k}={v}")])
             .collect();
-        let labels: Vec<&str> = self
-            .labels
-            .iter()
-            .flat_map(|l| ["--label", l.as_str()])
-            .collect();
         let sh = &ctx.sh;
         ctx.run_env(
             &[("DOCKER_BUILDKIT", buildkit.to_string())],
             cmd!(
                 sh,
-                "docker build {force_rm...} {no_cache...} {load...} --iidfile {iidfile} -t {tag} -f {dockerfile} {args...} {labels...} {context}"
+                "docker build {force_rm...} {no_cache...} {load...} --iidfile {iidfile} -t {tag} -f {dockerfile} {args...} {context}"
             ),
         )
         .with_context(|| format!("building {tag} from {dockerfile} ({} builder)", self.builder))?;
