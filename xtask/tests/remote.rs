@@ -20,6 +20,9 @@ fn every_strategy_and_the_dist_fallback_work_on_a_remote_engine() {
         .xtask(&["image", "--offline", "--strategy", "direct", "--tag", &tag])
         .ok()
         .image_id();
+    // Gone from the local engine at once: the record (one per checkout) is emptied by the remote
+    // engine's clean below.
+    common::docker(&["image", "rm", &tag]);
     let host_sha = sha256(&ws.path("dist/main"));
     let remote = RemoteEngine::start();
     remote.load(common::project::LOCAL_BUILDER_IMAGE);
