@@ -2,8 +2,7 @@
 //! honours `--dry-run` (prints instead of running), and stops on SIGINT, SIGTERM or SIGHUP: the
 //! signal is forwarded to the running child, later changes are refused, clean-up commands (and
 //! the queries they need) still run. Queries (`read`, `try_read`) run in every mode and change
-//! nothing. No other module checks
-//! `--dry-run` or starts a process that changes state.
+//! nothing. No other module checks `--dry-run` or starts a process that changes state.
 
 use std::{
     cell::RefCell,
@@ -100,6 +99,7 @@ impl Ctx {
     /// A command that changes something and whose output the caller needs (`docker create`).
     pub fn run_read(&self, cmd: Cmd<'_>) -> Result<String> {
         self.exec(Kind::Change, Stdout::Capture, None, &[], cmd)
+            .map(text)
     }
 
     /// Removes something of ours: runs after a signal too, and is not stopped by one.
@@ -111,27 +111,12 @@ impl Ctx {
     /// A query: its trimmed standard output; on failure, an error with its standard error.
     pub fn read(&self, cmd: Cmd<'_>) -> Result<String> {
         self.exec(Kind::Query, Stdout::Capture, None, &[], cmd)
+            .map(text)
     }
 
     /// A query whose output is bytes (a manifest, whose digest must be of the exact bytes).
     pub fn read_bytes(&self, cmd: Cmd<'_>) -> Result<Vec<u8>> {
-        let std = Command::from(cmd);
-        let shown = display(&std);
-        let out = to_duct(&std)
-            .stdin_null()
-            .stdout_capture()
-            .stderr_capture()
-            .unchecked()
-            .run()
-            .with_context(|| format!("running `{shown}`"))?;
-        if !out.status.success() {
-            bail!(
-                "`{shown}` failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(out.stdout)
+        self.exec(Kind::Query, Stdout::Capture, None, &[], cmd)
     }
 
     /// A query whose failure only means "no answer" (an image that is not there).
@@ -142,6 +127,7 @@ impl Ctx {
     /// A query that must answer within `timeout` (the engine check): never hangs.
     pub fn read_within(&self, timeout: Duration, cmd: Cmd<'_>) -> Result<String> {
         self.exec(Kind::Query, Stdout::Capture, Some(timeout), &[], cmd)
+            .map(text)
     }
 
     /// A pipeline or a command fed from bytes, as duct builds it; `shown` is what is echoed.
@@ -221,7 +207,7 @@ impl Ctx {
         timeout: Option<Duration>,
         env: &[(&str, String)],
         cmd: Cmd<'_>,
-    ) -> Result<String> {
+    ) -> Result<Vec<u8>> {
         let std = Command::from(cmd);
         let shown = env
             .iter()
@@ -242,10 +228,10 @@ impl Ctx {
         timeout: Option<Duration>,
         shown: &str,
         expr: duct::Expression,
-    ) -> Result<String> {
+    ) -> Result<Vec<u8>> {
         if kind != Kind::Query && self.dry_run {
             println!("[dry-run] {shown}");
-            return Ok(String::new());
+            return Ok(Vec::new());
         }
         // After a signal no new change starts; clean-up, and the queries it needs, still run.
         if kind == Kind::Change {
@@ -305,7 +291,6 @@ impl Ctx {
         if let Some(signal) = signals::received().filter(|_| stoppable) {
             bail!("`{shown}` stopped by {}", signals::name(signal));
         }
-        let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             // The end of it: where a build says what failed.
@@ -317,7 +302,7 @@ impl Ctx {
                 if why.is_empty() { "" } else { ": " }
             );
         }
-        Ok(text)
+        Ok(output.stdout.clone())
     }
 
     /// One line that says what the xtask decided, and why.
@@ -388,6 +373,11 @@ fn to_duct(std: &Command) -> duct::Expression {
         };
     }
     expr
+}
+
+/// A command's output as text, trimmed.
+fn text(stdout: Vec<u8>) -> String {
+    String::from_utf8_lossy(&stdout).trim().to_string()
 }
 
 pub fn secs(d: Duration) -> String {

@@ -102,8 +102,7 @@ pub fn files_in(dir: &Utf8Path) -> Result<Vec<Utf8PathBuf>> {
 
 /// sha256 of bytes, as lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex(&sha2::Sha256::digest(bytes))
+    hex(&hmac_sha256::Hash::hash(bytes))
 }
 
 pub fn hex(bytes: &[u8]) -> String {
