@@ -303,12 +303,15 @@ impl<'a> TempContainer<'a> {
         let name = format!("{}-{purpose}-{}", project::APP, random_hex(6));
         let label = format!("{}={checkout_id}", project::LABEL_TEMP);
         let sh = &ctx.sh;
+        // The guard first: a `docker create` stopped by Ctrl-C may still have made the container.
+        let container = TempContainer { ctx, name };
+        let name = &container.name;
         ctx.run_quiet(cmd!(
             sh,
             "docker create --name {name} --label {label} {extra...} {image} {command...}"
         ))
         .with_context(|| format!("creating a container from {image}"))?;
-        Ok(TempContainer { ctx, name })
+        Ok(container)
     }
 }
 
@@ -317,8 +320,16 @@ impl Drop for TempContainer<'_> {
         let sh = &self.ctx.sh;
         let name = &self.name;
         if let Err(e) = self.ctx.cleanup(cmd!(sh, "docker rm -f {name}")) {
-            self.ctx
-                .warn(format!("could not remove container {name}: {e:#}"));
+            // Not an error when it was never made (its `docker create` failed).
+            let filter = format!("name=^{name}$");
+            if self
+                .ctx
+                .try_read(cmd!(sh, "docker ps -a -q --filter {filter}"))
+                .is_some()
+            {
+                self.ctx
+                    .warn(format!("could not remove container {name}: {e:#}"));
+            }
         }
     }
 }
