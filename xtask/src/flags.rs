@@ -165,19 +165,6 @@ impl Named for Builder {
         &[(Builder::BuildKit, "buildkit"), (Builder::Legacy, "legacy")];
 }
 
-impl Strategy {
-    pub const ALL: &'static [Strategy] = &[
-        Strategy::Multistage,
-        Strategy::Handoff,
-        Strategy::Single,
-        Strategy::Direct,
-    ];
-}
-
-impl Builder {
-    pub const ALL: &'static [Builder] = &[Builder::BuildKit, Builder::Legacy];
-}
-
 macro_rules! named_str {
     ($($t:ty),*) => {$(
         impl FromStr for $t {
@@ -463,8 +450,9 @@ mod tests {
         for p in Platform::ALL {
             assert_eq!(p.to_string().parse::<Platform>().unwrap(), p);
         }
-        for s in Strategy::ALL {
-            assert_eq!(s.to_string().parse::<Strategy>().unwrap(), *s);
+        for (s, name) in <Strategy as Named>::ALL {
+            assert_eq!(name.parse::<Strategy>().unwrap(), *s);
+            assert_eq!(s.to_string(), *name);
         }
     }
 

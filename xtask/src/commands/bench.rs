@@ -464,11 +464,7 @@ impl<'a> Bench<'a> {
 
     /// The fixtures' dangling images (ours go by the record: `clean` in the copy).
     fn remove_own_dangling(&self) -> Result<()> {
-        let (key, value) = BENCH_LABEL.split_once('=').unwrap_or_default();
-        for id in docker::images(
-            self.ctx,
-            &[docker::label_filter(key, value), "dangling=true".into()],
-        )? {
+        for id in docker::images(self.ctx, &[fixture_filter(), "dangling=true".into()])? {
             let _ = docker::remove_image(self.ctx, &id);
         }
         Ok(())
@@ -481,8 +477,7 @@ impl<'a> Bench<'a> {
         let _dir = sh.push_dir(&self.ws.root);
         let exe = &self.exe;
         let _ = self.ctx.cleanup(cmd!(sh, "{exe} clean"));
-        let (key, value) = BENCH_LABEL.split_once('=').unwrap_or_default();
-        let ids = docker::images(self.ctx, &[docker::label_filter(key, value)]).unwrap_or_default();
+        let ids = docker::images(self.ctx, &[fixture_filter()]).unwrap_or_default();
         for id in ids {
             let tags =
                 docker::inspect(self.ctx, &id, "{{join .RepoTags \" \"}}").unwrap_or_default();
@@ -498,6 +493,11 @@ impl<'a> Bench<'a> {
             fsx::remove_dir(&self.ws.root)
         });
     }
+}
+
+/// The filter for the fixtures' images.
+fn fixture_filter() -> String {
+    format!("label={BENCH_LABEL}")
 }
 
 /// The xtask's own cost: a cold `cargo build` of it, in a target dir of its own.

@@ -49,32 +49,30 @@ impl flags::Clean {
             let ids = &containers;
             ctx.run_quiet(cmd!(sh, "docker rm -f {ids...}"))?;
         }
-        let mut removed = 0;
-        let mut stayed: Vec<String> = Vec::new();
+        let mut tally = Tally::default();
         for (id, tags) in &record.images {
             // Our tags first: a tag the user added keeps the image.
             for tag in tags {
                 if docker::image_id(ctx, tag).as_deref() == Some(id.as_str()) {
                     match docker::remove_image(ctx, tag) {
                         Ok(()) => {}
-                        Err(e) => stayed.push(format!("{tag}: {}", reason(&e))),
+                        Err(e) => tally.stayed.push(format!("{tag}: {}", reason(&e))),
                     }
                 }
             }
             if docker::image_id(ctx, id).is_none() {
-                removed += 1;
+                tally.removed += 1;
                 continue;
             }
             let other_tags =
                 docker::inspect(ctx, id, "{{join .RepoTags \" \"}}").unwrap_or_default();
             if !other_tags.is_empty() {
-                stayed.push(format!("{id}: also tagged {other_tags}, which is not ours"));
+                tally
+                    .stayed
+                    .push(format!("{id}: also tagged {other_tags}, which is not ours"));
                 continue;
             }
-            match docker::remove_image(ctx, id) {
-                Ok(()) => removed += 1,
-                Err(e) => stayed.push(format!("{id}: {}", reason(&e))),
-            }
+            tally.remove(ctx, "", id);
         }
         // What an interrupted build left: dangling, ours, without the title its last step sets.
         let leftovers = docker::images(
@@ -86,28 +84,23 @@ impl flags::Clean {
         )?;
         for id in leftovers {
             if docker::label(ctx, &id, project::OCI_TITLE).is_none() && !docker::in_use(ctx, &id) {
-                match docker::remove_image(ctx, &id) {
-                    Ok(()) => removed += 1,
-                    Err(e) => stayed.push(format!("{id}: {}", reason(&e))),
-                }
+                tally.remove(ctx, "", &id);
             }
         }
         if self.all {
             for id in base::ours(ctx)? {
-                match docker::remove_image(ctx, &id) {
-                    Ok(()) => removed += 1,
-                    Err(e) => stayed.push(format!("base image {id}: {}", reason(&e))),
-                }
+                tally.remove(ctx, "base image ", &id);
             }
         }
         let removed_dirs = remove_dirs(ctx, &dirs)?;
         let reclaimed = before.saturating_sub(docker::disk_usage(ctx, &["Images"]));
         println!(
-            "clean: {removed_dirs} directories, {} containers, {removed} images removed; {} reclaimed",
+            "clean: {removed_dirs} directories, {} containers, {} images removed; {} reclaimed",
             containers.len(),
+            tally.removed,
             human_size(reclaimed)
         );
-        for line in &stayed {
+        for line in &tally.stayed {
             println!("  stayed: {line}");
         }
         Ok(())
@@ -121,6 +114,23 @@ fn remove_dirs(ctx: &Ctx, dirs: &[camino::Utf8PathBuf]) -> Result<usize> {
         removed += 1;
     }
     Ok(removed)
+}
+
+/// How many images went, and what stayed with Docker's reason.
+#[derive(Default)]
+struct Tally {
+    removed: usize,
+    stayed: Vec<String>,
+}
+
+impl Tally {
+    /// Removes `id` (`what` says what it is), without `-f`.
+    fn remove(&mut self, ctx: &Ctx, what: &str, id: &str) {
+        match docker::remove_image(ctx, id) {
+            Ok(()) => self.removed += 1,
+            Err(e) => self.stayed.push(format!("{what}{id}: {}", reason(&e))),
+        }
+    }
 }
 
 /// Docker's own words for why an image stays (a container uses it, an image is built on it).
