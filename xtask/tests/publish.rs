@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{docker, Registry, Workspace};
+use common::{docker, json, Registry, Workspace};
 
 const EM_AARCH64: u16 = 183;
 
@@ -88,11 +88,9 @@ fn publish_two_platforms_with_sbom_and_provenance() {
         format!("sha256:{}", xtask::infra::fsx::sha256_hex(&raw)),
         index
     );
-    let parsed: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    let parsed = json(&raw);
     let archs: Vec<&str> = parsed["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
+        .members()
         .map(|m| m["platform"]["architecture"].as_str().unwrap())
         .collect();
     assert_eq!(archs, ["amd64", "arm64"]);
@@ -110,8 +108,7 @@ fn publish_two_platforms_with_sbom_and_provenance() {
         ],
         &[],
     );
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
+    let manifest = json(&fs::read(dir.path().join("manifest.json")).unwrap());
     let layer = manifest["layers"][0]["digest"]
         .as_str()
         .unwrap()
@@ -181,9 +178,8 @@ fn publish_two_platforms_with_sbom_and_provenance() {
             ],
             &[],
         );
-        let found: serde_json::Value = serde_json::from_slice(&found).unwrap();
-        let referrers = found["manifests"].as_array().unwrap();
-        assert_eq!(referrers.len(), 1, "{kind}: {found}");
+        let found = json(&found);
+        assert_eq!(found["manifests"].len(), 1, "{kind}: {found}");
         let out = tempfile::tempdir().unwrap();
         let artifact = format!(
             "{}@{}",
@@ -192,7 +188,7 @@ fn publish_two_platforms_with_sbom_and_provenance() {
                 .collect::<Vec<_>>()
                 .join(":")
                 .trim_end_matches(":t1"),
-            referrers[0]["digest"].as_str().unwrap()
+            found["manifests"][0]["digest"].as_str().unwrap()
         );
         let artifact = artifact.replace("/app:t1", "/app");
         tool(
@@ -247,7 +243,7 @@ fn credentials_signatures_and_a_registry_that_is_down() {
     let secrets = tempfile::tempdir().unwrap();
     let htpasswd = secrets.path().join("htpasswd");
     // Made now: a literal would be found in this very file of the checkout.
-    let password = format!("pw-{}", xtask::infra::docker::random_hex(8));
+    let password = format!("pw-{}", xtask::infra::fsx::random_hex(8));
     let password = password.as_str();
     fs::write(
         &htpasswd,

@@ -14,7 +14,7 @@ use std::{
 };
 
 use common::{
-    dangling, docker, file_sha_in, label, project, sha256, temp_containers, DockerWorkspace,
+    dangling, docker, file_sha_in, json, label, project, sha256, temp_containers, DockerWorkspace,
     Workspace,
 };
 
@@ -340,7 +340,7 @@ fn ctrl_c_during_the_direct_load_leaves_no_partial_image() {
     }
     // The layout is whole: the old one or the new one, never a mix.
     let index = fs::read(ws.path("target/xtask/oci/index.json")).unwrap();
-    let parsed: serde_json::Value = serde_json::from_slice(&index).unwrap();
+    let parsed = json(&index);
     let digest = parsed["manifests"][0]["digest"]
         .as_str()
         .unwrap()

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{docker, DockerWorkspace, Workspace};
+use common::{docker, json, DockerWorkspace, Workspace};
 
 #[test]
 #[ignore = "needs a Docker engine: cargo xtask ci"]
@@ -41,19 +41,16 @@ fn direct_gives_one_image_id_and_verify_proves_it() {
         "another checkout gives another image"
     );
     // The OCI layout names the same config.
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(b.path("target/xtask/oci/index.json")).unwrap())
-            .unwrap();
+    let index = json(&std::fs::read(b.path("target/xtask/oci/index.json")).unwrap());
     let manifest_digest = index["manifests"][0]["digest"]
         .as_str()
         .unwrap()
         .trim_start_matches("sha256:")
         .to_string();
-    let manifest: serde_json::Value = serde_json::from_slice(
+    let manifest = json(
         &std::fs::read(b.path(&format!("target/xtask/oci/blobs/sha256/{manifest_digest}")))
             .unwrap(),
-    )
-    .unwrap();
+    );
     assert_eq!(manifest["config"]["digest"], first.as_str());
 
     // verify in checkout A proves the image B built.

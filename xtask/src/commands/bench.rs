@@ -8,7 +8,7 @@ use std::{fs, time::Instant};
 
 use anyhow::{Context, Result};
 use camino::Utf8PathBuf;
-use serde_json::json;
+use jzon::object;
 use xshell::cmd;
 
 use crate::{
@@ -214,20 +214,17 @@ impl flags::Bench {
         println!("{table}");
         let out = ctx.paths.bench_dir();
         fs::create_dir_all(&out)?;
-        let json = json!({
+        let json = object! {
             "quick": quick,
             "runs": runs,
             "xtask_cold_compile_s": compile,
-            "rows": rows.iter().map(|r| json!({
-                "contender": r.name, "cold_s": r.cold, "noop_s": r.noop, "edit_s": r.edit,
+            "rows": rows.iter().map(|r| object! {
+                "contender": r.name.as_str(), "cold_s": r.cold, "noop_s": r.noop, "edit_s": r.edit,
                 "image_bytes": r.size, "disk_per_cycle_bytes": r.disk_per_cycle, "dangling": r.dangling,
                 "edit_vs_seed": r.edit_vs_seed, "edit_vs_limit": r.edit_vs_limit, "cold_vs_limit": r.cold_vs_limit,
-            })).collect::<Vec<_>>(),
-        });
-        fs::write(
-            out.join("results.json"),
-            serde_json::to_string_pretty(&json)? + "\n",
-        )?;
+            }).collect::<Vec<_>>(),
+        };
+        fs::write(out.join("results.json"), json.pretty(2) + "\n")?;
         fs::write(out.join("results.md"), &table)?;
         println!("saved: {out}/results.json, {out}/results.md");
         Ok(())

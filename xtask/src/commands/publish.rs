@@ -104,7 +104,7 @@ impl flags::Publish {
                 &files.ca_version,
             );
             let provenance = sbom::provenance(&meta, platform, &image.manifest_digest, &files.id);
-            built.push((platform, image, pretty(&spdx)?, pretty(&provenance)?));
+            built.push((platform, image, pretty(&spdx), pretty(&provenance)));
         }
         let images: Vec<&Image> = built.iter().map(|(_, i, _, _)| i).collect();
         let layout = paths.xtask_dir().join("publish-oci");
@@ -152,9 +152,8 @@ impl flags::Publish {
             || {
                 for (_, image, spdx, provenance) in &built {
                     let subject = format!("{repository}@{}", image.manifest_digest);
-                    let tmp = tempfile::tempdir_in(paths.xtask_dir())
-                        .context("a directory for the attachments")?;
-                    let dir = fsx::utf8(&tmp);
+                    let tmp = fsx::Temp::dir_in(&paths.xtask_dir(), ".attach-")?;
+                    let dir = tmp.path();
                     for (name, bytes, kind) in [
                         (SBOM_FILE, spdx, SBOM_TYPE),
                         (PROVENANCE_FILE, provenance, PROVENANCE_TYPE),
@@ -196,8 +195,6 @@ impl flags::Publish {
     }
 }
 
-fn pretty(value: &serde_json::Value) -> Result<Vec<u8>> {
-    let mut bytes = serde_json::to_vec_pretty(value)?;
-    bytes.push(b'\n');
-    Ok(bytes)
+fn pretty(value: &jzon::JsonValue) -> Vec<u8> {
+    (value.pretty(2) + "\n").into_bytes()
 }

@@ -13,7 +13,7 @@ use crate::{
     infra::{
         ctx::Ctx,
         docker::{self, Engine},
-        git,
+        fsx, git,
         tools::Go,
     },
     pipeline::{
@@ -64,7 +64,7 @@ impl flags::Verify {
         }
         let _lock = ctx.lock()?;
         let record = Record::load(ctx, paths)?;
-        let dir = paths.worktrees().join(docker::random_hex(4));
+        let dir = paths.worktrees().join(fsx::random_hex(4));
         ctx.step(&format!("check out {revision} into {dir}"), || {
             git::add_worktree(ctx, &paths.root, &dir, &revision).with_context(|| {
                 format!("is {revision} in this repository? (`git fetch` it first)")
@@ -133,8 +133,7 @@ impl Drop for Worktree<'_> {
 
 /// What differs between the engine's image and the rebuild, from `docker save`.
 fn differences(ctx: &Ctx, image: &str, rebuilt: &Image) -> Result<Vec<String>> {
-    let saved =
-        tempfile::NamedTempFile::new_in(ctx.paths.xtask_dir()).context("a file for docker save")?;
+    let saved = fsx::Temp::file_in(&ctx.paths.xtask_dir(), ".save-")?;
     let out = saved.path();
     let sh = &ctx.sh;
     ctx.read(cmd!(sh, "docker save -o {out} {image}"))?;
@@ -147,20 +146,16 @@ fn differences(ctx: &Ctx, image: &str, rebuilt: &Image) -> Result<Vec<String>> {
         entry.read_to_end(&mut bytes)?;
         files.insert(name, bytes);
     }
-    let manifest: serde_json::Value = serde_json::from_slice(
-        files
-            .get("manifest.json")
-            .context("docker save wrote no manifest.json")?,
-    )?;
+    let json = |bytes: Option<&Vec<u8>>, what: &str| {
+        let bytes = bytes.with_context(|| format!("docker save wrote no {what}"))?;
+        jzon::parse(&String::from_utf8_lossy(bytes)).with_context(|| format!("reading {what}"))
+    };
+    let manifest = json(files.get("manifest.json"), "manifest.json")?;
     let config_name = manifest[0]["Config"].as_str().unwrap_or_default();
-    let config: serde_json::Value =
-        serde_json::from_slice(files.get(config_name).context("no config in docker save")?)?;
-    let ours: serde_json::Value = serde_json::from_slice(&rebuilt.config)?;
+    let config = json(files.get(config_name), "image config")?;
+    let ours = json(Some(&rebuilt.config), "rebuilt config")?;
     let mut lines = compare::config_differences(&config, &ours);
-    let layers = manifest[0]["Layers"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let layers: Vec<_> = manifest[0]["Layers"].members().collect();
     match layers.as_slice() {
         [one] => {
             let theirs = files

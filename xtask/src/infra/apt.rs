@@ -291,16 +291,14 @@ fn print_for_user(
 /// A private apt configuration: the host's own sources and preferences (linked, not copied) plus
 /// the foreign suites pinned at priority 1, so that apt takes from them only what is named.
 struct PrivateConfig {
-    dir: tempfile::TempDir,
+    dir: fsx::Temp,
 }
 
 impl PrivateConfig {
     fn new(suites: &[&str]) -> Result<PrivateConfig> {
-        let dir = tempfile::Builder::new()
-            .prefix("go-docker-prod-apt-")
-            .tempdir_in("/var/tmp")
+        let dir = fsx::Temp::dir_in("/var/tmp".into(), "go-docker-prod-apt-")
             .context("creating a private apt configuration in /var/tmp")?;
-        let root = fsx::utf8(&dir).to_path_buf();
+        let root = dir.path().to_path_buf();
         for (host, ours, name, text) in [
             (
                 "/etc/apt/sources.list.d",
@@ -337,7 +335,7 @@ impl PrivateConfig {
     }
 
     fn root(&self) -> &Utf8Path {
-        fsx::utf8(&self.dir)
+        self.dir.path()
     }
 
     fn options(&self) -> Vec<String> {
@@ -350,9 +348,7 @@ impl PrivateConfig {
     }
 
     fn keep(self) -> Utf8PathBuf {
-        let root = self.root().to_path_buf();
-        let _ = self.dir.keep();
-        root
+        self.dir.keep()
     }
 }
 

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use xshell::cmd;
 
 use crate::{
-    infra::{apt, ctx::Ctx, tools},
+    infra::{apt, ctx::Ctx, fsx, tools},
     project,
 };
 
@@ -300,7 +300,7 @@ impl<'a> TempContainer<'a> {
         extra: &[&str],
         command: &[&str],
     ) -> Result<TempContainer<'a>> {
-        let name = format!("{}-{purpose}-{}", project::APP, random_hex(6));
+        let name = format!("{}-{purpose}-{}", project::APP, fsx::random_hex(6));
         let label = format!("{}={checkout_id}", project::LABEL_TEMP);
         let sh = &ctx.sh;
         // The guard first: a `docker create` stopped by Ctrl-C may still have made the container.
@@ -332,15 +332,6 @@ impl Drop for TempContainer<'_> {
             }
         }
     }
-}
-
-/// `n` random bytes as hex, from the kernel.
-pub fn random_hex(n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut f, &mut bytes);
-    }
-    crate::infra::fsx::hex(&bytes)
 }
 
 /// What `docker system df` says these kinds ("Images", "Build Cache", …) take, in bytes; 0 when

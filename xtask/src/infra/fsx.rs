@@ -1,25 +1,95 @@
 //! Files, never half-written: build aside (next to the destination, so that renames stay on one
 //! filesystem), then move into place.
 
-use std::fs;
+use std::{
+    fs,
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+};
 
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-/// A fresh directory beside `dst` (same filesystem: the final rename is atomic), removed on drop
-/// unless it was moved into place.
-pub fn scratch_beside(dst: &Utf8Path) -> Result<tempfile::TempDir> {
-    let parent = dst.parent().context("no parent directory")?;
-    fs::create_dir_all(parent).with_context(|| format!("creating {parent}"))?;
-    tempfile::Builder::new()
-        .prefix(&format!(".{}.tmp-", dst.file_name().unwrap_or("dir")))
-        .tempdir_in(parent)
-        .with_context(|| format!("creating a scratch directory in {parent}"))
+/// A directory or file of ours under a fresh name (made exclusively: never someone else's),
+/// removed with what it holds when dropped, unless kept.
+#[derive(Debug)]
+pub struct Temp {
+    path: Utf8PathBuf,
+    kept: bool,
 }
 
-/// The UTF-8 path of a temporary directory (ours are made under UTF-8 paths).
-pub fn utf8(dir: &tempfile::TempDir) -> &Utf8Path {
-    Utf8Path::from_path(dir.path()).expect("scratch directories are made under UTF-8 paths")
+impl Temp {
+    /// A new directory `{prefix}{random}` in `parent` (made if missing).
+    pub fn dir_in(parent: &Utf8Path, prefix: &str) -> Result<Temp> {
+        Temp::create(parent, prefix, |p| {
+            fs::DirBuilder::new().mode(0o755).create(p)
+        })
+    }
+
+    /// A new, empty file `{prefix}{random}` in `parent` (made if missing).
+    pub fn file_in(parent: &Utf8Path, prefix: &str) -> Result<Temp> {
+        Temp::create(parent, prefix, |p| {
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(p)
+                .map(drop)
+        })
+    }
+
+    fn create(
+        parent: &Utf8Path,
+        prefix: &str,
+        make: impl Fn(&Utf8Path) -> std::io::Result<()>,
+    ) -> Result<Temp> {
+        fs::create_dir_all(parent).with_context(|| format!("creating {parent}"))?;
+        for _ in 0..16 {
+            let path = parent.join(format!("{prefix}{}", random_hex(6)));
+            match make(&path) {
+                Ok(()) => return Ok(Temp { path, kept: false }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e).with_context(|| format!("creating {path}")),
+            }
+        }
+        anyhow::bail!("no free name for a temporary file in {parent}")
+    }
+
+    pub fn path(&self) -> &Utf8Path {
+        &self.path
+    }
+
+    /// Leaves it where it is (moved into place, or it must outlive us); its path.
+    pub fn keep(mut self) -> Utf8PathBuf {
+        self.kept = true;
+        std::mem::take(&mut self.path)
+    }
+}
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = fs::remove_dir_all(&self.path).or_else(|_| fs::remove_file(&self.path));
+        }
+    }
+}
+
+/// A fresh directory beside `dst` (same filesystem: the final rename is atomic), removed on drop
+/// unless it was moved into place.
+pub fn scratch_beside(dst: &Utf8Path) -> Result<Temp> {
+    let parent = dst.parent().context("no parent directory")?;
+    Temp::dir_in(
+        parent,
+        &format!(".{}.tmp-", dst.file_name().unwrap_or("dir")),
+    )
+}
+
+/// `n` random bytes, as hex.
+pub fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    if let Ok(mut f) = fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut bytes);
+    }
+    hex(&bytes)
 }
 
 /// Copies the directory tree `src` to `dst` (created; must not exist).
@@ -68,12 +138,13 @@ pub fn replace_dir(new: &Utf8Path, dst: &Utf8Path) -> Result<()> {
 /// Writes `bytes` to `path` through a temporary file beside it and a rename.
 pub fn write_atomic(path: &Utf8Path, bytes: &[u8]) -> Result<()> {
     let parent = path.parent().context("no parent directory")?;
-    fs::create_dir_all(parent).with_context(|| format!("creating {parent}"))?;
-    let mut file = tempfile::NamedTempFile::new_in(parent)
-        .with_context(|| format!("creating a temporary file in {parent}"))?;
-    std::io::Write::write_all(&mut file, bytes).with_context(|| format!("writing {path}"))?;
-    file.persist(path)
-        .with_context(|| format!("moving the new {path} into place"))?;
+    let tmp = Temp::file_in(
+        parent,
+        &format!(".{}.tmp-", path.file_name().unwrap_or("file")),
+    )?;
+    fs::write(tmp.path(), bytes).with_context(|| format!("writing {path}"))?;
+    fs::rename(tmp.path(), path).with_context(|| format!("moving the new {path} into place"))?;
+    tmp.keep();
     Ok(())
 }
 
@@ -116,7 +187,7 @@ mod tests {
     #[test]
     fn replace_dir_swaps_whole_directories() {
         let base = tempfile::tempdir().unwrap();
-        let base = utf8(&base);
+        let base = Utf8Path::from_path(base.path()).unwrap();
         let (new, dst) = (base.join("new"), base.join("dst"));
         fs::create_dir(&new).unwrap();
         fs::write(new.join("a"), "1").unwrap();
@@ -141,7 +212,7 @@ mod tests {
     #[test]
     fn write_atomic_replaces_and_leaves_nothing_beside() {
         let base = tempfile::tempdir().unwrap();
-        let file = utf8(&base).join("sub/f.json");
+        let file = Utf8Path::from_path(base.path()).unwrap().join("sub/f.json");
         write_atomic(&file, b"one").unwrap();
         write_atomic(&file, b"two").unwrap();
         assert_eq!(fs::read(&file).unwrap(), b"two");

@@ -173,7 +173,7 @@ pub fn base_files(ctx: &Ctx, paths: &Paths, checkout: &str, image: &str) -> Resu
                 .unwrap_or_default()
                 .to_string();
             let tmp = fsx::scratch_beside(&dir)?;
-            let staged = fsx::utf8(&tmp).to_path_buf();
+            let staged = tmp.path().to_path_buf();
             let bundle = format!("{name}:/{}", project::CA_BUNDLE);
             ctx.run_quiet(cmd!(
                 sh,
@@ -190,7 +190,7 @@ pub fn base_files(ctx: &Ctx, paths: &Paths, checkout: &str, image: &str) -> Resu
                     fs::write(staged.join("ca-version"), &ca_version)?;
                     fs::remove_file(staged.join("dpkg-status"))?;
                     fsx::replace_dir(&staged, &dir)?;
-                    let _ = tmp.keep();
+                    tmp.keep();
                     Ok(ca_version)
                 })?
                 .unwrap_or_default();

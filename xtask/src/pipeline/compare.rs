@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
-use serde_json::Value;
+use jzon::JsonValue as Value;
 
 use crate::infra::fsx;
 
@@ -92,25 +92,23 @@ pub fn config_differences(theirs: &Value, ours: &Value) -> Vec<String> {
 fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
-            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            let keys: std::collections::BTreeSet<&str> =
+                x.iter().chain(y.iter()).map(|(k, _)| k).collect();
             for k in keys {
                 let sub = if path.is_empty() {
-                    k.clone()
+                    k.to_string()
                 } else {
                     format!("{path}.{k}")
                 };
-                walk(
-                    &sub,
-                    x.get(k).unwrap_or(&Value::Null),
-                    y.get(k).unwrap_or(&Value::Null),
-                    out,
-                );
+                walk(&sub, &a[k], &b[k], out);
             }
         }
         _ if a == b => {}
         _ if path == "rootfs.diff_ids" => {}
         _ => out.push(format!(
-            "config: {path} is {a} in the image, {b} in the rebuild"
+            "config: {path} is {} in the image, {} in the rebuild",
+            a.dump(),
+            b.dump()
         )),
     }
 }
@@ -118,12 +116,12 @@ fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use jzon::object;
 
     #[test]
     fn config_fields_are_named() {
-        let a = json!({"config": {"Labels": {"v": "1"}, "User": "x"}, "created": "t"});
-        let b = json!({"config": {"Labels": {"v": "2"}, "User": "x"}, "created": "t"});
+        let a = object! {"config": {"Labels": {"v": "1"}, "User": "x"}, "created": "t"};
+        let b = object! {"config": {"Labels": {"v": "2"}, "User": "x"}, "created": "t"};
         assert_eq!(
             config_differences(&a, &b),
             ["config: config.Labels.v is \"1\" in the image, \"2\" in the rebuild"]

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
-use serde_json::{json, Value};
+use jzon::{array, object, JsonValue};
 
 use crate::{
     flags::Platform,
@@ -55,14 +55,16 @@ impl Image {
     pub fn assemble(content: &Content<'_>, meta: &Meta, platform: Platform) -> Result<Image> {
         let layer = layer(content, meta.epoch)?;
         let layer_digest = digest(&layer);
-        let config = serde_json::to_vec(&config(meta, platform, &layer_digest))?;
+        let config = config(meta, platform, &layer_digest).dump().into_bytes();
         let id = digest(&config);
-        let manifest = serde_json::to_vec(&json!({
+        let manifest = object! {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
-            "config": { "mediaType": OCI_CONFIG, "digest": id, "size": config.len() },
-            "layers": [{ "mediaType": OCI_LAYER, "digest": layer_digest, "size": layer.len() }],
-        }))?;
+            "config": { "mediaType": OCI_CONFIG, "digest": id.as_str(), "size": config.len() },
+            "layers": [{ "mediaType": OCI_LAYER, "digest": layer_digest.as_str(), "size": layer.len() }],
+        }
+        .dump()
+        .into_bytes();
         let manifest_digest = digest(&manifest);
         Ok(Image {
             layer,
@@ -80,16 +82,17 @@ impl Image {
         let hex = |d: &str| d.trim_start_matches("sha256:").to_string();
         let config_name = format!("{}.json", hex(&self.id));
         let layer_name = format!("{}/layer.tar", hex(&self.layer_digest));
-        let manifest = serde_json::to_vec(&json!([{
-            "Config": config_name,
+        let manifest = array![{
+            "Config": config_name.as_str(),
             "RepoTags": [tag],
-            "Layers": [layer_name],
-        }]))?;
+            "Layers": [layer_name.as_str()],
+        }]
+        .dump();
         let mut archive = tar::Builder::new(Vec::new());
         for (name, bytes) in [
             (config_name.as_str(), self.config.as_slice()),
             (layer_name.as_str(), self.layer.as_slice()),
-            ("manifest.json", manifest.as_slice()),
+            ("manifest.json", manifest.as_bytes()),
         ] {
             append_file(&mut archive, name, bytes, 0o644, 0)?;
         }
@@ -97,13 +100,13 @@ impl Image {
     }
 
     /// This image's descriptor, as an index lists it.
-    fn descriptor(&self) -> Value {
-        json!({
+    fn descriptor(&self) -> JsonValue {
+        object! {
             "mediaType": OCI_MANIFEST,
-            "digest": self.manifest_digest,
+            "digest": self.manifest_digest.as_str(),
             "size": self.manifest.len(),
             "platform": platform_json(self.platform),
-        })
+        }
     }
 
     /// Writes an OCI image layout at `dir` (built aside, swapped in whole) holding `images` and,
@@ -117,17 +120,18 @@ impl Image {
         let index = match images {
             [_] => None,
             _ => {
-                let manifests: Vec<Value> = images.iter().map(|i| i.descriptor()).collect();
-                let bytes = serde_json::to_vec(
-                    &json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests }),
-                )?;
+                let manifests: Vec<JsonValue> = images.iter().map(|i| i.descriptor()).collect();
+                let bytes =
+                    object! { "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests }
+                        .dump()
+                        .into_bytes();
                 let digest = digest(&bytes);
                 Some((bytes, digest))
             }
         };
         ctx.change(format!("write the OCI image layout {dir}"), || {
             let tmp = fsx::scratch_beside(dir)?;
-            let root = fsx::utf8(&tmp);
+            let root = tmp.path();
             let blobs = root.join("blobs/sha256");
             std::fs::create_dir_all(&blobs)?;
             let write = |d: &str, bytes: &[u8]| {
@@ -141,23 +145,20 @@ impl Image {
             let mut top = match &index {
                 Some((bytes, d)) => {
                     write(d, bytes)?;
-                    json!({ "mediaType": OCI_INDEX, "digest": d, "size": bytes.len() })
+                    object! { "mediaType": OCI_INDEX, "digest": d.as_str(), "size": bytes.len() }
                 }
                 None => images[0].descriptor(),
             };
-            top["annotations"] = json!({ "org.opencontainers.image.ref.name": tag });
+            top["annotations"] = object! { "org.opencontainers.image.ref.name": tag };
             let layout_index =
-                json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [top] });
-            std::fs::write(
-                root.join("index.json"),
-                serde_json::to_vec_pretty(&layout_index)?,
-            )?;
+                object! { "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [top] };
+            std::fs::write(root.join("index.json"), layout_index.pretty(2) + "\n")?;
             std::fs::write(
                 root.join("oci-layout"),
                 br#"{"imageLayoutVersion":"1.0.0"}"#,
             )?;
             fsx::replace_dir(root, dir)?;
-            let _ = tmp.keep();
+            tmp.keep();
             Ok(())
         })?;
         Ok(index)
@@ -249,25 +250,25 @@ fn append_file(
         .with_context(|| format!("adding {path} to the archive"))
 }
 
-fn platform_json(platform: Platform) -> Value {
-    let mut p = json!({ "architecture": platform.arch, "os": "linux" });
+fn platform_json(platform: Platform) -> JsonValue {
+    let mut p = object! { "architecture": platform.arch, "os": "linux" };
     if let Some(v) = platform.variant {
-        p["variant"] = json!(v);
+        p["variant"] = v.into();
     }
     p
 }
 
 /// The image config: the same user, port, entrypoint, health check and labels as the Dockerfile
 /// strategies; every time is the commit's.
-fn config(meta: &Meta, platform: Platform, layer_digest: &str) -> Value {
+fn config(meta: &Meta, platform: Platform, layer_digest: &str) -> JsonValue {
     let labels: BTreeMap<&str, String> =
         meta.labels(project::STAGE_PRODUCTION).into_iter().collect();
     let seconds = |s: u64| s * 1_000_000_000;
     let mut config = platform_json(platform);
-    config["created"] = json!(meta.created());
-    config["config"] = json!({
+    config["created"] = meta.created().into();
+    config["config"] = object! {
         "User": format!("{0}:{0}", project::APP_UID),
-        "ExposedPorts": { format!("{}/tcp", project::APP_PORT): {} },
+        "ExposedPorts": { [&format!("{}/tcp", project::APP_PORT)]: {} },
         "Env": [DEFAULT_PATH],
         "Entrypoint": [format!("/{}", project::BINARY)],
         "WorkingDir": "/",
@@ -278,12 +279,12 @@ fn config(meta: &Meta, platform: Platform, layer_digest: &str) -> Value {
             "Timeout": seconds(project::HEALTHCHECK_TIMEOUT_S),
             "Retries": project::HEALTHCHECK_RETRIES,
         },
-    });
-    config["rootfs"] = json!({ "type": "layers", "diff_ids": [layer_digest] });
-    config["history"] = json!([{
+    };
+    config["rootfs"] = object! { "type": "layers", "diff_ids": [layer_digest] };
+    config["history"] = array![{
         "created": meta.created(),
         "created_by": "cargo xtask image --strategy direct",
-    }]);
+    }];
     config
 }
 
@@ -376,7 +377,7 @@ mod tests {
             .iter()
             .all(|e| e.2 == 0 && e.3 == 0 && e.4 == 1_735_689_600));
         assert_eq!(entries.last().unwrap().1, 0o555);
-        let config: Value = serde_json::from_slice(&image.config).unwrap();
+        let config = jzon::parse(std::str::from_utf8(&image.config).unwrap()).unwrap();
         assert_eq!(config["config"]["User"], "65532:65532");
         assert_eq!(config["created"], "2025-01-01T00:00:00Z");
         assert_eq!(config["rootfs"]["diff_ids"][0], image.layer_digest.as_str());

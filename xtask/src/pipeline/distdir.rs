@@ -21,20 +21,20 @@ use crate::{
 pub const ORIGIN: &str = ".handoff";
 
 /// A scratch directory for the next `dist/`.
-pub fn scratch(paths: &Paths) -> Result<tempfile::TempDir> {
+pub fn scratch(paths: &Paths) -> Result<fsx::Temp> {
     fsx::scratch_beside(&paths.dist())
 }
 
 /// Writes SHA256SUMS for every file in `dir` (dotfiles aside), then makes `dir` the new `dist/`.
-pub fn publish(ctx: &Ctx, paths: &Paths, dir: tempfile::TempDir) -> Result<()> {
+pub fn publish(ctx: &Ctx, paths: &Paths, dir: fsx::Temp) -> Result<()> {
     let dist = paths.dist();
     ctx.change(
         format!("write SHA256SUMS; replace {dist} with the new build"),
         || {
-            let staged = fsx::utf8(&dir);
+            let staged = dir.path();
             fs::write(staged.join("SHA256SUMS"), sums(staged)?).context("writing SHA256SUMS")?;
             fsx::replace_dir(staged, &dist)?;
-            let _ = dir.keep(); // moved into place: nothing left to remove
+            dir.keep(); // moved into place: nothing left to remove
             Ok(())
         },
     )
@@ -65,7 +65,7 @@ pub fn build_on_host(
 ) -> Result<()> {
     ctx.step("go build", || {
         let tmp = scratch(paths)?;
-        let staged = fsx::utf8(&tmp).to_path_buf();
+        let staged = tmp.path().to_path_buf();
         let (gopath, app) = (paths.gopath(), paths.gopath_app());
         gobuild::build(
             ctx,

@@ -12,7 +12,7 @@ use crate::{
     infra::{
         ctx::Ctx,
         docker::{BuildKit, Engine},
-        tools,
+        fsx, tools,
     },
     pipeline::{gobuild, meta::Meta},
     project::Paths,
@@ -91,9 +91,7 @@ impl Plan {
         tag: &str,
         context: &Utf8Path,
     ) -> Result<String> {
-        let dir = paths.xtask_dir();
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir}"))?;
-        let iid = tempfile::NamedTempFile::new_in(&dir).context("creating the --iidfile")?;
+        let iid = fsx::Temp::file_in(&paths.xtask_dir(), ".iid-")?;
         let iidfile = iid.path();
         let no_cache = self.no_cache.then_some("--no-cache");
         let legacy = self.builder == Builder::Legacy;

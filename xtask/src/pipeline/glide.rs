@@ -73,7 +73,7 @@ pub fn vendor(ctx: &Ctx, paths: &Paths, go: impl FnOnce() -> Result<Go>) -> Resu
     if !fresh || !vendor.is_dir() {
         ctx.change(format!("copy {app}/vendor to {vendor}"), || {
             let tmp = fsx::scratch_beside(&vendor)?;
-            let copy = fsx::utf8(&tmp).join("vendor");
+            let copy = tmp.path().join("vendor");
             fsx::copy_dir(&app.join("vendor"), &copy)?;
             fsx::replace_dir(&copy, &vendor)
         })?;

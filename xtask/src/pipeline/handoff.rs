@@ -9,7 +9,7 @@ use crate::{
     infra::{
         ctx::Ctx,
         docker::{Engine, TempContainer},
-        fsx, tools,
+        tools,
     },
     pipeline::{
         base, distdir,
@@ -58,7 +58,7 @@ pub fn to_dist(
         let container =
             TempContainer::create(ctx, &record.checkout, builder_tag, "handoff", &[], &[])?;
         let tmp = distdir::scratch(paths)?;
-        let to = fsx::utf8(&tmp).to_path_buf();
+        let to = tmp.path().to_path_buf();
         let sh = &ctx.sh;
         let from = format!("{}:/out/.", container.name);
         ctx.run_quiet(cmd!(sh, "docker cp {from} {to}"))

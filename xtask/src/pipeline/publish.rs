@@ -91,12 +91,9 @@ pub fn referrers(
         sh,
         "oras discover {plain...} {auth...} --distribution-spec v1.1-referrers-tag --artifact-type {artifact_type} --format json {subject}"
     ))?;
-    let value: serde_json::Value =
-        serde_json::from_str(&out).context("reading oras discover's answer")?;
+    let value = jzon::parse(&out).context("reading oras discover's answer")?;
     Ok(value["manifests"]
-        .as_array()
-        .into_iter()
-        .flatten()
+        .members()
         .filter_map(|m| m["digest"].as_str().map(str::to_string))
         .collect())
 }

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result};
-use serde_json::json;
+use jzon::object;
 
 use crate::{
     infra::{ctx::Ctx, docker, fsx},
@@ -29,26 +29,21 @@ impl Record {
         let path = paths.record();
         let Ok(text) = std::fs::read_to_string(&path) else {
             let record = Record {
-                checkout: docker::random_hex(8),
+                checkout: fsx::random_hex(8),
                 images: BTreeMap::new(),
             };
             record.save(ctx, paths)?;
             return Ok(record);
         };
-        let value: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("reading {path}"))?;
+        let value = jzon::parse(&text).with_context(|| format!("reading {path}"))?;
         let checkout = value["checkout"].as_str().unwrap_or_default().to_string();
         let mut images = BTreeMap::new();
-        for (id, tags) in value["images"].as_object().into_iter().flatten() {
-            let tags = tags
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|t| t.as_str());
-            images.insert(id.clone(), tags.map(str::to_string).collect());
+        for (id, tags) in value["images"].entries() {
+            let tags = tags.members().filter_map(|t| t.as_str());
+            images.insert(id.to_string(), tags.map(str::to_string).collect());
         }
         let checkout = if checkout.is_empty() {
-            docker::random_hex(8)
+            fsx::random_hex(8)
         } else {
             checkout
         };
@@ -57,8 +52,15 @@ impl Record {
 
     pub fn save(&self, ctx: &Ctx, paths: &Paths) -> Result<()> {
         let path = paths.record();
-        let value = json!({ "checkout": self.checkout, "images": self.images });
-        let text = serde_json::to_string_pretty(&value)? + "\n";
+        let images = self.images.iter().map(|(id, tags)| {
+            let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+            (id, tags)
+        });
+        let value = object! {
+            "checkout": self.checkout.as_str(),
+            "images": images.collect::<BTreeMap<_, _>>(),
+        };
+        let text = value.pretty(2) + "\n";
         ctx.change(format!("record what was built in {path}"), || {
             fsx::write_atomic(&path, text.as_bytes())
         })

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use camino::Utf8Path;
-use serde_json::{json, Value};
+use jzon::{object, JsonValue};
 
 use crate::{
     flags::Platform,
@@ -115,13 +115,13 @@ pub fn spdx(
     binary_sha256: &str,
     deps: &[Dependency],
     ca_version: &str,
-) -> Value {
+) -> JsonValue {
     let slug = platform.to_string().replace('/', "-");
     let go_version = meta.go.trim_start_matches("go");
-    let mut packages = vec![json!({
+    let mut packages = vec![object! {
         "SPDXID": "SPDXRef-Package-app",
         "name": project::APP,
-        "versionInfo": meta.version,
+        "versionInfo": meta.version.as_str(),
         "downloadLocation": if meta.source.is_empty() { "NOASSERTION".to_string() } else { format!("git+{}@{}", meta.source, meta.revision) },
         "sourceInfo": format!("revision {}", meta.revision),
         "filesAnalyzed": false,
@@ -130,33 +130,33 @@ pub fn spdx(
         "copyrightText": "NOASSERTION",
         "checksums": [{ "algorithm": "SHA256", "checksumValue": binary_sha256 }],
         "primaryPackagePurpose": "APPLICATION",
-    })];
-    let mut relationships = vec![json!({
+    }];
+    let mut relationships = vec![object! {
         "spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": "SPDXRef-Package-app",
-    })];
+    }];
     for (i, dep) in deps.iter().enumerate() {
         let id = format!("SPDXRef-Package-dep-{i}");
-        packages.push(json!({
-            "SPDXID": id,
-            "name": dep.name,
+        packages.push(object! {
+            "SPDXID": id.as_str(),
+            "name": dep.name.as_str(),
             "versionInfo": dep.version.clone().unwrap_or_else(|| dep.commit.clone()),
             "downloadLocation": format!("git+https://{}@{}", dep.name, dep.commit),
             "sourceInfo": format!("glide.lock pins commit {}", dep.commit),
             "filesAnalyzed": false,
-            "licenseConcluded": dep.license,
-            "licenseDeclared": dep.license,
+            "licenseConcluded": dep.license.as_str(),
+            "licenseDeclared": dep.license.as_str(),
             "copyrightText": "NOASSERTION",
             "externalRefs": [{
                 "referenceCategory": "PACKAGE-MANAGER",
                 "referenceType": "purl",
                 "referenceLocator": format!("pkg:golang/{}@{}", dep.name, dep.commit),
             }],
-        }));
-        relationships.push(json!({
+        });
+        relationships.push(object! {
             "spdxElementId": "SPDXRef-Package-app", "relationshipType": "DEPENDS_ON", "relatedSpdxElement": id,
-        }));
+        });
     }
-    packages.push(json!({
+    packages.push(object! {
         "SPDXID": "SPDXRef-Package-go",
         "name": "go",
         "versionInfo": go_version,
@@ -167,11 +167,11 @@ pub fn spdx(
         "copyrightText": "NOASSERTION",
         "externalRefs": [{ "referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl", "referenceLocator": format!("pkg:golang/stdlib@{go_version}") }],
         "comment": "the Go toolchain and standard library compiled into the binary",
-    }));
-    relationships.push(json!({
+    });
+    relationships.push(object! {
         "spdxElementId": "SPDXRef-Package-go", "relationshipType": "BUILD_TOOL_OF", "relatedSpdxElement": "SPDXRef-Package-app",
-    }));
-    packages.push(json!({
+    });
+    packages.push(object! {
         "SPDXID": "SPDXRef-Package-ca-certificates",
         "name": "ca-certificates",
         "versionInfo": ca_version,
@@ -183,11 +183,11 @@ pub fn spdx(
         "copyrightText": "NOASSERTION",
         "externalRefs": [{ "referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl", "referenceLocator": format!("pkg:deb/debian/ca-certificates@{ca_version}") }],
         "comment": format!("/{} taken from {}", project::CA_BUNDLE, meta.builder_base),
-    }));
-    relationships.push(json!({
+    });
+    relationships.push(object! {
         "spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": "SPDXRef-Package-ca-certificates",
-    }));
-    json!({
+    });
+    object! {
         "spdxVersion": "SPDX-2.3",
         "dataLicense": "CC0-1.0",
         "SPDXID": "SPDXRef-DOCUMENT",
@@ -196,18 +196,23 @@ pub fn spdx(
         "creationInfo": { "created": meta.created(), "creators": ["Tool: cargo-xtask (go-docker-prod)"] },
         "packages": packages,
         "relationships": relationships,
-    })
+    }
 }
 
 /// The SLSA v1 provenance (an in-toto statement) of the image `manifest_digest` for `platform`.
-pub fn provenance(meta: &Meta, platform: Platform, manifest_digest: &str, base_id: &str) -> Value {
+pub fn provenance(
+    meta: &Meta,
+    platform: Platform,
+    manifest_digest: &str,
+    base_id: &str,
+) -> JsonValue {
     let env: BTreeMap<&str, &str> = gobuild::ENV.into_iter().collect();
     let source = if meta.source.is_empty() {
         "git".to_string()
     } else {
         format!("git+{}", meta.source)
     };
-    json!({
+    object! {
         "_type": "https://in-toto.io/Statement/v1",
         "subject": [{ "name": project::APP, "digest": { "sha256": manifest_digest.trim_start_matches("sha256:") } }],
         "predicateType": "https://slsa.dev/provenance/v1",
@@ -217,16 +222,16 @@ pub fn provenance(meta: &Meta, platform: Platform, manifest_digest: &str, base_i
                 "externalParameters": {
                     "command": "cargo xtask publish",
                     "platform": platform.to_string(),
-                    "version": meta.version,
+                    "version": meta.version.as_str(),
                 },
                 "internalParameters": {
                     "env": env,
                     "ldflags": gobuild::ldflags(&meta.version),
-                    "go": meta.go,
+                    "go": meta.go.as_str(),
                 },
                 "resolvedDependencies": [
-                    { "uri": format!("{source}@{}", meta.revision), "digest": { "gitCommit": meta.revision } },
-                    { "uri": meta.builder_base, "digest": { "sha256": base_id.trim_start_matches("sha256:") } },
+                    { "uri": format!("{source}@{}", meta.revision), "digest": { "gitCommit": meta.revision.as_str() } },
+                    { "uri": meta.builder_base.as_str(), "digest": { "sha256": base_id.trim_start_matches("sha256:") } },
                 ],
             },
             "runDetails": {
@@ -234,7 +239,7 @@ pub fn provenance(meta: &Meta, platform: Platform, manifest_digest: &str, base_i
                 "metadata": { "invocationId": format!("{}@{}", meta.revision, platform) },
             },
         },
-    })
+    }
 }
 
 #[cfg(test)]
@@ -275,12 +280,9 @@ mod tests {
             license: "NOASSERTION".into(),
         }];
         let arm: Platform = "linux/arm64".parse().unwrap();
-        let a = serde_json::to_vec(&spdx(&meta, arm, "00", &deps, "20230311")).unwrap();
-        assert_eq!(
-            a,
-            serde_json::to_vec(&spdx(&meta, arm, "00", &deps, "20230311")).unwrap()
-        );
-        let text = String::from_utf8(a).unwrap();
+        let a = spdx(&meta, arm, "00", &deps, "20230311").dump();
+        assert_eq!(a, spdx(&meta, arm, "00", &deps, "20230311").dump());
+        let text = a;
         assert!(text.contains("pkg:golang/github.com/a/b@4eec211") && text.contains("\"1.27.4\""));
         let p = provenance(&meta, arm, "sha256:ff", "sha256:ee");
         assert_eq!(p["subject"][0]["digest"]["sha256"], "ff");

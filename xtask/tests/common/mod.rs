@@ -710,3 +710,8 @@ pub fn strategies() -> Vec<(&'static str, Option<&'static str>)> {
     }
     cases
 }
+
+/// JSON bytes (a file the xtask or a tool wrote), parsed.
+pub fn json(bytes: &[u8]) -> jzon::JsonValue {
+    jzon::parse(std::str::from_utf8(bytes).expect("JSON is UTF-8")).expect("valid JSON")
+}
