@@ -86,10 +86,12 @@ xflags::xflags! {
 
         /// Measure build time, size and disk use against the tutorial's flow and a host go build.
         cmd bench {
-            /// One run, the one-line-edit rebuild only (what CI runs).
+            /// The one-line-edit rebuild only, one run unless --runs (what CI runs).
             optional --quick
             /// Runs per measurement, medians reported (default 5).
             optional --runs n: usize
+            /// Only the contenders whose name contains this text (the limit always runs).
+            optional --only text: String
         }
     }
 }

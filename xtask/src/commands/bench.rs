@@ -135,11 +135,7 @@ struct Bench<'a> {
 impl flags::Bench {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
         let quick = self.quick;
-        let runs = if quick {
-            1
-        } else {
-            self.runs.unwrap_or(5).max(1)
-        };
+        let runs = self.runs.unwrap_or(if quick { 1 } else { 5 }).max(1);
         let engine = Engine::ensure(ctx)?;
         let go = Go::find(ctx)?;
         let buildkit = BuildKit::detect(ctx, &engine);
@@ -180,6 +176,9 @@ impl flags::Bench {
         }
         if buildkit.is_some() && !quick {
             contenders.push(Contender::DockerInit);
+        }
+        if let Some(only) = &self.only {
+            contenders.retain(|c| *c == Contender::Limit || c.name().contains(only.as_str()));
         }
         let bench = Bench::prepare(ctx, go, buildkit, quick, runs)?;
         let result = bench.measure_all(&contenders);

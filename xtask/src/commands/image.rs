@@ -51,15 +51,6 @@ impl flags::Image {
         {
             bail!("--strategy direct writes a scratch-based image: --runtime-image is for the Dockerfile strategies");
         }
-        let _lock = ctx.lock()?;
-        let engine = Engine::ensure(ctx)?;
-        if strategy == Strategy::Multistage && !engine.multistage() {
-            ctx.announce(format!(
-                "the engine's API {}.{} predates multi-stage builds (1.31): using the dist handoff",
-                engine.api.0, engine.api.1
-            ));
-            strategy = Strategy::Handoff;
-        }
         if self.compress {
             if strategy != Strategy::Handoff {
                 ctx.announce("--compress runs UPX on the host's dist/main: using the dist handoff");
@@ -72,22 +63,52 @@ impl flags::Image {
                 );
             }
         }
+        let _lock = ctx.lock()?;
         let mut record = Record::load(ctx, paths)?;
         let version = gobuild::version(
             ctx,
             &paths.root,
             self.app_version.as_ref().map(|v| v.0.as_str()),
         );
-        glide::vendor(ctx, paths, || Go::find(ctx))?;
+        let mut started = Instant::now();
+        // direct with host Go: `go build` runs while the engine and the builder base are asked.
+        let host_build = match strategy {
+            Strategy::Direct => match Go::find(ctx) {
+                Ok(go) => {
+                    glide::vendor(ctx, paths, || Ok(go.clone()))?;
+                    started = Instant::now();
+                    Some((distdir::HostBuild::start(ctx, paths, &go, &version)?, go))
+                }
+                Err(no_go) if handoff::can_build_without_go() => {
+                    ctx.announce(format!(
+                        "{no_go:#}: the binary comes from the builder image"
+                    ));
+                    None
+                }
+                Err(no_go) => return Err(no_go),
+            },
+            _ => None,
+        };
+        let engine = Engine::ensure(ctx)?;
+        if strategy == Strategy::Multistage && !engine.multistage() {
+            ctx.announce(format!(
+                "the engine's API {}.{} predates multi-stage builds (1.31): using the dist handoff",
+                engine.api.0, engine.api.1
+            ));
+            strategy = Strategy::Handoff;
+        }
+        if strategy != Strategy::Direct {
+            glide::vendor(ctx, paths, || Go::find(ctx))?;
+        }
         let builder_image =
             base::builder_base(ctx, self.builder_image.as_ref().map(|i| i.as_str()))?;
         let files = base::base_files(ctx, paths, &record.checkout, &builder_image)?;
-        let started = Instant::now();
         let built = if strategy == Strategy::Direct {
             let image = direct(
                 ctx,
                 &engine,
                 &mut record,
+                host_build,
                 &files,
                 &builder_image,
                 &version,
@@ -98,6 +119,7 @@ impl flags::Image {
                 details: image,
             }
         } else {
+            started = Instant::now();
             let (builder, buildkit) = dockerfile::choose_builder(ctx, &engine, self.builder)?;
             let meta = Meta::of_checkout(
                 ctx,
@@ -137,33 +159,34 @@ struct Built {
     details: Option<Image>,
 }
 
-/// `dist/` on the host (or from the builder image without host Go), then the image assembled and
-/// loaded.
+/// `dist/` on the host (its build started already, the engine asked meanwhile) or, without host
+/// Go, from the builder image; then the image assembled and loaded.
+#[allow(clippy::too_many_arguments)]
 fn direct(
     ctx: &Ctx,
     engine: &Engine,
     record: &mut Record,
+    host_build: Option<(distdir::HostBuild, Go)>,
     files: &BaseFiles,
     builder_image: &str,
     version: &str,
     tag: &str,
 ) -> Result<Option<Image>> {
     let paths = &ctx.paths;
-    let go_version = match Go::find(ctx) {
-        Ok(go) => {
-            distdir::build_on_host(ctx, paths, &go, &[], version)?;
-            go.version
-        }
-        Err(no_go) if handoff::can_build_without_go() => {
-            ctx.announce(format!(
-                "{no_go:#}: the binary comes from the builder image"
-            ));
-            handoff::dist_in_builder(ctx, paths, engine, version)?;
-            files.go_version.clone()
-        }
-        Err(no_go) => return Err(no_go),
+    let go_version = match &host_build {
+        Some((_, go)) => go.version.clone(),
+        None => files.go_version.clone(),
     };
     let meta = Meta::of_checkout(ctx, &paths.root, version, &go_version, builder_image);
+    let previous = docker::image_id(ctx, tag);
+    let ours = docker::images(
+        ctx,
+        &[docker::label_filter(project::LABEL_PROJECT, project::APP)],
+    )?;
+    match host_build {
+        Some((build, go)) => build.finish(ctx, paths, &go, &[], version)?,
+        None => handoff::dist_in_builder(ctx, paths, engine, version)?,
+    }
     ctx.step("image (direct: assembled, loaded)", || {
         let binary_path = paths.dist().join(project::BINARY);
         let read = |p: &camino::Utf8Path| std::fs::read(p).with_context(|| format!("reading {p}"));
@@ -181,8 +204,12 @@ fn direct(
             &meta,
             Platform::host(),
         )?;
-        Image::write_layout(ctx, &paths.oci_layout(), &[&image], tag)?;
-        record.tagged(ctx, paths, tag, |now| image.load(ctx, tag, now))?;
+        record.tagged_from(ctx, paths, tag, previous, |now| {
+            let has = |id: &str| ours.iter().any(|o| o == id);
+            image.load(ctx, tag, now, has, || {
+                Image::write_layout(ctx, &paths.oci_layout(), &[&image], tag).map(drop)
+            })
+        })?;
         Ok(Some(image))
     })
 }
@@ -280,14 +307,22 @@ fn summary(
     builder_image: &str,
     elapsed: Duration,
 ) -> Result<()> {
-    // One query for both images: "ID SIZE" each.
+    // Two queries at once: "ID SIZE" of both images, and the project's dangling images.
     let sh = &ctx.sh;
     let format = "{{.Id}} {{.Size}}";
-    let out = ctx
-        .read(cmd!(
-            sh,
-            "docker image inspect --format {format} {tag} {builder_image}"
-        ))
+    let inspect = ctx.start_read(cmd!(
+        sh,
+        "docker image inspect --format {format} {tag} {builder_image}"
+    ))?;
+    let dangling = docker::images_start(
+        ctx,
+        &[
+            docker::label_filter(project::LABEL_PROJECT, project::APP),
+            "dangling=true".into(),
+        ],
+    )?;
+    let out = inspect
+        .wait_text()
         .with_context(|| format!("inspecting {tag} after the build"))?;
     let mut rows = out.lines().map(|l| l.split_once(' ').unwrap_or((l, "0")));
     let (id, size) = rows.next().context("no image after the build")?;
@@ -315,13 +350,7 @@ fn summary(
             ctx.paths.oci_layout()
         );
     }
-    let dangling = docker::images(
-        ctx,
-        &[
-            docker::label_filter(project::LABEL_PROJECT, project::APP),
-            "dangling=true".into(),
-        ],
-    )?;
+    let dangling = docker::images_wait(dangling)?;
     println!("dangling images of the project left: {}", dangling.len());
     Ok(())
 }

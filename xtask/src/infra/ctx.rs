@@ -208,16 +208,7 @@ impl Ctx {
         env: &[(&str, String)],
         cmd: Cmd<'_>,
     ) -> Result<Vec<u8>> {
-        let std = Command::from(cmd);
-        let shown = env
-            .iter()
-            .map(|(k, v)| format!("{k}={} ", quote(v)))
-            .collect::<String>()
-            + &display(&std);
-        let mut expr = to_duct(&std);
-        for (k, v) in env {
-            expr = expr.env(k, v);
-        }
+        let (shown, expr) = with_env(env, cmd);
         self.exec_expr(kind, stdout, timeout, &shown, expr)
     }
 
@@ -229,16 +220,51 @@ impl Ctx {
         shown: &str,
         expr: duct::Expression,
     ) -> Result<Vec<u8>> {
+        self.start_expr(kind, stdout, timeout, shown, expr)?.wait()
+    }
+
+    /// A change that runs in the background while the xtask does other work (`go build` while
+    /// the engine is asked): echoed now, its output shown; `wait` for its end.
+    pub fn start(&self, env: &[(&str, String)], cmd: Cmd<'_>) -> Result<Running> {
+        let (shown, expr) = with_env(env, cmd);
+        self.start_expr(Kind::Change, Stdout::Inherit, None, &shown, expr)
+    }
+
+    /// `start` for a pipeline or a command fed from bytes (`docker load`), its output dropped.
+    pub fn start_expr_quiet(&self, shown: &str, expr: duct::Expression) -> Result<Running> {
+        self.start_expr(Kind::Change, Stdout::Null, None, shown, expr)
+    }
+
+    /// A query in the background: `wait_text` for its answer.
+    pub fn start_read(&self, cmd: Cmd<'_>) -> Result<Running> {
+        let (shown, expr) = with_env(&[], cmd);
+        self.start_expr(Kind::Query, Stdout::Capture, None, &shown, expr)
+    }
+
+    fn start_expr(
+        &self,
+        kind: Kind,
+        stdout: Stdout,
+        timeout: Option<Duration>,
+        shown: &str,
+        expr: duct::Expression,
+    ) -> Result<Running> {
+        let mut running = Running {
+            shown: shown.to_string(),
+            handle: None,
+            stoppable: kind != Kind::Cleanup,
+            deadline: timeout.map(|t| (Instant::now() + t, t)),
+        };
         if kind != Kind::Query && self.dry_run {
             println!("[dry-run] {shown}");
-            return Ok(Vec::new());
+            return Ok(running);
         }
         // After a signal no new change starts; clean-up, and the queries it needs, still run.
         if kind == Kind::Change {
             self.check_signal(shown)?;
         }
         // A signal that comes while this command runs stops it (not a clean-up).
-        let stoppable = kind != Kind::Cleanup && signals::received().is_none();
+        running.stoppable &= signals::received().is_none();
         if kind == Kind::Change {
             eprintln!("$ {shown}");
         }
@@ -250,59 +276,15 @@ impl Ctx {
             Stdout::Null => expr.stdout_null(),
             Stdout::Capture => expr.stdout_capture(),
         };
-        if stdout == Stdout::Capture {
+        // Captured output goes into the error; so does a clean-up's reason (an image that stays).
+        if stdout == Stdout::Capture || kind == Kind::Cleanup {
             expr = expr.stderr_capture();
         }
-        let handle = expr
-            .start()
-            .with_context(|| format!("starting `{shown}`"))?;
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut forwarded: Option<Instant> = None;
-        let output = loop {
-            if let Some(out) = handle
-                .wait_timeout(Duration::from_millis(20))
-                .with_context(|| format!("waiting for `{shown}`"))?
-            {
-                break out;
-            }
-            if let (Some(signal), true) = (signals::received(), stoppable) {
-                match forwarded {
-                    None => {
-                        for pid in handle.pids() {
-                            // SAFETY: kill(2) on a child we started and have not reaped.
-                            unsafe { libc::kill(pid as i32, signal) };
-                        }
-                        forwarded = Some(Instant::now());
-                    }
-                    Some(at) if at.elapsed() > Duration::from_secs(10) => {
-                        let _ = handle.kill();
-                    }
-                    Some(_) => {}
-                }
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                let _ = handle.kill();
-                bail!(
-                    "`{shown}`: no answer within {} s",
-                    timeout.unwrap_or_default().as_secs()
-                );
-            }
-        };
-        if let Some(signal) = signals::received().filter(|_| stoppable) {
-            bail!("`{shown}` stopped by {}", signals::name(signal));
-        }
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            // The end of it: where a build says what failed.
-            let lines: Vec<&str> = stderr.trim().lines().collect();
-            let why = lines[lines.len().saturating_sub(20)..].join("\n");
-            bail!(
-                "`{shown}` failed ({}){}{why}",
-                output.status,
-                if why.is_empty() { "" } else { ": " }
-            );
-        }
-        Ok(output.stdout.clone())
+        running.handle = Some(
+            expr.start()
+                .with_context(|| format!("starting `{shown}`"))?,
+        );
+        Ok(running)
     }
 
     /// One line that says what the xtask decided, and why.
@@ -316,12 +298,16 @@ impl Ctx {
 
     /// Runs `f` as a named step: prints the step, then how long it took.
     pub fn step<T>(&self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.begin(name).end(f())
+    }
+
+    /// A step whose work is spread out (a build in the background): printed now, ended by `end`.
+    pub fn begin(&self, name: &str) -> Step {
         eprintln!("==> {name}");
-        let started = Instant::now();
-        let result = f();
-        let verdict = if result.is_ok() { "done" } else { "FAILED" };
-        eprintln!("    {name}: {verdict} in {}", secs(started.elapsed()));
-        result
+        Step {
+            name: name.to_string(),
+            started: Instant::now(),
+        }
     }
 
     /// Holds the checkout's lock until dropped, so that two xtasks never build into one `dist/`.
@@ -356,6 +342,130 @@ impl Ctx {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// A step under way (`Ctx::begin`).
+pub struct Step {
+    name: String,
+    started: Instant,
+}
+
+impl Step {
+    /// Prints how the step ended and how long it took; passes `result` on.
+    pub fn end<T>(self, result: Result<T>) -> Result<T> {
+        let verdict = if result.is_ok() { "done" } else { "FAILED" };
+        let took = secs(self.started.elapsed());
+        eprintln!("    {}: {verdict} in {took}", self.name);
+        result
+    }
+}
+
+/// A command `Ctx` started: waited for by `wait`, or, dropped unwaited (an error or a signal
+/// elsewhere), stopped and reaped.
+pub struct Running {
+    shown: String,
+    /// None under `--dry-run`.
+    handle: Option<duct::Handle>,
+    stoppable: bool,
+    deadline: Option<(Instant, Duration)>,
+}
+
+impl Running {
+    /// Waits for the end: its standard output when captured; an error with its standard error
+    /// when it failed. A signal that comes meanwhile is forwarded to it.
+    pub fn wait(mut self) -> Result<Vec<u8>> {
+        let Some(handle) = self.handle.take() else {
+            return Ok(Vec::new()); // --dry-run
+        };
+        let shown = &self.shown;
+        let mut forwarded: Option<Instant> = None;
+        let output = loop {
+            if let Some(out) = handle
+                .wait_timeout(Duration::from_millis(20))
+                .with_context(|| format!("waiting for `{shown}`"))?
+            {
+                break out;
+            }
+            if let (Some(signal), true) = (signals::received(), self.stoppable) {
+                match forwarded {
+                    None => {
+                        forward(&handle, signal);
+                        forwarded = Some(Instant::now());
+                    }
+                    Some(at) if at.elapsed() > STOP_GRACE => {
+                        let _ = handle.kill();
+                    }
+                    Some(_) => {}
+                }
+            }
+            if let Some((deadline, timeout)) = self.deadline {
+                if Instant::now() >= deadline {
+                    let _ = handle.kill();
+                    bail!("`{shown}`: no answer within {} s", timeout.as_secs());
+                }
+            }
+        };
+        if let Some(signal) = signals::received().filter(|_| self.stoppable) {
+            bail!("`{shown}` stopped by {}", signals::name(signal));
+        }
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            // The end of it: where a build says what failed.
+            let lines: Vec<&str> = stderr.trim().lines().collect();
+            let why = lines[lines.len().saturating_sub(20)..].join("\n");
+            bail!(
+                "`{shown}` failed ({}){}{why}",
+                output.status,
+                if why.is_empty() { "" } else { ": " }
+            );
+        }
+        Ok(output.stdout.clone())
+    }
+
+    /// `wait`, the output as trimmed text.
+    pub fn wait_text(self) -> Result<String> {
+        self.wait().map(text)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            forward(&handle, signals::received().unwrap_or(libc::SIGTERM));
+            let stopped = Instant::now();
+            while let Ok(None) = handle.wait_timeout(Duration::from_millis(20)) {
+                if stopped.elapsed() > STOP_GRACE {
+                    let _ = handle.kill();
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// How long a child has to stop after a signal before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+fn forward(handle: &duct::Handle, signal: i32) {
+    for pid in handle.pids() {
+        // SAFETY: kill(2) on a child we started and have not reaped.
+        unsafe { libc::kill(pid as i32, signal) };
+    }
+}
+
+/// The command with `env` set, and how it is echoed (`K=V command`).
+fn with_env(env: &[(&str, String)], cmd: Cmd<'_>) -> (String, duct::Expression) {
+    let std = Command::from(cmd);
+    let shown = env
+        .iter()
+        .map(|(k, v)| format!("{k}={} ", quote(v)))
+        .collect::<String>()
+        + &display(&std);
+    let mut expr = to_duct(&std);
+    for (k, v) in env {
+        expr = expr.env(k, v);
+    }
+    (shown, expr)
 }
 
 /// xshell builds the command (its `cmd!` splices arguments safely); duct runs it, so that it can be

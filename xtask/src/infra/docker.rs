@@ -8,7 +8,11 @@ use anyhow::{bail, Context, Result};
 use xshell::cmd;
 
 use crate::{
-    infra::{apt, ctx::Ctx, fsx, tools},
+    infra::{
+        apt,
+        ctx::{Ctx, Running},
+        fsx, tools,
+    },
     project,
 };
 
@@ -261,17 +265,25 @@ pub fn in_use(ctx: &Ctx, id: &str) -> bool {
 
 /// IDs of the images that match every `filter` (`label=…`, `dangling=true`), intermediate ones too.
 pub fn images(ctx: &Ctx, filters: &[String]) -> Result<Vec<String>> {
+    images_wait(images_start(ctx, filters)?)
+}
+
+/// `images`, asked in the background.
+pub fn images_start(ctx: &Ctx, filters: &[String]) -> Result<Running> {
     let sh = &ctx.sh;
     let args: Vec<&str> = filters
         .iter()
         .flat_map(|f| ["--filter", f.as_str()])
         .collect();
-    let out = ctx
-        .read(cmd!(
-            sh,
-            "docker image ls --all --quiet --no-trunc {args...}"
-        ))
-        .context("listing images")?;
+    ctx.start_read(cmd!(
+        sh,
+        "docker image ls --all --quiet --no-trunc {args...}"
+    ))
+}
+
+/// The answer of `images_start`.
+pub fn images_wait(running: Running) -> Result<Vec<String>> {
+    let out = running.wait_text().context("listing images")?;
     let mut ids: Vec<String> = out.lines().map(str::to_string).collect();
     ids.sort();
     ids.dedup();

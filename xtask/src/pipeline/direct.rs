@@ -14,7 +14,7 @@ use jzon::{array, object, JsonValue};
 
 use crate::{
     flags::Platform,
-    infra::{ctx::Ctx, docker, fsx},
+    infra::{ctx::Ctx, fsx},
     pipeline::meta::Meta,
     project,
 };
@@ -165,26 +165,40 @@ impl Image {
     }
 
     /// Puts the image in the engine under `tag` (which names `tag_has` now): nothing when that is
-    /// this image, `docker tag` when the engine has this image ID already, else the archive streamed to `docker load` (a load stopped halfway leaves no image).
-    pub fn load(&self, ctx: &Ctx, tag: &str, tag_has: Option<&str>) -> Result<String> {
+    /// this image, `docker tag` when the engine `has` this image ID already, else the archive
+    /// streamed to `docker load` (a load stopped halfway leaves no image). Does `meanwhile`
+    /// (writing files) while the engine works.
+    pub fn load(
+        &self,
+        ctx: &Ctx,
+        tag: &str,
+        tag_has: Option<&str>,
+        has: impl FnOnce(&str) -> bool,
+        meanwhile: impl FnOnce() -> Result<()>,
+    ) -> Result<String> {
         let sh = &ctx.sh;
         let id = &self.id;
         if tag_has == Some(id.as_str()) {
             ctx.announce(format!("{tag} is {id} already: load skipped"));
-        } else if docker::image_id(ctx, id).is_some() {
+            meanwhile()?;
+        } else if has(id) {
             ctx.announce(format!("the engine has {id} already: load skipped"));
             ctx.run_quiet(xshell::cmd!(sh, "docker tag {id} {tag}"))?;
+            meanwhile()?;
         } else {
             let archive = self.docker_archive(tag)?;
             let shown = format!(
                 "docker load -q < (docker-archive of {tag}, {} bytes)",
                 archive.len()
             );
-            ctx.run_expr(
+            let loading = ctx.start_expr_quiet(
                 &shown,
                 duct::cmd("docker", ["load", "-q"]).stdin_bytes(archive),
-            )
-            .with_context(|| format!("loading {tag} into the engine"))?;
+            )?;
+            meanwhile()?;
+            loading
+                .wait()
+                .with_context(|| format!("loading {tag} into the engine"))?;
         }
         Ok(self.id.clone())
     }

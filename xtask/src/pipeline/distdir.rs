@@ -9,7 +9,7 @@ use camino::Utf8Path;
 use crate::{
     flags::Platform,
     infra::{
-        ctx::{human_size, Ctx},
+        ctx::{human_size, Ctx, Running, Step},
         fsx,
         tools::Go,
     },
@@ -63,25 +63,55 @@ pub fn build_on_host(
     platforms: &[Platform],
     version: &str,
 ) -> Result<()> {
-    ctx.step("go build", || {
-        let tmp = scratch(paths)?;
-        let staged = tmp.path().to_path_buf();
-        let (gopath, app) = (paths.gopath(), paths.gopath_app());
-        gobuild::build(
-            ctx,
-            go,
-            &gopath,
-            &app,
-            &staged.join(project::BINARY),
-            None,
-            version,
-        )?;
-        for &platform in platforms {
-            let out = staged.join(gobuild::platform_binary(platform));
-            gobuild::build(ctx, go, &gopath, &app, &out, Some(platform), version)?;
+    HostBuild::start(ctx, paths, go, version)?.finish(ctx, paths, go, platforms, version)
+}
+
+/// A host build under way: `dist/main` being built aside while the xtask does other work.
+pub struct HostBuild {
+    step: Step,
+    /// Dropped first: the build stops before its directory goes.
+    main: Running,
+    tmp: fsx::Temp,
+}
+
+impl HostBuild {
+    /// Starts `go build` of `dist/main` in the background.
+    pub fn start(ctx: &Ctx, paths: &Paths, go: &Go, version: &str) -> Result<HostBuild> {
+        let step = ctx.begin("go build");
+        let start = || {
+            let tmp = scratch(paths)?;
+            let out = tmp.path().join(project::BINARY);
+            let (gopath, app) = (paths.gopath(), paths.gopath_app());
+            let main = gobuild::start(ctx, go, &gopath, &app, &out, None, version)?;
+            Ok((tmp, main))
+        };
+        match start() {
+            Ok((tmp, main)) => Ok(HostBuild { step, tmp, main }),
+            Err(e) => step.end(Err(e)),
         }
-        publish(ctx, paths, tmp)
-    })
+    }
+
+    /// Waits for `dist/main`, builds one binary per `platforms`, makes it all the new `dist/`.
+    pub fn finish(
+        self,
+        ctx: &Ctx,
+        paths: &Paths,
+        go: &Go,
+        platforms: &[Platform],
+        version: &str,
+    ) -> Result<()> {
+        let HostBuild { step, tmp, main } = self;
+        let result = (|| {
+            main.wait()?;
+            let (gopath, app) = (paths.gopath(), paths.gopath_app());
+            for &platform in platforms {
+                let out = tmp.path().join(gobuild::platform_binary(platform));
+                gobuild::build(ctx, go, &gopath, &app, &out, Some(platform), version)?;
+            }
+            publish(ctx, paths, tmp)
+        })();
+        step.end(result)
+    }
 }
 
 /// What `dist/` holds, with sizes and checksums.

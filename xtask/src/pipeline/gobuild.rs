@@ -7,7 +7,11 @@ use xshell::cmd;
 
 use crate::{
     flags::Platform,
-    infra::{ctx::Ctx, git, tools::Go},
+    infra::{
+        ctx::{Ctx, Running},
+        git,
+        tools::Go,
+    },
     project,
 };
 
@@ -80,12 +84,27 @@ pub fn build(
     platform: Option<Platform>,
     version: &str,
 ) -> Result<()> {
+    start(ctx, go, gopath, app_dir, out, platform, version)?
+        .wait()
+        .map(drop)
+}
+
+/// `build` in the background (while the xtask asks the engine): `wait` for it.
+pub fn start(
+    ctx: &Ctx,
+    go: &Go,
+    gopath: &Utf8Path,
+    app_dir: &Utf8Path,
+    out: &Utf8Path,
+    platform: Option<Platform>,
+    version: &str,
+) -> Result<Running> {
     let sh = &ctx.sh;
     let _dir = sh.push_dir(app_dir);
     let mut env = go_env(go, gopath);
     env.extend(platform.map(arch_env).unwrap_or_default());
     let ldflags = ldflags(version);
-    ctx.run_env(&env, cmd!(sh, "go build -ldflags {ldflags} -o {out} ."))
+    ctx.start(&env, cmd!(sh, "go build -ldflags {ldflags} -o {out} ."))
 }
 
 #[cfg(test)]

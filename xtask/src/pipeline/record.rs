@@ -78,6 +78,18 @@ impl Record {
         build: impl FnOnce(Option<&str>) -> Result<String>,
     ) -> Result<String> {
         let previous = docker::image_id(ctx, tag);
+        self.tagged_from(ctx, paths, tag, previous, build)
+    }
+
+    /// `tagged`, with the image `tag` named before the build asked already (`previous`).
+    pub fn tagged_from(
+        &mut self,
+        ctx: &Ctx,
+        paths: &Paths,
+        tag: &str,
+        previous: Option<String>,
+        build: impl FnOnce(Option<&str>) -> Result<String>,
+    ) -> Result<String> {
         let id = build(previous.as_deref())?;
         if id.is_empty() {
             return Ok(id); // --dry-run
@@ -105,15 +117,16 @@ impl Record {
             project::LABEL_PROJECT
         );
         let dangling_and_ours = format!("0 {}", project::APP);
-        if docker::inspect(ctx, id, &format).as_deref() != Some(dangling_and_ours.as_str())
-            || docker::in_use(ctx, id)
-        {
+        if docker::inspect(ctx, id, &format).as_deref() != Some(dangling_and_ours.as_str()) {
             return;
         }
+        // Without -f the engine refuses an image a container (even a stopped one) or a child
+        // image uses: such an image stays, as it should.
         match docker::remove_image(ctx, id) {
             Ok(()) => {
                 self.images.remove(id);
             }
+            Err(e) if format!("{e:#}").contains("conflict") => {}
             Err(e) => ctx.warn(format!("the superseded image {id} stays: {e:#}")),
         }
     }
