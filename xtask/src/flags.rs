@@ -392,6 +392,22 @@ impl ImageRef {
     pub fn registry(&self) -> String {
         crate::infra::docker::registry_of(&self.0)
     }
+
+    /// As `docker images` shows it: `REPOSITORY:TAG`, without Docker Hub's `docker.io/` and
+    /// `library/`, `:latest` when no tag is named.
+    pub fn familiar(&self) -> String {
+        let (name, tag) = split_tag(&self.0);
+        let hub = self.registry() == "docker.io";
+        let name = match name.strip_prefix("docker.io/") {
+            Some(rest) if hub => rest,
+            _ => name,
+        };
+        let name = match name.strip_prefix("library/") {
+            Some(rest) if hub => rest,
+            _ => name,
+        };
+        format!("{name}:{}", tag.unwrap_or("latest"))
+    }
 }
 
 impl Image {
@@ -490,5 +506,17 @@ mod tests {
             ImageRef("r:5000/a".into()).builder_tag(),
             "r:5000/a-builder:latest"
         );
+        for (given, shown) in [
+            ("app", "app:latest"),
+            ("docker.io/library/app:1", "app:1"),
+            ("library/app:1", "app:1"),
+            ("docker.io/me/app", "me/app:latest"),
+            (
+                "localhost:5000/library/app:2",
+                "localhost:5000/library/app:2",
+            ),
+        ] {
+            assert_eq!(ImageRef(given.into()).familiar(), shown);
+        }
     }
 }

@@ -251,7 +251,7 @@ impl<'a> Bench<'a> {
         })?;
         let exe = Utf8PathBuf::try_from(std::env::current_exe()?)
             .context("the xtask's path is not UTF-8")?;
-        let builder_image = base::builder_base(ctx, None)?;
+        let builder_image = base::builder_base(ctx, None)?.image;
         let original_main = fs::read_to_string(from.go_app().join("main.go"))?;
         let bench = Bench {
             ctx,

@@ -24,12 +24,12 @@ use crate::{
     },
     pipeline::{
         base::{self, BaseFiles},
-        direct::{Content, Image},
+        direct::{self, Content, Image},
         distdir,
         dockerfile::{self, Plan},
         glide, gobuild, handoff,
         meta::Meta,
-        record::Record,
+        record::{Record, Superseded},
         smoke,
     },
     project,
@@ -100,10 +100,10 @@ impl flags::Image {
         if strategy != Strategy::Direct {
             glide::vendor(ctx, paths, || Go::find(ctx))?;
         }
-        let builder_image =
-            base::builder_base(ctx, self.builder_image.as_ref().map(|i| i.as_str()))?;
-        let files = base::base_files(ctx, paths, &record.checkout, &builder_image)?;
-        let built = if strategy == Strategy::Direct {
+        let base_image = base::builder_base(ctx, self.builder_image.as_ref().map(|i| i.as_str()))?;
+        let files = base::base_files(ctx, paths, &record.checkout, &base_image)?;
+        let builder_image = base_image.image;
+        let mut built = if strategy == Strategy::Direct {
             let image = direct(
                 ctx,
                 &engine,
@@ -114,9 +114,11 @@ impl flags::Image {
                 &version,
                 tag.as_str(),
             )?;
+            let (image, facts) = image.unzip();
             Built {
                 builder: None,
-                details: image,
+                image,
+                facts,
             }
         } else {
             started = Instant::now();
@@ -140,12 +142,26 @@ impl flags::Image {
             )?;
             Built {
                 builder: Some(builder),
-                details: None,
+                image: None,
+                facts: None,
             }
         };
         let elapsed = started.elapsed();
         ctx.after_real_run(|| {
-            summary(ctx, tag.as_str(), strategy, &built, &builder_image, elapsed)
+            let facts = match built.facts.take() {
+                Some(known) => known,
+                None => Facts::ask(ctx, tag.as_str(), files.size)?,
+            };
+            summary(
+                ctx,
+                tag.as_str(),
+                strategy,
+                &built,
+                &facts,
+                &builder_image,
+                elapsed,
+            );
+            Ok(())
         })?;
         if self.smoke {
             smoke::run(ctx, &record.checkout, tag.as_str())?;
@@ -156,11 +172,51 @@ impl flags::Image {
 
 struct Built {
     builder: Option<Builder>,
-    details: Option<Image>,
+    /// `direct`'s image.
+    image: Option<Image>,
+    /// What the summary says, when the build knows it already.
+    facts: Option<Facts>,
+}
+
+/// What the summary says of the images.
+struct Facts {
+    id: String,
+    size: u64,
+    builder_size: u64,
+    /// The project's dangling images.
+    dangling: usize,
+}
+
+impl Facts {
+    /// As the engine states them after a build (two queries at once).
+    fn ask(ctx: &Ctx, tag: &str, builder_size: u64) -> Result<Facts> {
+        let sh = &ctx.sh;
+        let format = "{{.Id}} {{.Size}}";
+        let inspect = ctx.start_read(cmd!(sh, "docker image inspect --format {format} {tag}"))?;
+        let dangling = docker::images_start(ctx, &dangling_filter())?;
+        let out = inspect
+            .wait_text()
+            .with_context(|| format!("inspecting {tag} after the build"))?;
+        let (id, size) = out.split_once(' ').context("no image after the build")?;
+        Ok(Facts {
+            id: id.to_string(),
+            size: size.parse().unwrap_or(0),
+            builder_size,
+            dangling: docker::images_wait(dangling)?.len(),
+        })
+    }
+}
+
+fn dangling_filter() -> [String; 2] {
+    [
+        docker::label_filter(project::LABEL_PROJECT, project::APP),
+        "dangling=true".into(),
+    ]
 }
 
 /// `dist/` on the host (its build started already, the engine asked meanwhile) or, without host
-/// Go, from the builder image; then the image assembled and loaded.
+/// Go, from the builder image; then the image assembled and loaded. What the summary says comes
+/// from what was asked during the build and what the build did: no query after it.
 #[allow(clippy::too_many_arguments)]
 fn direct(
     ctx: &Ctx,
@@ -171,24 +227,33 @@ fn direct(
     builder_image: &str,
     version: &str,
     tag: &str,
-) -> Result<Option<Image>> {
+) -> Result<Option<(Image, Facts)>> {
     let paths = &ctx.paths;
     let go_version = match &host_build {
         Some((_, go)) => go.version.clone(),
         None => files.go_version.clone(),
     };
     let meta = Meta::of_checkout(ctx, &paths.root, version, &go_version, builder_image);
-    let previous = docker::image_id(ctx, tag);
-    let ours = docker::images(
+    // One query, while the build runs: what the tag names, our images, the dangling ones.
+    let ours = docker::ImageList::ask(
         ctx,
         &[docker::label_filter(project::LABEL_PROJECT, project::APP)],
     )?;
-    match host_build {
-        Some((build, go)) => build.finish(ctx, paths, &go, &[], version)?,
-        None => handoff::dist_in_builder(ctx, paths, engine, version)?,
-    }
+    let previous = ours.id_of(&flags::ImageRef(tag.to_string()).familiar());
+    let mut dangling = ours.dangling();
+    // The host's binary is read where it was built: dist/ is swapped in while the engine loads.
+    let staged = match host_build {
+        Some((build, go)) => Some(build.wait(ctx, paths, &go, &[], version)?),
+        None => {
+            handoff::dist_in_builder(ctx, paths, engine, version)?;
+            None
+        }
+    };
     ctx.step("image (direct: assembled, loaded)", || {
-        let binary_path = paths.dist().join(project::BINARY);
+        let binary_path = staged
+            .as_ref()
+            .map_or_else(|| paths.dist(), |s| s.path().to_path_buf())
+            .join(project::BINARY);
         let read = |p: &camino::Utf8Path| std::fs::read(p).with_context(|| format!("reading {p}"));
         let (binary, ca_bundle) = match ctx.change("read dist/main and the CA bundle", || {
             Ok((read(&binary_path)?, read(&files.ca_bundle)?))
@@ -196,21 +261,56 @@ fn direct(
             Some(both) => both,
             None => return Ok(None), // --dry-run: nothing was built to read
         };
-        let image = Image::assemble(
-            &Content {
-                binary: &binary,
-                ca_bundle: &ca_bundle,
-            },
-            &meta,
-            Platform::host(),
-        )?;
-        record.tagged_from(ctx, paths, tag, previous, |now| {
-            let has = |id: &str| ours.iter().any(|o| o == id);
-            image.load(ctx, tag, now, has, || {
-                Image::write_layout(ctx, &paths.oci_layout(), &[&image], tag).map(drop)
-            })
+        // A binary unlike dist/main's makes a new image: its load starts before its ID is known.
+        let new = staged.is_some()
+            && std::fs::read(paths.dist().join(project::BINARY))
+                .ok()
+                .as_deref()
+                != Some(binary.as_slice());
+        let content = Content {
+            binary: &binary,
+            ca_bundle: &ca_bundle,
+        };
+        let mut made = None;
+        let (_, superseded) = record.tagged_from(ctx, paths, tag, previous, |now| {
+            let has = |id: &str| ours.has(id);
+            let meanwhile = |image: &Image| {
+                if let Some(staged) = staged {
+                    staged.publish(ctx, paths)?;
+                }
+                Image::write_layout(ctx, &paths.oci_layout(), &[image], tag).map(drop)
+            };
+            let image = direct::assemble_and_load(
+                ctx,
+                &content,
+                &meta,
+                Platform::host(),
+                tag,
+                now,
+                has,
+                new,
+                meanwhile,
+            )?;
+            let id = image.id.clone();
+            made = Some(image);
+            Ok(id)
         })?;
-        Ok(Some(image))
+        let image = made.context("no image was made")?;
+        dangling.remove(&image.id);
+        if let Some((prev, outcome)) = superseded {
+            if outcome == Superseded::Stays {
+                dangling.insert(prev);
+            } else {
+                dangling.remove(&prev);
+            }
+        }
+        let facts = Facts {
+            id: image.id.clone(),
+            size: image.size,
+            builder_size: files.size,
+            dangling: dangling.len(),
+        };
+        Ok(Some((image, facts)))
     })
 }
 
@@ -304,30 +404,10 @@ fn summary(
     tag: &str,
     strategy: Strategy,
     built: &Built,
+    facts: &Facts,
     builder_image: &str,
     elapsed: Duration,
-) -> Result<()> {
-    // Two queries at once: "ID SIZE" of both images, and the project's dangling images.
-    let sh = &ctx.sh;
-    let format = "{{.Id}} {{.Size}}";
-    let inspect = ctx.start_read(cmd!(
-        sh,
-        "docker image inspect --format {format} {tag} {builder_image}"
-    ))?;
-    let dangling = docker::images_start(
-        ctx,
-        &[
-            docker::label_filter(project::LABEL_PROJECT, project::APP),
-            "dangling=true".into(),
-        ],
-    )?;
-    let out = inspect
-        .wait_text()
-        .with_context(|| format!("inspecting {tag} after the build"))?;
-    let mut rows = out.lines().map(|l| l.split_once(' ').unwrap_or((l, "0")));
-    let (id, size) = rows.next().context("no image after the build")?;
-    let builder_size: u64 = rows.next().and_then(|(_, s)| s.parse().ok()).unwrap_or(0);
-    let size: u64 = size.parse().unwrap_or(0);
+) {
     let builder = built.builder.map_or("-".to_string(), |b| b.to_string());
     println!();
     println!(
@@ -337,12 +417,12 @@ fn summary(
     println!(
         "{tag:<32} {:<11} {builder:<9} {:>10} {:>11}   {builder_image} {}",
         strategy.to_string(),
-        human_size(size),
+        human_size(facts.size),
         secs(elapsed),
-        human_size(builder_size)
+        human_size(facts.builder_size)
     );
-    println!("image ID {id}");
-    if let Some(image) = &built.details {
+    println!("image ID {}", facts.id);
+    if let Some(image) = &built.image {
         println!(
             "layer {}  OCI manifest {}  (layout: {})",
             image.layer_digest,
@@ -350,9 +430,7 @@ fn summary(
             ctx.paths.oci_layout()
         );
     }
-    let dangling = docker::images_wait(dangling)?;
-    println!("dangling images of the project left: {}", dangling.len());
-    Ok(())
+    println!("dangling images of the project left: {}", facts.dangling);
 }
 
 #[cfg(test)]

@@ -71,9 +71,9 @@ impl flags::Publish {
                 .map(|p| p.parse().expect("a known platform"))
                 .collect(),
         };
-        let builder_image = base::builder_base(ctx, None)?;
-        let files = base::base_files(ctx, paths, &record.checkout, &builder_image)?;
-        let meta = Meta::of_checkout(ctx, &paths.root, &version, &go.version, &builder_image);
+        let base_image = base::builder_base(ctx, None)?;
+        let files = base::base_files(ctx, paths, &record.checkout, &base_image)?;
+        let meta = Meta::of_checkout(ctx, &paths.root, &version, &go.version, &base_image.image);
         distdir::build_on_host(ctx, paths, &go, &platforms, &version)?;
 
         // The images, SBOMs and provenance, from dist/ (under --dry-run: the binaries a previous
@@ -103,7 +103,8 @@ impl flags::Publish {
                 &deps,
                 &files.ca_version,
             );
-            let provenance = sbom::provenance(&meta, platform, &image.manifest_digest, &files.id);
+            let provenance =
+                sbom::provenance(&meta, platform, &image.manifest_digest, &base_image.id);
             built.push((platform, image, pretty(&spdx), pretty(&provenance)));
         }
         let images: Vec<&Image> = built.iter().map(|(_, i, _, _)| i).collect();

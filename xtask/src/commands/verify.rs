@@ -79,10 +79,8 @@ impl flags::Verify {
             let wt = Paths::at(worktree.dir.clone())?;
             glide::vendor(ctx, &wt, || Ok(go.clone()))?;
             distdir::build_on_host(ctx, &wt, &go, &[], &version)?;
-            if docker::image_id(ctx, &builder_base).is_none() {
-                base::builder_base(ctx, Some(&builder_base))?;
-            }
-            let files = base::base_files(ctx, paths, &record.checkout, &builder_base)?;
+            let base_image = base::builder_base(ctx, Some(&builder_base))?;
+            let files = base::base_files(ctx, paths, &record.checkout, &base_image)?;
             let meta = Meta::of_checkout(ctx, &wt.root, &version, &go.version, &builder_base);
             ctx.change("assemble the image", || {
                 let binary = std::fs::read(wt.dist().join(project::BINARY))

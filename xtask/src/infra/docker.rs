@@ -2,7 +2,7 @@
 //! the current context, a rootless socket), what it can build with, the image queries the steps
 //! share, and temporary containers that go however a step ends.
 
-use std::time::Duration;
+use std::{collections::BTreeSet, time::Duration};
 
 use anyhow::{bail, Context, Result};
 use xshell::cmd;
@@ -211,6 +211,82 @@ pub fn inspect(ctx: &Ctx, reference: &str, format: &str) -> Option<String> {
         sh,
         "docker image inspect --format {format} {reference}"
     ))
+}
+
+/// Images as one `docker image ls --all` lists them: ID and `repository:tag` (a line per tag,
+/// `:<none>` for an untagged image).
+pub struct ImageList(Vec<(String, String)>);
+
+impl ImageList {
+    /// The images that match every filter.
+    pub fn ask(ctx: &Ctx, filters: &[String]) -> Result<ImageList> {
+        let sh = &ctx.sh;
+        let args: Vec<&str> = filters
+            .iter()
+            .flat_map(|f| ["--filter", f.as_str()])
+            .collect();
+        let format = "{{.ID}} {{.Repository}}:{{.Tag}}";
+        let out = ctx
+            .read(cmd!(
+                sh,
+                "docker image ls --all --no-trunc --format {format} {args...}"
+            ))
+            .context("listing images")?;
+        Ok(ImageList(
+            out.lines()
+                .filter_map(|l| l.split_once(' '))
+                .map(|(id, r)| (id.to_string(), r.to_string()))
+                .collect(),
+        ))
+    }
+
+    pub fn has(&self, id: &str) -> bool {
+        self.0.iter().any(|(i, _)| i == id)
+    }
+
+    /// The image `tag` (in its familiar form: `ImageRef::familiar`) names.
+    pub fn id_of(&self, tag: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(_, r)| r == tag)
+            .map(|(i, _)| i.clone())
+    }
+
+    /// The untagged ones: what `--filter dangling=true` lists.
+    pub fn dangling(&self) -> BTreeSet<String> {
+        self.0
+            .iter()
+            .filter(|(_, r)| r.ends_with(":<none>"))
+            .map(|(i, _)| i.clone())
+            .collect()
+    }
+}
+
+/// The image IDs of `tags` (each `repository:tag`, as `docker images` shows them): one query.
+pub fn tagged_ids(ctx: &Ctx, tags: &[&str]) -> Result<Vec<Option<String>>> {
+    let sh = &ctx.sh;
+    let filters: Vec<String> = tags.iter().map(|t| format!("reference={t}")).collect();
+    let args: Vec<&str> = filters
+        .iter()
+        .flat_map(|f| ["--filter", f.as_str()])
+        .collect();
+    let format = "{{.Repository}}:{{.Tag}} {{.ID}}";
+    let out = ctx
+        .read(cmd!(
+            sh,
+            "docker image ls --no-trunc --format {format} {args...}"
+        ))
+        .context("listing images")?;
+    let found: Vec<(&str, &str)> = out.lines().filter_map(|l| l.split_once(' ')).collect();
+    Ok(tags
+        .iter()
+        .map(|t| {
+            found
+                .iter()
+                .find(|(tag, _)| tag == t)
+                .map(|(_, id)| id.to_string())
+        })
+        .collect())
 }
 
 /// An image's label, when it has it.

@@ -173,7 +173,29 @@ pub fn files_in(dir: &Utf8Path) -> Result<Vec<Utf8PathBuf>> {
 
 /// sha256 of bytes, as lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&hmac_sha256::Hash::hash(bytes))
+    let mut hash = Sha256::default();
+    hash.update(bytes);
+    hash.hex()
+}
+
+/// A SHA-256 being computed.
+pub struct Sha256(hmac_sha256::Hash);
+
+impl Default for Sha256 {
+    fn default() -> Sha256 {
+        Sha256(hmac_sha256::Hash::new())
+    }
+}
+
+impl Sha256 {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The digest, as lowercase hex.
+    pub fn hex(self) -> String {
+        hex(&self.0.finalize())
+    }
 }
 
 pub fn hex(bytes: &[u8]) -> String {

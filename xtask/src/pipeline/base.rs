@@ -16,12 +16,30 @@ use crate::{
     project::{self, Paths},
 };
 
-/// The builder base image to use: `requested`, else the official default when the engine has it
-/// or can pull it, else the local one (made now if missing), announced.
-pub fn builder_base(ctx: &Ctx, requested: Option<&str>) -> Result<String> {
+/// A builder base image the engine has.
+#[derive(Debug, Clone)]
+pub struct Base {
+    /// As the user or the project names it.
+    pub image: String,
+    pub id: String,
+}
+
+/// The builder base image to use: `requested`, else the official default when the engine has it,
+/// else the local one when the engine has it (one query for both), else the official one pulled,
+/// else the local one made now. The local one is announced.
+pub fn builder_base(ctx: &Ctx, requested: Option<&str>) -> Result<Base> {
+    let base = |image: &str, id: String| Base {
+        image: image.to_string(),
+        id,
+    };
+    let pulled = |image: &str| {
+        docker::try_pull(ctx, image)
+            .then(|| docker::image_id(ctx, image))
+            .flatten()
+    };
     if let Some(image) = requested {
-        if available(ctx, image) {
-            return Ok(image.to_string());
+        if let Some(id) = docker::image_id(ctx, image).or_else(|| pulled(image)) {
+            return Ok(base(image, id));
         }
         bail!(
             "the builder image {image} is neither in the engine nor pullable: build the local one with \
@@ -29,9 +47,20 @@ pub fn builder_base(ctx: &Ctx, requested: Option<&str>) -> Result<String> {
             project::LOCAL_BUILDER_IMAGE
         );
     }
-    let official = project::DEFAULT_BUILDER_IMAGE;
-    if available(ctx, official) {
-        return Ok(official.to_string());
+    let (official, local) = (project::DEFAULT_BUILDER_IMAGE, project::LOCAL_BUILDER_IMAGE);
+    match docker::tagged_ids(ctx, &[official, local])?.as_slice() {
+        [Some(id), _] => return Ok(base(official, id.clone())),
+        [None, Some(id)] => {
+            ctx.announce(format!(
+                "using the local builder base {local}: the engine has no {official} (`docker pull \
+                 {official}` to use that; `cargo xtask clean --all` removes the local one)"
+            ));
+            return Ok(base(local, id.clone()));
+        }
+        _ => {}
+    }
+    if let Some(id) = pulled(official) {
+        return Ok(base(official, id));
     }
     let why = if ctx.offline {
         "--offline"
@@ -39,11 +68,11 @@ pub fn builder_base(ctx: &Ctx, requested: Option<&str>) -> Result<String> {
         "no registry answers"
     };
     ctx.announce(format!(
-        "{why}: using the local builder base {} instead of {official}",
-        project::LOCAL_BUILDER_IMAGE
+        "{why}: using the local builder base {local} instead of {official}"
     ));
     ensure_local(ctx, None)?;
-    Ok(project::LOCAL_BUILDER_IMAGE.to_string())
+    let id = docker::image_id(ctx, local).with_context(|| format!("the engine has no {local}"))?;
+    Ok(base(local, id))
 }
 
 /// The runtime base: `scratch` (needs nothing) or an image the engine has or can pull.
@@ -132,30 +161,32 @@ pub struct BaseFiles {
     pub ca_bundle: Utf8PathBuf,
     /// The Debian version of the `ca-certificates` package the bundle came from.
     pub ca_version: String,
-    /// The base image's ID.
-    pub id: String,
+    /// The base image's size, as the engine counts it.
+    pub size: u64,
 }
 
 /// Reads (once per image ID, cached in target/) the builder base's Go version, CA bundle and the
 /// version of the Debian package it came from.
-pub fn base_files(ctx: &Ctx, paths: &Paths, checkout: &str, image: &str) -> Result<BaseFiles> {
-    let id = docker::image_id(ctx, image).with_context(|| format!("the engine has no {image}"))?;
+pub fn base_files(ctx: &Ctx, paths: &Paths, checkout: &str, base: &Base) -> Result<BaseFiles> {
+    let (image, id) = (&base.image, &base.id);
     let dir = paths.base_files().join(id.trim_start_matches("sha256:"));
     let files = BaseFiles {
         go_version: String::new(),
         ca_bundle: dir.join("ca-certificates.crt"),
         ca_version: String::new(),
-        id: id.clone(),
+        size: 0,
     };
     let read = |name: &str| fs::read_to_string(dir.join(name)).map(|s| s.trim().to_string());
-    if let (Ok(go_version), Ok(ca_version), true) = (
+    if let (Ok(go_version), Ok(ca_version), Some(size), true) = (
         read("go-version"),
         read("ca-version"),
+        read("size").ok().and_then(|s| s.parse().ok()),
         files.ca_bundle.is_file(),
     ) {
         return Ok(BaseFiles {
             go_version,
             ca_version,
+            size,
             ..files
         });
     }
@@ -181,6 +212,7 @@ pub fn base_files(ctx: &Ctx, paths: &Paths, checkout: &str, image: &str) -> Resu
             ))?;
             let status = format!("{name}:/var/lib/dpkg/status");
             ctx.run_quiet(cmd!(sh, "docker cp {status} {staged}/dpkg-status"))?;
+            let size = docker::inspect(ctx, id, "{{.Size}}").unwrap_or_default();
             let ca_version = ctx
                 .change(format!("keep them in {dir}"), || {
                     let status = fs::read_to_string(staged.join("dpkg-status")).unwrap_or_default();
@@ -188,6 +220,7 @@ pub fn base_files(ctx: &Ctx, paths: &Paths, checkout: &str, image: &str) -> Resu
                         .unwrap_or_else(|| "unknown".into());
                     fs::write(staged.join("go-version"), &go_version)?;
                     fs::write(staged.join("ca-version"), &ca_version)?;
+                    fs::write(staged.join("size"), &size)?;
                     fs::remove_file(staged.join("dpkg-status"))?;
                     fsx::replace_dir(&staged, &dir)?;
                     tmp.keep();
@@ -197,6 +230,7 @@ pub fn base_files(ctx: &Ctx, paths: &Paths, checkout: &str, image: &str) -> Resu
             Ok(BaseFiles {
                 go_version,
                 ca_version,
+                size: size.parse().unwrap_or(0),
                 ..files.clone()
             })
         },

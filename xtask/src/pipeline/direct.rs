@@ -14,7 +14,10 @@ use jzon::{array, object, JsonValue};
 
 use crate::{
     flags::Platform,
-    infra::{ctx::Ctx, fsx},
+    infra::{
+        ctx::{Ctx, Running},
+        fsx,
+    },
     pipeline::meta::Meta,
     project,
 };
@@ -45,16 +48,68 @@ pub struct Image {
     /// `sha256:…` of the OCI manifest: the registry digest.
     pub manifest_digest: String,
     pub platform: Platform,
+    /// The files' bytes, as the engine counts an image's size.
+    pub size: u64,
 }
 
 fn digest(bytes: &[u8]) -> String {
     format!("sha256:{}", fsx::sha256_hex(bytes))
 }
 
+/// The layer's name in a docker-archive (any name will do: manifest.json points at it).
+const ARCHIVE_LAYER: &str = "layer.tar";
+
 impl Image {
     pub fn assemble(content: &Content<'_>, meta: &Meta, platform: Platform) -> Result<Image> {
-        let layer = layer(content, meta.epoch)?;
+        let (layer, size) = layer(content, meta.epoch)?;
         let layer_digest = digest(&layer);
+        Ok(Image::around(layer, layer_digest, size, meta, platform))
+    }
+
+    /// `assemble` while writing the image's docker-archive, tagged `tag`, to `out`: the layer goes
+    /// first and is hashed as it is written, so that the reader (`docker load`) works meanwhile.
+    /// Once the image ID is known, `wanted(id)` decides: false stops before the config, and the
+    /// archive, without its manifest, loads nothing. The image, and whether the archive is whole.
+    pub fn assemble_streamed(
+        content: &Content<'_>,
+        meta: &Meta,
+        platform: Platform,
+        tag: &str,
+        out: impl std::io::Write,
+        wanted: impl FnOnce(&str) -> bool,
+    ) -> Result<(Image, bool)> {
+        let (layer, size) = layer(content, meta.epoch)?;
+        let mut archive = tar::Builder::new(out);
+        let mut hash = fsx::Sha256::default();
+        let mut header = header(tar::EntryType::Regular, 0o644, layer.len() as u64, 0);
+        let hashing = Hashing {
+            bytes: &layer,
+            hash: &mut hash,
+        };
+        archive
+            .append_data(&mut header, ARCHIVE_LAYER, hashing)
+            .context("writing the layer to docker load")?;
+        let layer_digest = format!("sha256:{}", hash.hex());
+        let image = Image::around(layer, layer_digest, size, meta, platform);
+        if !wanted(&image.id) {
+            return Ok((image, false));
+        }
+        image.append_config_and_manifest(&mut archive, tag)?;
+        archive
+            .into_inner()
+            .and_then(|mut out| out.flush())
+            .context("writing the archive to docker load")?;
+        Ok((image, true))
+    }
+
+    /// The image around a layer: its config and manifest, and their digests.
+    fn around(
+        layer: Vec<u8>,
+        layer_digest: String,
+        size: u64,
+        meta: &Meta,
+        platform: Platform,
+    ) -> Image {
         let config = config(meta, platform, &layer_digest).dump().into_bytes();
         let id = digest(&config);
         let manifest = object! {
@@ -66,7 +121,7 @@ impl Image {
         .dump()
         .into_bytes();
         let manifest_digest = digest(&manifest);
-        Ok(Image {
+        Image {
             layer,
             layer_digest,
             config,
@@ -74,29 +129,33 @@ impl Image {
             manifest,
             manifest_digest,
             platform,
-        })
+            size,
+        }
     }
 
     /// A docker-archive (what `docker save` writes and `docker load` reads), tagged `tag`.
     pub fn docker_archive(&self, tag: &str) -> Result<Vec<u8>> {
-        let hex = |d: &str| d.trim_start_matches("sha256:").to_string();
-        let config_name = format!("{}.json", hex(&self.id));
-        let layer_name = format!("{}/layer.tar", hex(&self.layer_digest));
+        let mut archive = tar::Builder::new(Vec::new());
+        append_file(&mut archive, ARCHIVE_LAYER, &self.layer, 0o644, 0)?;
+        self.append_config_and_manifest(&mut archive, tag)?;
+        Ok(archive.into_inner()?)
+    }
+
+    /// The rest of a docker-archive, after its layer: the config and manifest.json.
+    fn append_config_and_manifest(
+        &self,
+        archive: &mut tar::Builder<impl std::io::Write>,
+        tag: &str,
+    ) -> Result<()> {
+        let config_name = format!("{}.json", self.id.trim_start_matches("sha256:"));
         let manifest = array![{
             "Config": config_name.as_str(),
             "RepoTags": [tag],
-            "Layers": [layer_name.as_str()],
+            "Layers": [ARCHIVE_LAYER],
         }]
         .dump();
-        let mut archive = tar::Builder::new(Vec::new());
-        for (name, bytes) in [
-            (config_name.as_str(), self.config.as_slice()),
-            (layer_name.as_str(), self.layer.as_slice()),
-            ("manifest.json", manifest.as_bytes()),
-        ] {
-            append_file(&mut archive, name, bytes, 0o644, 0)?;
-        }
-        Ok(archive.into_inner()?)
+        append_file(archive, &config_name, &self.config, 0o644, 0)?;
+        append_file(archive, "manifest.json", manifest.as_bytes(), 0o644, 0)
     }
 
     /// This image's descriptor, as an index lists it.
@@ -163,44 +222,83 @@ impl Image {
         })?;
         Ok(index)
     }
+}
 
-    /// Puts the image in the engine under `tag` (which names `tag_has` now): nothing when that is
-    /// this image, `docker tag` when the engine `has` this image ID already, else the archive
-    /// streamed to `docker load` (a load stopped halfway leaves no image). Does `meanwhile`
-    /// (writing files) while the engine works.
-    pub fn load(
-        &self,
-        ctx: &Ctx,
-        tag: &str,
-        tag_has: Option<&str>,
-        has: impl FnOnce(&str) -> bool,
-        meanwhile: impl FnOnce() -> Result<()>,
-    ) -> Result<String> {
-        let sh = &ctx.sh;
-        let id = &self.id;
-        if tag_has == Some(id.as_str()) {
-            ctx.announce(format!("{tag} is {id} already: load skipped"));
-            meanwhile()?;
-        } else if has(id) {
-            ctx.announce(format!("the engine has {id} already: load skipped"));
-            ctx.run_quiet(xshell::cmd!(sh, "docker tag {id} {tag}"))?;
-            meanwhile()?;
-        } else {
-            let archive = self.docker_archive(tag)?;
-            let shown = format!(
-                "docker load -q < (docker-archive of {tag}, {} bytes)",
-                archive.len()
-            );
-            let loading = ctx.start_expr_quiet(
-                &shown,
-                duct::cmd("docker", ["load", "-q"]).stdin_bytes(archive),
-            )?;
-            meanwhile()?;
-            loading
-                .wait()
-                .with_context(|| format!("loading {tag} into the engine"))?;
+/// Puts the image of `content` in the engine under `tag` (which names `tag_has` now) and returns
+/// it: no load when the tag names it already, `docker tag` when the engine `has` it, else its
+/// docker-archive streamed to `docker load`, started at once when the binary is `new` (the engine
+/// reads while the layer is hashed). A load stopped halfway leaves no image. `meanwhile` (files
+/// to write) runs while the engine works.
+#[allow(clippy::too_many_arguments)]
+pub fn assemble_and_load(
+    ctx: &Ctx,
+    content: &Content<'_>,
+    meta: &Meta,
+    platform: Platform,
+    tag: &str,
+    tag_has: Option<&str>,
+    has: impl Fn(&str) -> bool,
+    new: bool,
+    meanwhile: impl FnOnce(&Image) -> Result<()>,
+) -> Result<Image> {
+    let start_load = || {
+        let (reader, writer) = os_pipe::pipe().context("making a pipe to docker load")?;
+        let shown = format!("docker load -q < (docker-archive of {tag}, streamed)");
+        let load = duct::cmd("docker", ["load", "-q"]).stdin_file(reader);
+        Ok::<_, anyhow::Error>((ctx.start_expr_quiet(&shown, load)?, writer))
+    };
+    let loaded = |loading: Running| {
+        loading
+            .wait()
+            .with_context(|| format!("loading {tag} into the engine"))
+    };
+    let wanted = |id: &str| tag_has != Some(id) && !has(id);
+    let image = if new {
+        let (loading, writer) = start_load()?;
+        let writer = std::io::BufWriter::with_capacity(1 << 16, writer);
+        let (image, whole) =
+            Image::assemble_streamed(content, meta, platform, tag, writer, wanted)?;
+        if whole {
+            meanwhile(&image)?;
+            loaded(loading)?;
+            return Ok(image);
         }
-        Ok(self.id.clone())
+        drop(loading); // stopped before the config: nothing loads
+        image
+    } else {
+        Image::assemble(content, meta, platform)?
+    };
+    let id = image.id.as_str();
+    if tag_has == Some(id) {
+        ctx.announce(format!("{tag} is {id} already: load skipped"));
+    } else if has(id) {
+        ctx.announce(format!("the engine has {id} already: load skipped"));
+        let sh = &ctx.sh;
+        ctx.run_quiet(xshell::cmd!(sh, "docker tag {id} {tag}"))?;
+    } else {
+        let (loading, mut writer) = start_load()?;
+        std::io::Write::write_all(&mut writer, &image.docker_archive(tag)?)
+            .context("writing the archive to docker load")?;
+        drop(writer);
+        meanwhile(&image)?;
+        loaded(loading)?;
+        return Ok(image);
+    }
+    meanwhile(&image)?;
+    Ok(image)
+}
+
+/// Hands out `bytes`, hashing what it hands out.
+struct Hashing<'a> {
+    bytes: &'a [u8],
+    hash: &'a mut fsx::Sha256,
+}
+
+impl std::io::Read for Hashing<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.bytes.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
     }
 }
 
@@ -227,18 +325,23 @@ pub fn runtime_files<'a>(content: &Content<'a>) -> Vec<RuntimeFile<'a>> {
 }
 
 /// The layer: a tar with entries in a fixed order, owner 0:0, `epoch` as every mtime.
-fn layer(content: &Content<'_>, epoch: u64) -> Result<Vec<u8>> {
+/// The layer, and the size of its files.
+fn layer(content: &Content<'_>, epoch: u64) -> Result<(Vec<u8>, u64)> {
     let mut tar = tar::Builder::new(Vec::new());
+    let mut size = 0;
     for (path, mode, bytes) in runtime_files(content) {
         match bytes {
-            Some(bytes) => append_file(&mut tar, path, &bytes, mode, epoch)?,
+            Some(bytes) => {
+                size += bytes.len() as u64;
+                append_file(&mut tar, path, &bytes, mode, epoch)?
+            }
             None => {
                 let mut header = header(tar::EntryType::Directory, mode, 0, epoch);
                 tar.append_data(&mut header, path, std::io::empty())?;
             }
         }
     }
-    Ok(tar.into_inner()?)
+    Ok((tar.into_inner()?, size))
 }
 
 fn header(kind: tar::EntryType, mode: u32, size: u64, epoch: u64) -> tar::Header {
@@ -253,7 +356,7 @@ fn header(kind: tar::EntryType, mode: u32, size: u64, epoch: u64) -> tar::Header
 }
 
 fn append_file(
-    tar: &mut tar::Builder<Vec<u8>>,
+    tar: &mut tar::Builder<impl std::io::Write>,
     path: &str,
     bytes: &[u8],
     mode: u32,

@@ -27,18 +27,48 @@ pub fn scratch(paths: &Paths) -> Result<fsx::Temp> {
 
 /// Writes SHA256SUMS for every file in `dir` (dotfiles aside), then makes `dir` the new `dist/`.
 pub fn publish(ctx: &Ctx, paths: &Paths, dir: fsx::Temp) -> Result<()> {
-    let dist = paths.dist();
-    ctx.change(
-        format!("write SHA256SUMS; replace {dist} with the new build"),
-        || {
-            let staged = dir.path();
-            fs::write(staged.join("SHA256SUMS"), sums(staged)?).context("writing SHA256SUMS")?;
-            fsx::replace_dir(staged, &dist)?;
-            dir.keep(); // moved into place: nothing left to remove
-            Ok(())
-        },
-    )
-    .map(drop)
+    Staged::new(dir).publish(ctx, paths)
+}
+
+/// The next `dist/`, built aside; its SHA256SUMS computed on another thread meanwhile.
+pub struct Staged {
+    sums: std::thread::JoinHandle<Result<String>>,
+    dir: fsx::Temp,
+}
+
+impl Staged {
+    /// `dir` holds every file it will: its sums start now.
+    pub fn new(dir: fsx::Temp) -> Staged {
+        let path = dir.path().to_path_buf();
+        Staged {
+            sums: std::thread::spawn(move || sums(&path)),
+            dir,
+        }
+    }
+
+    pub fn path(&self) -> &Utf8Path {
+        self.dir.path()
+    }
+
+    /// Writes SHA256SUMS, then makes the directory the new `dist/`.
+    pub fn publish(self, ctx: &Ctx, paths: &Paths) -> Result<()> {
+        let dist = paths.dist();
+        let Staged { sums, dir } = self;
+        ctx.change(
+            format!("write SHA256SUMS; replace {dist} with the new build"),
+            || {
+                let sums = sums
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("computing SHA256SUMS failed"))??;
+                let staged = dir.path();
+                fs::write(staged.join("SHA256SUMS"), sums).context("writing SHA256SUMS")?;
+                fsx::replace_dir(staged, &dist)?;
+                dir.keep(); // moved into place: nothing left to remove
+                Ok(())
+            },
+        )
+        .map(drop)
+    }
 }
 
 /// `sha256sum`'s format for the files in `dir`.
@@ -63,7 +93,9 @@ pub fn build_on_host(
     platforms: &[Platform],
     version: &str,
 ) -> Result<()> {
-    HostBuild::start(ctx, paths, go, version)?.finish(ctx, paths, go, platforms, version)
+    HostBuild::start(ctx, paths, go, version)?
+        .wait(ctx, paths, go, platforms, version)?
+        .publish(ctx, paths)
 }
 
 /// A host build under way: `dist/main` being built aside while the xtask does other work.
@@ -91,16 +123,16 @@ impl HostBuild {
         }
     }
 
-    /// Waits for `dist/main`, builds one binary per `platforms`, makes it all the new `dist/`.
-    pub fn finish(
+    /// Waits for `main`, builds one binary per `platforms`: the next `dist/`, to publish.
+    pub fn wait(
         self,
         ctx: &Ctx,
         paths: &Paths,
         go: &Go,
         platforms: &[Platform],
         version: &str,
-    ) -> Result<()> {
-        let HostBuild { step, tmp, main } = self;
+    ) -> Result<Staged> {
+        let HostBuild { step, main, tmp } = self;
         let result = (|| {
             main.wait()?;
             let (gopath, app) = (paths.gopath(), paths.gopath_app());
@@ -108,9 +140,9 @@ impl HostBuild {
                 let out = tmp.path().join(gobuild::platform_binary(platform));
                 gobuild::build(ctx, go, &gopath, &app, &out, Some(platform), version)?;
             }
-            publish(ctx, paths, tmp)
+            Ok(())
         })();
-        step.end(result)
+        step.end(result).map(|()| Staged::new(tmp))
     }
 }
 

@@ -101,9 +101,15 @@ pub fn build_runtime(
 pub fn dist_in_builder(ctx: &Ctx, paths: &Paths, engine: &Engine, version: &str) -> Result<()> {
     let mut record = Record::load(ctx, paths)?;
     let (builder, buildkit) = dockerfile::choose_builder(ctx, engine, None)?;
-    let builder_image = base::builder_base(ctx, None)?;
-    let files = base::base_files(ctx, paths, &record.checkout, &builder_image)?;
-    let meta = Meta::of_checkout(ctx, &paths.root, version, &files.go_version, &builder_image);
+    let base_image = base::builder_base(ctx, None)?;
+    let files = base::base_files(ctx, paths, &record.checkout, &base_image)?;
+    let meta = Meta::of_checkout(
+        ctx,
+        &paths.root,
+        version,
+        &files.go_version,
+        &base_image.image,
+    );
     let plan = Plan::new(
         builder,
         buildkit,

@@ -79,9 +79,11 @@ impl Record {
     ) -> Result<String> {
         let previous = docker::image_id(ctx, tag);
         self.tagged_from(ctx, paths, tag, previous, build)
+            .map(|(id, _)| id)
     }
 
-    /// `tagged`, with the image `tag` named before the build asked already (`previous`).
+    /// `tagged`, with the image `tag` named before the build asked already (`previous`); also
+    /// what became of that image, when it was another.
     pub fn tagged_from(
         &mut self,
         ctx: &Ctx,
@@ -89,28 +91,29 @@ impl Record {
         tag: &str,
         previous: Option<String>,
         build: impl FnOnce(Option<&str>) -> Result<String>,
-    ) -> Result<String> {
+    ) -> Result<(String, Option<(String, Superseded)>)> {
         let id = build(previous.as_deref())?;
         if id.is_empty() {
-            return Ok(id); // --dry-run
+            return Ok((id, None)); // --dry-run
         }
         self.images
             .entry(id.clone())
             .or_default()
             .insert(tag.to_string());
-        if let Some(prev) = previous.filter(|p| *p != id) {
+        let superseded = previous.filter(|p| *p != id).map(|prev| {
             if let Some(tags) = self.images.get_mut(&prev) {
                 tags.remove(tag);
             }
-            self.supersede(ctx, &prev);
-        }
+            let outcome = self.supersede(ctx, &prev);
+            (prev, outcome)
+        });
         self.save(ctx, paths)?;
-        Ok(id)
+        Ok((id, superseded))
     }
 
     /// Removes a superseded image when nothing refers to it any more and it is ours (whichever
     /// checkout built it). Never fails the build: a failed removal is a warning.
-    fn supersede(&mut self, ctx: &Ctx, id: &str) {
+    fn supersede(&mut self, ctx: &Ctx, id: &str) -> Superseded {
         // One query: how many tags, and whose it is.
         let format = format!(
             "{{{{len .RepoTags}}}} {{{{index .Config.Labels \"{}\"}}}}",
@@ -118,16 +121,30 @@ impl Record {
         );
         let dangling_and_ours = format!("0 {}", project::APP);
         if docker::inspect(ctx, id, &format).as_deref() != Some(dangling_and_ours.as_str()) {
-            return;
+            return Superseded::Kept;
         }
         // Without -f the engine refuses an image a container (even a stopped one) or a child
         // image uses: such an image stays, as it should.
         match docker::remove_image(ctx, id) {
             Ok(()) => {
                 self.images.remove(id);
+                Superseded::Removed
             }
-            Err(e) if format!("{e:#}").contains("conflict") => {}
-            Err(e) => ctx.warn(format!("the superseded image {id} stays: {e:#}")),
+            Err(e) if format!("{e:#}").contains("conflict") => Superseded::Stays,
+            Err(e) => {
+                ctx.warn(format!("the superseded image {id} stays: {e:#}"));
+                Superseded::Stays
+            }
         }
     }
+}
+
+/// What became of the image a tag named before a build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Superseded {
+    Removed,
+    /// Dangling and ours, but a container uses it (or it could not be removed).
+    Stays,
+    /// Tagged elsewhere, or not ours: left alone.
+    Kept,
 }
