@@ -92,6 +92,8 @@ xflags::xflags! {
             optional --runs n: usize
             /// Only the contenders whose name contains this text (the limit always runs).
             optional --only text: String
+            /// Also `direct` on this engine (a DOCKER_HOST value), which must have the builder base.
+            optional --remote host: String
         }
     }
 }

@@ -100,6 +100,46 @@ fn every_strategy_and_the_dist_fallback_work_on_a_remote_engine() {
         "the container fallback's binary differs"
     );
 
+    // The bench measures direct on both engines side by side, and takes its image away again.
+    let bench = ws
+        .xtask(&[
+            "bench",
+            "--offline",
+            "--quick",
+            "--only",
+            "ours direct",
+            "--remote",
+            &remote.host,
+        ])
+        .ok();
+    for row in ["| ours direct |", "| ours direct (remote engine) |"] {
+        // | contender | cold | no change | 1-line edit | …: the edit was measured.
+        let edit = bench
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(row))
+            .and_then(|l| l.split('|').nth(4))
+            .and_then(|c| c.trim().strip_suffix('s')?.parse::<f64>().ok());
+        assert!(
+            edit.is_some_and(|e| e > 0.0),
+            "no measured edit in {row}: {}",
+            bench.stdout
+        );
+    }
+    let bench_images = remote.docker(&[
+        "image",
+        "ls",
+        "-q",
+        "--filter",
+        "reference=go-docker-prod-bench",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&bench_images.stdout)
+            .trim()
+            .is_empty(),
+        "the bench left its image on the remote engine"
+    );
+
     let clean = ws.xtask_env(&["clean"], &env).ok();
     assert!(clean.stdout.contains("images removed"), "{}", clean.stdout);
     let left = remote.docker(&["image", "ls", "-q", "--filter", &common::project_label()]);

@@ -40,6 +40,8 @@ enum Contender {
     SeedTwoDockerfiles(Builder),
     /// What `docker init` generates for Go (cache mounts), adapted to GOPATH: BuildKit only.
     DockerInit,
+    /// `cargo xtask image --strategy direct` on the engine given by `--remote`.
+    DirectRemote,
     /// `cargo xtask image`.
     Ours {
         strategy: Strategy,
@@ -55,6 +57,7 @@ impl Contender {
             Contender::SeedMultistage(b) => format!("seed multistage ({b})"),
             Contender::SeedTwoDockerfiles(b) => format!("seed two-Dockerfile ({b})"),
             Contender::DockerInit => "peer: docker init Go Dockerfile (buildkit)".into(),
+            Contender::DirectRemote => format!("ours {} (remote engine)", Strategy::Direct),
             Contender::Ours {
                 strategy,
                 builder,
@@ -96,7 +99,7 @@ impl Contender {
             Contender::Ours {
                 builder: Some(b), ..
             } => Some(Contender::SeedMultistage(b)),
-            Contender::Ours { builder: None, .. } => {
+            Contender::Ours { builder: None, .. } | Contender::DirectRemote => {
                 Some(Contender::SeedMultistage(Builder::BuildKit))
             }
             _ => None,
@@ -130,6 +133,8 @@ struct Bench<'a> {
     edits: std::cell::Cell<usize>,
     quick: bool,
     runs: usize,
+    /// `--remote`: DOCKER_HOST of the second engine.
+    remote: Option<String>,
 }
 
 impl flags::Bench {
@@ -177,10 +182,13 @@ impl flags::Bench {
         if buildkit.is_some() && !quick {
             contenders.push(Contender::DockerInit);
         }
+        if self.remote.is_some() {
+            contenders.push(Contender::DirectRemote);
+        }
         if let Some(only) = &self.only {
             contenders.retain(|c| *c == Contender::Limit || c.name().contains(only.as_str()));
         }
-        let bench = Bench::prepare(ctx, go, buildkit, quick, runs)?;
+        let bench = Bench::prepare(ctx, go, buildkit, quick, runs, self.remote)?;
         let result = bench.measure_all(&contenders);
         bench.cleanup();
         let mut rows = result?;
@@ -238,6 +246,7 @@ impl<'a> Bench<'a> {
         buildkit: Option<BuildKit>,
         quick: bool,
         runs: usize,
+        remote: Option<String>,
     ) -> Result<Bench<'a>> {
         let root = ctx.paths.bench_dir().join("ws");
         let ws = Paths::at(root.clone())?;
@@ -252,6 +261,16 @@ impl<'a> Bench<'a> {
         let exe = Utf8PathBuf::try_from(std::env::current_exe()?)
             .context("the xtask's path is not UTF-8")?;
         let builder_image = base::builder_base(ctx, None)?.image;
+        if let Some(host) = &remote {
+            let sh = &ctx.sh;
+            let _host = sh.push_env("DOCKER_HOST", host);
+            if docker::image_id(ctx, &builder_image).is_none() {
+                anyhow::bail!(
+                    "the engine at {host} has no {builder_image}: copy it there with \
+                     `docker save {builder_image} | DOCKER_HOST={host} docker load`"
+                );
+            }
+        }
         let original_main = fs::read_to_string(from.go_app().join("main.go"))?;
         let bench = Bench {
             ctx,
@@ -264,6 +283,7 @@ impl<'a> Bench<'a> {
             edits: 0.into(),
             quick,
             runs,
+            remote,
         };
         bench.xtask(&["dist"])?; // glide fills vendor/; the GOPATH copy is ready for the limit
         Ok(bench)
@@ -283,6 +303,13 @@ impl<'a> Bench<'a> {
     }
 
     fn measure(&self, who: Contender) -> Result<Row> {
+        // The remote row: every command and query of it goes to the other engine.
+        let _engine = match (who, &self.remote) {
+            (Contender::DirectRemote, Some(host)) => {
+                Some(self.ctx.sh.push_env("DOCKER_HOST", host))
+            }
+            _ => None,
+        };
         let mut row = Row {
             name: who.name(),
             ..Row::default()
@@ -350,6 +377,7 @@ impl<'a> Bench<'a> {
         let ws = &self.ws;
         let sh = &ctx.sh;
         let started = Instant::now();
+        let tag = who.tag();
         match who {
             Contender::Limit => {
                 // The host build from the GOPATH copy, as `dist` runs it; cold: an empty GOCACHE.
@@ -367,41 +395,19 @@ impl<'a> Bench<'a> {
                 strategy,
                 builder,
                 compress,
-            } => {
-                let tag = who.tag();
-                let strategy = strategy.to_string();
-                let mut args = vec![
-                    "image",
-                    "--strategy",
-                    &strategy,
-                    "--tag",
-                    &tag,
-                    "--builder-image",
-                    &self.builder_image,
-                ];
-                let builder = builder.map(|b| b.to_string());
-                if let Some(b) = &builder {
-                    args.extend(["--builder", b]);
-                }
-                if compress {
-                    args.push("--compress");
-                }
-                if cold {
-                    args.push("--no-cache");
-                }
-                self.xtask(&args)?;
-            }
+            } => self.image(&tag, strategy, builder, compress, cold)?,
+            Contender::DirectRemote => self.image(&tag, Strategy::Direct, None, false, cold)?,
             Contender::SeedMultistage(builder) => {
                 self.fixture(
                     builder,
                     "seed-multistage.Dockerfile",
-                    &who.tag(),
+                    &tag,
                     &ws.go_app(),
                     cold,
                 )?;
             }
             Contender::SeedTwoDockerfiles(builder) => {
-                let fat = format!("{}-builder", who.tag());
+                let fat = format!("{tag}-builder");
                 self.fixture(builder, "seed-ex1.Dockerfile", &fat, &ws.go_app(), cold)?;
                 let dist = ws.target().join("dist-seed");
                 fs::create_dir_all(&dist)?;
@@ -410,19 +416,51 @@ impl<'a> Bench<'a> {
                     sh,
                     "docker run --rm -v {volume} {fat} cp ./main /dist/"
                 ))?;
-                self.fixture(builder, "seed-ex2.Dockerfile", &who.tag(), &dist, cold)?;
+                self.fixture(builder, "seed-ex2.Dockerfile", &tag, &dist, cold)?;
             }
             Contender::DockerInit => {
                 self.fixture(
                     Builder::BuildKit,
                     "docker-init.Dockerfile",
-                    &who.tag(),
+                    &tag,
                     &ws.go_app(),
                     cold,
                 )?;
             }
         }
         Ok(started.elapsed().as_secs_f64())
+    }
+
+    /// `cargo xtask image` with our flags, tagged `tag`.
+    fn image(
+        &self,
+        tag: &str,
+        strategy: Strategy,
+        builder: Option<Builder>,
+        compress: bool,
+        cold: bool,
+    ) -> Result<()> {
+        let strategy = strategy.to_string();
+        let mut args = vec![
+            "image",
+            "--strategy",
+            &strategy,
+            "--tag",
+            tag,
+            "--builder-image",
+            &self.builder_image,
+        ];
+        let builder = builder.map(|b| b.to_string());
+        if let Some(b) = &builder {
+            args.extend(["--builder", b]);
+        }
+        if compress {
+            args.push("--compress");
+        }
+        if cold {
+            args.push("--no-cache");
+        }
+        self.xtask(&args)
     }
 
     fn fixture(
@@ -470,6 +508,10 @@ impl<'a> Bench<'a> {
     /// the copy), the fixtures' by their tags and label.
     fn cleanup(&self) {
         let sh = &self.ctx.sh;
+        if let Some(host) = &self.remote {
+            let _engine = sh.push_env("DOCKER_HOST", host);
+            let _ = docker::remove_image(self.ctx, &Contender::DirectRemote.tag());
+        }
         let _dir = sh.push_dir(&self.ws.root);
         let exe = &self.exe;
         let _ = self.ctx.cleanup(cmd!(sh, "{exe} clean"));

@@ -259,7 +259,13 @@ fn direct(
             Ok((read(&binary_path)?, read(&files.ca_bundle)?))
         })? {
             Some(both) => both,
-            None => return Ok(None), // --dry-run: nothing was built to read
+            None => {
+                // --dry-run: nothing was built to read; what dist/ would become is said still.
+                if let Some(staged) = staged {
+                    staged.publish(ctx, paths)?;
+                }
+                return Ok(None);
+            }
         };
         // A binary unlike dist/main's makes a new image: its load starts before its ID is known.
         let new = staged.is_some()
