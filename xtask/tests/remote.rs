@@ -126,19 +126,25 @@ fn every_strategy_and_the_dist_fallback_work_on_a_remote_engine() {
             bench.stdout
         );
     }
-    let bench_images = remote.docker(&[
+    let bench_filter = [
         "image",
         "ls",
         "-q",
         "--filter",
         "reference=go-docker-prod-bench",
-    ]);
-    assert!(
-        String::from_utf8_lossy(&bench_images.stdout)
-            .trim()
-            .is_empty(),
-        "the bench left its image on the remote engine"
-    );
+    ];
+    for (engine, left) in [
+        (
+            "remote",
+            common::docker_at(Some(&remote.host), &bench_filter),
+        ),
+        ("local", common::docker(&bench_filter)),
+    ] {
+        assert!(
+            left.trim().is_empty(),
+            "the bench left its images on the {engine} engine: {left}"
+        );
+    }
 
     let clean = ws.xtask_env(&["clean"], &env).ok();
     assert!(clean.stdout.contains("images removed"), "{}", clean.stdout);

@@ -241,9 +241,14 @@ fn direct(
     )?;
     let previous = ours.id_of(&flags::ImageRef(tag.to_string()).familiar());
     let mut dangling = ours.dangling();
-    // The host's binary is read where it was built: dist/ is swapped in while the engine loads.
+    // The host's binary is read where it was built: dist/ is swapped in while the engine loads,
+    // which is ready for it before Go is done.
+    let mut loading = None;
     let staged = match host_build {
-        Some((build, go)) => Some(build.wait(ctx, paths, &go, &[], version)?),
+        Some((build, go)) => {
+            loading = Some(direct::Loading::start(ctx, tag)?);
+            Some(build.wait(ctx, paths, &go, &[], version)?)
+        }
         None => {
             handoff::dist_in_builder(ctx, paths, engine, version)?;
             None
@@ -267,12 +272,13 @@ fn direct(
                 return Ok(None);
             }
         };
-        // A binary unlike dist/main's makes a new image: its load starts before its ID is known.
-        let new = staged.is_some()
-            && std::fs::read(paths.dist().join(project::BINARY))
-                .ok()
-                .as_deref()
-                != Some(binary.as_slice());
+        // A binary unlike dist/main's makes a new image: it goes to the load started ahead
+        // before its ID is known. Else that load goes unused (it loads nothing).
+        let new = std::fs::read(paths.dist().join(project::BINARY))
+            .ok()
+            .as_deref()
+            != Some(binary.as_slice());
+        let loading = loading.filter(|_| new);
         let content = Content {
             binary: &binary,
             ca_bundle: &ca_bundle,
@@ -294,7 +300,7 @@ fn direct(
                 tag,
                 now,
                 has,
-                new,
+                loading,
                 meanwhile,
             )?;
             let id = image.id.clone();

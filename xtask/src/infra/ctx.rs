@@ -230,9 +230,10 @@ impl Ctx {
         self.start_expr(Kind::Change, Stdout::Inherit, None, &shown, expr)
     }
 
-    /// `start` for a pipeline or a command fed from bytes (`docker load`), its output dropped.
-    pub fn start_expr_quiet(&self, shown: &str, expr: duct::Expression) -> Result<Running> {
-        self.start_expr(Kind::Change, Stdout::Null, None, shown, expr)
+    /// `start` for a command duct builds (`docker load` fed from a pipe), its output captured
+    /// (shown only when it fails).
+    pub fn start_captured(&self, shown: &str, expr: duct::Expression) -> Result<Running> {
+        self.start_expr(Kind::Change, Stdout::Capture, None, shown, expr)
     }
 
     /// A query in the background: `wait_text` for its answer.

@@ -224,11 +224,48 @@ impl Image {
     }
 }
 
+/// A `docker load` waiting for its docker-archive. Started ahead (while Go builds), the CLI, its
+/// connection and the engine's receiving end are ready when the archive comes. Dropped without
+/// an archive, it loads nothing.
+pub struct Loading {
+    /// Dropped first: the load reads the end of its input, then stops.
+    archive: std::io::BufWriter<os_pipe::PipeWriter>,
+    running: Running,
+    tag: String,
+}
+
+impl Loading {
+    pub fn start(ctx: &Ctx, tag: &str) -> Result<Loading> {
+        let (reader, writer) = os_pipe::pipe().context("making a pipe to docker load")?;
+        let shown = format!("docker load -q < (the docker-archive of {tag}, streamed once built)");
+        let load = duct::cmd("docker", ["load", "-q"]).stdin_file(reader);
+        Ok(Loading {
+            archive: std::io::BufWriter::with_capacity(1 << 16, writer),
+            running: ctx.start_captured(&shown, load)?,
+            tag: tag.to_string(),
+        })
+    }
+
+    /// Waits until the engine has loaded what was written.
+    fn finish(self) -> Result<()> {
+        let Loading {
+            archive,
+            running,
+            tag,
+        } = self;
+        drop(archive);
+        running
+            .wait()
+            .with_context(|| format!("loading {tag} into the engine"))
+            .map(drop)
+    }
+}
+
 /// Puts the image of `content` in the engine under `tag` (which names `tag_has` now) and returns
 /// it: no load when the tag names it already, `docker tag` when the engine `has` it, else its
-/// docker-archive streamed to `docker load`, started at once when the binary is `new` (the engine
-/// reads while the layer is hashed). A load stopped halfway leaves no image. `meanwhile` (files
-/// to write) runs while the engine works.
+/// docker-archive streamed to `docker load`. With a `loading` started ahead (the binary is new),
+/// the layer goes to it as it is hashed; a load stopped halfway leaves no image. `meanwhile`
+/// (files to write) runs while the engine works.
 #[allow(clippy::too_many_arguments)]
 pub fn assemble_and_load(
     ctx: &Ctx,
@@ -238,35 +275,29 @@ pub fn assemble_and_load(
     tag: &str,
     tag_has: Option<&str>,
     has: impl Fn(&str) -> bool,
-    new: bool,
+    loading: Option<Loading>,
     meanwhile: impl FnOnce(&Image) -> Result<()>,
 ) -> Result<Image> {
-    let start_load = || {
-        let (reader, writer) = os_pipe::pipe().context("making a pipe to docker load")?;
-        let shown = format!("docker load -q < (docker-archive of {tag}, streamed)");
-        let load = duct::cmd("docker", ["load", "-q"]).stdin_file(reader);
-        Ok::<_, anyhow::Error>((ctx.start_expr_quiet(&shown, load)?, writer))
-    };
-    let loaded = |loading: Running| {
-        loading
-            .wait()
-            .with_context(|| format!("loading {tag} into the engine"))
-    };
-    let wanted = |id: &str| tag_has != Some(id) && !has(id);
-    let image = if new {
-        let (loading, writer) = start_load()?;
-        let writer = std::io::BufWriter::with_capacity(1 << 16, writer);
-        let (image, whole) =
-            Image::assemble_streamed(content, meta, platform, tag, writer, wanted)?;
-        if whole {
-            meanwhile(&image)?;
-            loaded(loading)?;
-            return Ok(image);
+    let image = match loading {
+        Some(mut loading) => {
+            let wanted = |id: &str| tag_has != Some(id) && !has(id);
+            let (image, whole) = Image::assemble_streamed(
+                content,
+                meta,
+                platform,
+                tag,
+                &mut loading.archive,
+                wanted,
+            )?;
+            if whole {
+                meanwhile(&image)?;
+                loading.finish()?;
+                return Ok(image);
+            }
+            drop(loading); // stopped before the config: nothing loads
+            image
         }
-        drop(loading); // stopped before the config: nothing loads
-        image
-    } else {
-        Image::assemble(content, meta, platform)?
+        None => Image::assemble(content, meta, platform)?,
     };
     let id = image.id.as_str();
     if tag_has == Some(id) {
@@ -276,12 +307,11 @@ pub fn assemble_and_load(
         let sh = &ctx.sh;
         ctx.run_quiet(xshell::cmd!(sh, "docker tag {id} {tag}"))?;
     } else {
-        let (loading, mut writer) = start_load()?;
-        std::io::Write::write_all(&mut writer, &image.docker_archive(tag)?)
+        let mut loading = Loading::start(ctx, tag)?;
+        std::io::Write::write_all(&mut loading.archive, &image.docker_archive(tag)?)
             .context("writing the archive to docker load")?;
-        drop(writer);
         meanwhile(&image)?;
-        loaded(loading)?;
+        loading.finish()?;
         return Ok(image);
     }
     meanwhile(&image)?;
