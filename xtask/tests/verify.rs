@@ -40,6 +40,22 @@ fn direct_gives_one_image_id_and_verify_proves_it() {
         first,
         "another checkout gives another image"
     );
+    // The summary's size (the layer's file bytes, known without asking) is the engine's.
+    let engine_size: u64 = docker(&["image", "inspect", "--format", "{{.Size}}", &tag])
+        .trim()
+        .parse()
+        .unwrap();
+    let summary = other
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(tag.as_str()))
+        .expect("a summary line");
+    let words: Vec<&str> = summary.split_whitespace().collect();
+    assert_eq!(
+        words[3..5].join(" "),
+        xtask::infra::ctx::human_size(engine_size),
+        "{summary}"
+    );
     // The OCI layout names the same config.
     let index = json(&std::fs::read(b.path("target/xtask/oci/index.json")).unwrap());
     let manifest_digest = index["manifests"][0]["digest"]

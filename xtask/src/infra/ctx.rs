@@ -2,7 +2,9 @@
 //! honours `--dry-run` (prints instead of running), and stops on SIGINT, SIGTERM or SIGHUP: the
 //! signal is forwarded to the running child, later changes are refused, clean-up commands (and
 //! the queries they need) still run. Queries (`read`, `try_read`) run in every mode and change
-//! nothing. No other module checks `--dry-run` or starts a process that changes state.
+//! nothing. A command can also run in the background (`start`, `start_read`: a `Running`, waited
+//! for later, stopped when dropped unwaited). No other module checks `--dry-run` or starts a
+//! process that changes state.
 
 use std::{
     cell::RefCell,

@@ -218,13 +218,10 @@ pub fn inspect(ctx: &Ctx, reference: &str, format: &str) -> Option<String> {
 pub struct ImageList(Vec<(String, String)>);
 
 impl ImageList {
-    /// The images that match every filter.
+    /// The images that match every filter (`label=…`; `reference=…`, which several widen).
     pub fn ask(ctx: &Ctx, filters: &[String]) -> Result<ImageList> {
         let sh = &ctx.sh;
-        let args: Vec<&str> = filters
-            .iter()
-            .flat_map(|f| ["--filter", f.as_str()])
-            .collect();
+        let args = filter_args(filters);
         let format = "{{.ID}} {{.Repository}}:{{.Tag}}";
         let out = ctx
             .read(cmd!(
@@ -244,7 +241,7 @@ impl ImageList {
         self.0.iter().any(|(i, _)| i == id)
     }
 
-    /// The image `tag` (in its familiar form: `ImageRef::familiar`) names.
+    /// The image `tag` (`repository:tag` as `docker images` shows it: `ImageRef::familiar`) names.
     pub fn id_of(&self, tag: &str) -> Option<String> {
         self.0
             .iter()
@@ -260,33 +257,6 @@ impl ImageList {
             .map(|(i, _)| i.clone())
             .collect()
     }
-}
-
-/// The image IDs of `tags` (each `repository:tag`, as `docker images` shows them): one query.
-pub fn tagged_ids(ctx: &Ctx, tags: &[&str]) -> Result<Vec<Option<String>>> {
-    let sh = &ctx.sh;
-    let filters: Vec<String> = tags.iter().map(|t| format!("reference={t}")).collect();
-    let args: Vec<&str> = filters
-        .iter()
-        .flat_map(|f| ["--filter", f.as_str()])
-        .collect();
-    let format = "{{.Repository}}:{{.Tag}} {{.ID}}";
-    let out = ctx
-        .read(cmd!(
-            sh,
-            "docker image ls --no-trunc --format {format} {args...}"
-        ))
-        .context("listing images")?;
-    let found: Vec<(&str, &str)> = out.lines().filter_map(|l| l.split_once(' ')).collect();
-    Ok(tags
-        .iter()
-        .map(|t| {
-            found
-                .iter()
-                .find(|(tag, _)| tag == t)
-                .map(|(_, id)| id.to_string())
-        })
-        .collect())
 }
 
 /// An image's label, when it has it.
@@ -347,14 +317,18 @@ pub fn images(ctx: &Ctx, filters: &[String]) -> Result<Vec<String>> {
 /// `images`, asked in the background.
 pub fn images_start(ctx: &Ctx, filters: &[String]) -> Result<Running> {
     let sh = &ctx.sh;
-    let args: Vec<&str> = filters
-        .iter()
-        .flat_map(|f| ["--filter", f.as_str()])
-        .collect();
+    let args = filter_args(filters);
     ctx.start_read(cmd!(
         sh,
         "docker image ls --all --quiet --no-trunc {args...}"
     ))
+}
+
+fn filter_args(filters: &[String]) -> Vec<&str> {
+    filters
+        .iter()
+        .flat_map(|f| ["--filter", f.as_str()])
+        .collect()
 }
 
 /// The answer of `images_start`.

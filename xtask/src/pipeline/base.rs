@@ -48,14 +48,16 @@ pub fn builder_base(ctx: &Ctx, requested: Option<&str>) -> Result<Base> {
         );
     }
     let (official, local) = (project::DEFAULT_BUILDER_IMAGE, project::LOCAL_BUILDER_IMAGE);
-    match docker::tagged_ids(ctx, &[official, local])?.as_slice() {
-        [Some(id), _] => return Ok(base(official, id.clone())),
+    let present =
+        docker::ImageList::ask(ctx, &[official, local].map(|r| format!("reference={r}")))?;
+    match [official, local].map(|r| present.id_of(r)) {
+        [Some(id), _] => return Ok(base(official, id)),
         [None, Some(id)] => {
             ctx.announce(format!(
                 "using the local builder base {local}: the engine has no {official} (`docker pull \
                  {official}` to use that; `cargo xtask clean --all` removes the local one)"
             ));
-            return Ok(base(local, id.clone()));
+            return Ok(base(local, id));
         }
         _ => {}
     }
