@@ -20,9 +20,6 @@ fn every_strategy_and_the_dist_fallback_work_on_a_remote_engine() {
         .xtask(&["image", "--offline", "--strategy", "direct", "--tag", &tag])
         .ok()
         .image_id();
-    // Gone from the local engine at once: the record (one per checkout) is emptied by the remote
-    // engine's clean below.
-    common::docker(&["image", "rm", &tag]);
     let host_sha = sha256(&ws.path("dist/main"));
     let remote = RemoteEngine::start();
     remote.load(common::project::LOCAL_BUILDER_IMAGE);
@@ -146,14 +143,39 @@ fn every_strategy_and_the_dist_fallback_work_on_a_remote_engine() {
         );
     }
 
+    // The record keeps each engine apart (the local and the remote direct image share one ID):
+    // the remote clean leaves the local image, whose record stays for the local clean.
     let clean = ws.xtask_env(&["clean"], &env).ok();
     assert!(clean.stdout.contains("images removed"), "{}", clean.stdout);
+    assert!(
+        clean
+            .stderr
+            .contains("the record of images built on other engines stays"),
+        "{}",
+        clean.stderr
+    );
+    let local_id = || {
+        let out = Command::new("docker")
+            .args(["image", "inspect", "--format", "{{.Id}}", &tag])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert_eq!(
+        local_id().trim(),
+        local_direct,
+        "the remote clean touched the local image"
+    );
     let left = remote.docker(&["image", "ls", "-q", "--filter", &common::project_label()]);
     assert!(
         String::from_utf8_lossy(&left.stdout).trim().is_empty(),
         "clean left images on the remote engine"
     );
     ws.xtask(&["clean"]).ok();
+    assert!(
+        local_id().trim().is_empty(),
+        "the local clean left the local image"
+    );
 }
 
 #[test]

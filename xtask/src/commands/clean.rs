@@ -1,6 +1,7 @@
 //! `cargo xtask clean [--all]`: removes what the xtask made, by its record, and nothing else:
 //! dist/, the GOPATH/glide workspace, go-app/vendor/, target/xtask/; our temporary containers (by
-//! the label only the xtask sets at `docker create`); the images the record names (our tags are
+//! the label only the xtask sets at `docker create`); the images the record names for this engine
+//! (the record of other engines stays; our tags are
 //! removed, an image only when nothing else refers to it, never with `-f`); the leftovers of an
 //! interrupted build (dangling, our project label, no title: it never reached its last step).
 //! `--all` also the local base images. Says what stayed and why.
@@ -93,6 +94,20 @@ impl flags::Clean {
             }
         }
         let removed_dirs = remove_dirs(ctx, &dirs)?;
+        if !record.elsewhere.is_empty() {
+            // What other engines hold stays theirs to clean: the record of it is written again.
+            let engines: Vec<&str> = record.elsewhere.keys().map(String::as_str).collect();
+            Record {
+                images: Default::default(),
+                ..record.clone()
+            }
+            .save(ctx, paths)?;
+            ctx.announce(format!(
+                "the record of images built on other engines stays: {} (clean there: \
+                 DOCKER_HOST=… or DOCKER_CONTEXT=… cargo xtask clean)",
+                engines.join(", ")
+            ));
+        }
         let reclaimed = before.saturating_sub(docker::disk_usage(ctx, &["Images"]));
         println!(
             "clean: {removed_dirs} directories, {} containers, {} images removed; {} reclaimed",

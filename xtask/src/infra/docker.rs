@@ -117,6 +117,30 @@ pub fn publishes_here(endpoint: &str) -> bool {
     local_socket || loopback
 }
 
+/// Which engine the CLI speaks to, as the key of what the record holds per engine, resolved as
+/// the CLI resolves it: DOCKER_HOST, else the context (DOCKER_CONTEXT, else the CLI
+/// configuration's current one); the default context is the default socket.
+pub fn engine_key() -> String {
+    const DEFAULT: &str = "unix:///var/run/docker.sock";
+    let set = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if let Some(host) = set("DOCKER_HOST") {
+        return host;
+    }
+    let config_dir = set("DOCKER_CONFIG")
+        .map(camino::Utf8PathBuf::from)
+        .or_else(|| set("HOME").map(|home| camino::Utf8PathBuf::from(home).join(".docker")));
+    let configured = || {
+        let text = std::fs::read_to_string(config_dir?.join("config.json")).ok()?;
+        jzon::parse(&text).ok()?["currentContext"]
+            .as_str()
+            .map(str::to_string)
+    };
+    match set("DOCKER_CONTEXT").or_else(configured) {
+        Some(context) if context != "default" => format!("context:{context}"),
+        _ => DEFAULT.to_string(),
+    }
+}
+
 fn current_context(ctx: &Ctx) -> Option<String> {
     let sh = &ctx.sh;
     ctx.try_read(cmd!(sh, "docker context show"))

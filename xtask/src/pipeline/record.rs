@@ -14,12 +14,21 @@ use crate::{
     project::{self, Paths},
 };
 
+/// Image ID → the tags we gave it, on one engine.
+pub type Images = BTreeMap<String, BTreeSet<String>>;
+
+/// One per checkout, with what was built on each engine apart: `direct` gives the same image ID
+/// on every engine, and what happens to an image on one must not touch the record of another.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Record {
     /// Random, made once per checkout: the value of `LABEL_TEMP` on our temporary containers.
     pub checkout: String,
-    /// Image ID → the tags we gave it.
-    pub images: BTreeMap<String, BTreeSet<String>>,
+    /// The engine this run speaks to (`docker::engine_key`).
+    pub engine: String,
+    /// What was built on it.
+    pub images: Images,
+    /// What was built on other engines, by their key: kept as it is.
+    pub elsewhere: BTreeMap<String, Images>,
 }
 
 impl Record {
@@ -27,40 +36,75 @@ impl Record {
     /// (temporary containers carry the id before any image is recorded).
     pub fn load(ctx: &Ctx, paths: &Paths) -> Result<Record> {
         let path = paths.record();
+        let engine = docker::engine_key();
         let Ok(text) = std::fs::read_to_string(&path) else {
             let record = Record {
                 checkout: fsx::random_hex(8),
-                images: BTreeMap::new(),
+                engine,
+                ..Record::default()
             };
             record.save(ctx, paths)?;
             return Ok(record);
         };
-        let value = jzon::parse(&text).with_context(|| format!("reading {path}"))?;
-        let checkout = value["checkout"].as_str().unwrap_or_default().to_string();
-        let mut images = BTreeMap::new();
-        for (id, tags) in value["images"].entries() {
-            let tags = tags.members().filter_map(|t| t.as_str());
-            images.insert(id.to_string(), tags.map(str::to_string).collect());
-        }
-        let checkout = if checkout.is_empty() {
-            fsx::random_hex(8)
-        } else {
-            checkout
+        Record::parse(&text, engine).with_context(|| format!("reading {path}"))
+    }
+
+    /// The record in `text`, for `engine`. A record from before engines were told apart holds
+    /// `images` alone: this engine's.
+    fn parse(text: &str, engine: String) -> Result<Record> {
+        let value = jzon::parse(text)?;
+        let images = |v: &jzon::JsonValue| -> Images {
+            v.entries()
+                .map(|(id, tags)| {
+                    let tags = tags.members().filter_map(|t| t.as_str());
+                    (id.to_string(), tags.map(str::to_string).collect())
+                })
+                .collect()
         };
-        Ok(Record { checkout, images })
+        let mut record = Record {
+            checkout: value["checkout"]
+                .as_str()
+                .filter(|c| !c.is_empty())
+                .map_or_else(|| fsx::random_hex(8), str::to_string),
+            images: images(&value["images"]),
+            engine,
+            elsewhere: BTreeMap::new(),
+        };
+        for (key, built) in value["engines"].entries() {
+            if key == record.engine {
+                record.images.extend(images(built));
+            } else {
+                record.elsewhere.insert(key.to_string(), images(built));
+            }
+        }
+        Ok(record)
+    }
+
+    fn to_json(&self) -> String {
+        let json = |images: &Images| -> BTreeMap<String, Vec<String>> {
+            images
+                .iter()
+                .map(|(id, tags)| (id.clone(), tags.iter().cloned().collect()))
+                .collect()
+        };
+        let mut engines: BTreeMap<&str, BTreeMap<String, Vec<String>>> = self
+            .elsewhere
+            .iter()
+            .map(|(key, images)| (key.as_str(), json(images)))
+            .collect();
+        engines.insert(&self.engine, json(&self.images));
+        engines.retain(|_, images| !images.is_empty());
+        object! {
+            "checkout": self.checkout.as_str(),
+            "engines": engines,
+        }
+        .pretty(2)
+            + "\n"
     }
 
     pub fn save(&self, ctx: &Ctx, paths: &Paths) -> Result<()> {
         let path = paths.record();
-        let images = self.images.iter().map(|(id, tags)| {
-            let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
-            (id, tags)
-        });
-        let value = object! {
-            "checkout": self.checkout.as_str(),
-            "images": images.collect::<BTreeMap<_, _>>(),
-        };
-        let text = value.pretty(2) + "\n";
+        let text = self.to_json();
         ctx.change(format!("record what was built in {path}"), || {
             fsx::write_atomic(&path, text.as_bytes())
         })
@@ -147,4 +191,33 @@ pub enum Superseded {
     Stays,
     /// Tagged elsewhere, or not ours: left alone.
     Kept,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engines_are_kept_apart_and_old_records_read() {
+        let old = r#"{"checkout": "c1", "images": {"sha256:a": ["t:1"]}}"#;
+        let mut here = Record::parse(old, "unix:///var/run/docker.sock".into()).unwrap();
+        assert_eq!(here.checkout, "c1");
+        assert_eq!(here.images["sha256:a"], BTreeSet::from(["t:1".to_string()]));
+        let text = here.to_json();
+        // Another engine sees none of it, and keeps it as it is.
+        let mut there = Record::parse(&text, "ssh://build-box".into()).unwrap();
+        assert!(there.images.is_empty());
+        there
+            .images
+            .insert("sha256:a".into(), BTreeSet::from(["t:2".into()]));
+        here = Record::parse(&there.to_json(), "unix:///var/run/docker.sock".into()).unwrap();
+        assert_eq!(here.images["sha256:a"], BTreeSet::from(["t:1".to_string()]));
+        assert_eq!(
+            here.elsewhere["ssh://build-box"]["sha256:a"],
+            BTreeSet::from(["t:2".to_string()])
+        );
+        // An engine with nothing left is not written.
+        here.images.clear();
+        assert!(!here.to_json().contains("docker.sock"));
+    }
 }
