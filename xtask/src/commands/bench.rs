@@ -310,12 +310,6 @@ impl<'a> Bench<'a> {
             }
             _ => None,
         };
-        if who == Contender::DirectRemote {
-            // A source no image was built from yet: the same commit and source would give the
-            // local row's image ID (direct is reproducible), and the checkout's one record would
-            // lose the local image when the remote one is superseded.
-            self.edit()?;
-        }
         let mut row = Row {
             name: who.name(),
             ..Row::default()
