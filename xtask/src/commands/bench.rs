@@ -389,7 +389,7 @@ impl<'a> Bench<'a> {
                 }
                 let _cache = sh.push_env("GOCACHE", &cache);
                 let out = ws.target().join("limit-main");
-                gobuild::build(ctx, &self.go, &ws.gopath(), &app, &out, None, "bench")?;
+                gobuild::start(ctx, &self.go, &ws.gopath(), &app, &out, None, "bench")?.wait()?;
             }
             Contender::Ours {
                 strategy,

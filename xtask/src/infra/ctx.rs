@@ -134,7 +134,8 @@ impl Ctx {
 
     /// A pipeline or a command fed from bytes, as duct builds it; `shown` is what is echoed.
     pub fn run_expr(&self, shown: &str, expr: duct::Expression) -> Result<()> {
-        self.exec_expr(Kind::Change, Stdout::Null, None, shown, expr)
+        self.start_expr(Kind::Change, Stdout::Null, None, shown, expr)?
+            .wait()
             .map(drop)
     }
 
@@ -211,18 +212,7 @@ impl Ctx {
         cmd: Cmd<'_>,
     ) -> Result<Vec<u8>> {
         let (shown, expr) = with_env(env, cmd);
-        self.exec_expr(kind, stdout, timeout, &shown, expr)
-    }
-
-    fn exec_expr(
-        &self,
-        kind: Kind,
-        stdout: Stdout,
-        timeout: Option<Duration>,
-        shown: &str,
-        expr: duct::Expression,
-    ) -> Result<Vec<u8>> {
-        self.start_expr(kind, stdout, timeout, shown, expr)?.wait()
+        self.start_expr(kind, stdout, timeout, &shown, expr)?.wait()
     }
 
     /// A change that runs in the background while the xtask does other work (`go build` while

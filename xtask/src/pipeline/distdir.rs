@@ -138,7 +138,7 @@ impl HostBuild {
             let (gopath, app) = (paths.gopath(), paths.gopath_app());
             for &platform in platforms {
                 let out = tmp.path().join(gobuild::platform_binary(platform));
-                gobuild::build(ctx, go, &gopath, &app, &out, Some(platform), version)?;
+                gobuild::start(ctx, go, &gopath, &app, &out, Some(platform), version)?.wait()?;
             }
             Ok(())
         })();

@@ -73,23 +73,9 @@ pub fn go_env(go: &Go, gopath: &Utf8Path) -> Vec<(&'static str, String)> {
     env
 }
 
-/// `go build` of the app in `app_dir` (inside `gopath`) into `out`, for `platform` (None: the
-/// host's architecture).
-pub fn build(
-    ctx: &Ctx,
-    go: &Go,
-    gopath: &Utf8Path,
-    app_dir: &Utf8Path,
-    out: &Utf8Path,
-    platform: Option<Platform>,
-    version: &str,
-) -> Result<()> {
-    start(ctx, go, gopath, app_dir, out, platform, version)?
-        .wait()
-        .map(drop)
-}
-
-/// `build` in the background (while the xtask asks the engine): `wait` for it.
+/// Starts `go build` of the app in `app_dir` (inside `gopath`) into `out`, for `platform` (None:
+/// the host's architecture). It runs in the background (the xtask can ask the engine meanwhile):
+/// `wait` for it.
 pub fn start(
     ctx: &Ctx,
     go: &Go,
