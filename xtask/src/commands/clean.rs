@@ -76,13 +76,7 @@ impl flags::Clean {
             tally.remove(ctx, "", id);
         }
         // What an interrupted build left: dangling, ours, without the title its last step sets.
-        let leftovers = docker::images(
-            ctx,
-            &[
-                docker::label_filter(project::LABEL_PROJECT, project::APP),
-                "dangling=true".into(),
-            ],
-        )?;
+        let leftovers = docker::images(ctx, &docker::project_dangling_filters())?;
         for id in leftovers {
             if docker::label(ctx, &id, project::OCI_TITLE).is_none() && !docker::in_use(ctx, &id) {
                 tally.remove(ctx, "", &id);

@@ -193,7 +193,7 @@ impl Facts {
         let sh = &ctx.sh;
         let format = "{{.Id}} {{.Size}}";
         let inspect = ctx.start_read(cmd!(sh, "docker image inspect --format {format} {tag}"))?;
-        let dangling = docker::images_start(ctx, &dangling_filter())?;
+        let dangling = docker::images_start(ctx, &docker::project_dangling_filters())?;
         let out = inspect
             .wait_text()
             .with_context(|| format!("inspecting {tag} after the build"))?;
@@ -205,13 +205,6 @@ impl Facts {
             dangling: docker::images_wait(dangling)?.len(),
         })
     }
-}
-
-fn dangling_filter() -> [String; 2] {
-    [
-        docker::label_filter(project::LABEL_PROJECT, project::APP),
-        "dangling=true".into(),
-    ]
 }
 
 /// `dist/` on the host (its build started already, the engine asked meanwhile) or, without host
@@ -235,10 +228,7 @@ fn direct(
     };
     let meta = Meta::of_checkout(ctx, &paths.root, version, &go_version, builder_image);
     // One query, while the build runs: what the tag names, our images, the dangling ones.
-    let ours = docker::ImageList::ask(
-        ctx,
-        &[docker::label_filter(project::LABEL_PROJECT, project::APP)],
-    )?;
+    let ours = docker::ImageList::ask(ctx, &[docker::project_filter()])?;
     let previous = ours.id_of(&flags::ImageRef(tag.to_string()).familiar());
     let mut dangling = ours.dangling();
     // The host's binary is read where it was built: dist/ is swapped in while the engine loads,
@@ -374,7 +364,7 @@ fn build(
 /// newest one keeps its layers as the next build's cache; the one it replaces goes.
 fn keep_builder_stage(ctx: &Ctx, record: &mut Record, builder_tag: &str) -> Result<()> {
     let filters = [
-        docker::label_filter(project::LABEL_PROJECT, project::APP),
+        docker::project_filter(),
         docker::label_filter(project::LABEL_STAGE, project::STAGE_BUILDER),
         "dangling=true".to_string(),
     ];

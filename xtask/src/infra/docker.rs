@@ -237,6 +237,17 @@ pub fn inspect(ctx: &Ctx, reference: &str, format: &str) -> Option<String> {
     ))
 }
 
+/// The filter for the project's images (containers and derived images carry it too: it proves
+/// nothing about ownership, the record does).
+pub fn project_filter() -> String {
+    label_filter(project::LABEL_PROJECT, project::APP)
+}
+
+/// The filters for the project's dangling images.
+pub fn project_dangling_filters() -> [String; 2] {
+    [project_filter(), "dangling=true".into()]
+}
+
 /// Images as one `docker image ls --all` lists them: ID and `repository:tag` (a line per tag,
 /// `:<none>` for an untagged image).
 pub struct ImageList(Vec<(String, String)>);

@@ -133,12 +133,15 @@ impl Image {
         }
     }
 
-    /// A docker-archive (what `docker save` writes and `docker load` reads), tagged `tag`.
-    pub fn docker_archive(&self, tag: &str) -> Result<Vec<u8>> {
-        let mut archive = tar::Builder::new(Vec::new());
+    /// Writes a docker-archive (what `docker save` writes and `docker load` reads), tagged `tag`.
+    fn write_docker_archive(&self, out: impl std::io::Write, tag: &str) -> Result<()> {
+        let mut archive = tar::Builder::new(out);
         append_file(&mut archive, ARCHIVE_LAYER, &self.layer, 0o644, 0)?;
         self.append_config_and_manifest(&mut archive, tag)?;
-        Ok(archive.into_inner()?)
+        archive
+            .into_inner()
+            .and_then(|mut out| out.flush())
+            .context("writing the archive to docker load")
     }
 
     /// The rest of a docker-archive, after its layer: the config and manifest.json.
@@ -308,8 +311,7 @@ pub fn assemble_and_load(
         ctx.run_quiet(xshell::cmd!(sh, "docker tag {id} {tag}"))?;
     } else {
         let mut loading = Loading::start(ctx, tag)?;
-        std::io::Write::write_all(&mut loading.archive, &image.docker_archive(tag)?)
-            .context("writing the archive to docker load")?;
+        image.write_docker_archive(&mut loading.archive, tag)?;
         meanwhile(&image)?;
         loading.finish()?;
         return Ok(image);
