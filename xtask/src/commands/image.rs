@@ -71,79 +71,96 @@ impl flags::Image {
             self.app_version.as_ref().map(|v| v.0.as_str()),
         );
         let mut started = Instant::now();
-        // direct with host Go: `go build` runs while the engine and the builder base are asked.
-        let host_build = match strategy {
-            Strategy::Direct => match Go::find(ctx) {
-                Ok(go) => {
-                    glide::vendor(ctx, paths, || Ok(go.clone()))?;
-                    started = Instant::now();
-                    Some((distdir::HostBuild::start(ctx, paths, &go, &version)?, go))
-                }
-                Err(no_go) if handoff::can_build_without_go() => {
+        let work = match strategy {
+            Strategy::Direct => {
+                // With host Go, `go build` runs while the engine and the builder base are asked.
+                let host_build = match Go::find(ctx) {
+                    Ok(go) => {
+                        glide::vendor(ctx, paths, || Ok(go.clone()))?;
+                        started = Instant::now();
+                        Some((distdir::HostBuild::start(ctx, paths, &go, &version)?, go))
+                    }
+                    Err(no_go) if handoff::can_build_without_go() => {
+                        ctx.announce(format!(
+                            "{no_go:#}: the binary comes from the builder image"
+                        ));
+                        None
+                    }
+                    Err(no_go) => return Err(no_go),
+                };
+                // What the tag names, our images, the dangling ones: the first query, which
+                // checks the engine too (direct needs no `docker version`).
+                let ours = docker::ImageList::first(ctx, &[docker::project_filter()])?;
+                let binary = match host_build {
+                    // The load starts now: the engine's first work for it overlaps Go's.
+                    Some((build, go)) => {
+                        Binary::Host(build, go, direct::Loading::start(ctx, tag.as_str())?)
+                    }
+                    None => Binary::Builder(Engine::ensure(ctx)?),
+                };
+                Work::Direct(binary, ours)
+            }
+            _ => {
+                let engine = Engine::ensure(ctx)?;
+                if strategy == Strategy::Multistage && !engine.multistage() {
                     ctx.announce(format!(
-                        "{no_go:#}: the binary comes from the builder image"
+                        "the engine's API {}.{} predates multi-stage builds (1.31): using the dist handoff",
+                        engine.api.0, engine.api.1
                     ));
-                    None
+                    strategy = Strategy::Handoff;
                 }
-                Err(no_go) => return Err(no_go),
-            },
-            _ => None,
+                glide::vendor(ctx, paths, || Go::find(ctx))?;
+                Work::Dockerfile(engine)
+            }
         };
-        let engine = Engine::ensure(ctx)?;
-        if strategy == Strategy::Multistage && !engine.multistage() {
-            ctx.announce(format!(
-                "the engine's API {}.{} predates multi-stage builds (1.31): using the dist handoff",
-                engine.api.0, engine.api.1
-            ));
-            strategy = Strategy::Handoff;
-        }
-        if strategy != Strategy::Direct {
-            glide::vendor(ctx, paths, || Go::find(ctx))?;
-        }
         let base_image = base::builder_base(ctx, self.builder_image.as_ref().map(|i| i.as_str()))?;
         let files = base::base_files(ctx, paths, &record.checkout, &base_image)?;
         let builder_image = base_image.image;
-        let mut built = if strategy == Strategy::Direct {
-            let image = direct(
-                ctx,
-                &engine,
-                &mut record,
-                host_build,
-                &files,
-                &builder_image,
-                &version,
-                tag.as_str(),
-            )?;
-            let (image, facts) = image.unzip();
-            Built {
-                builder: None,
-                image,
-                facts,
+        let mut built = match work {
+            Work::Direct(binary, ours) => {
+                let image = direct(
+                    ctx,
+                    &mut record,
+                    binary,
+                    ours,
+                    &files,
+                    &builder_image,
+                    &version,
+                    tag.as_str(),
+                )?;
+                let (image, facts) = image.unzip();
+                Built {
+                    builder: None,
+                    image,
+                    facts,
+                }
             }
-        } else {
-            started = Instant::now();
-            let (builder, buildkit) = dockerfile::choose_builder(ctx, &engine, self.builder)?;
-            let meta = Meta::of_checkout(
-                ctx,
-                &paths.root,
-                &version,
-                &files.go_version,
-                &builder_image,
-            );
-            let runtime = base::runtime_base(ctx, self.runtime_image.as_ref().map(|i| i.as_str()))?;
-            let plan = Plan::new(builder, buildkit, self.no_cache, &meta, &runtime);
-            build(
-                ctx,
-                &plan,
-                &mut record,
-                strategy,
-                tag.as_str(),
-                self.compress,
-            )?;
-            Built {
-                builder: Some(builder),
-                image: None,
-                facts: None,
+            Work::Dockerfile(engine) => {
+                started = Instant::now();
+                let (builder, buildkit) = dockerfile::choose_builder(ctx, &engine, self.builder)?;
+                let meta = Meta::of_checkout(
+                    ctx,
+                    &paths.root,
+                    &version,
+                    &files.go_version,
+                    &builder_image,
+                );
+                let runtime =
+                    base::runtime_base(ctx, self.runtime_image.as_ref().map(|i| i.as_str()))?;
+                let plan = Plan::new(builder, buildkit, self.no_cache, &meta, &runtime);
+                build(
+                    ctx,
+                    &plan,
+                    &mut record,
+                    strategy,
+                    tag.as_str(),
+                    self.compress,
+                )?;
+                Built {
+                    builder: Some(builder),
+                    image: None,
+                    facts: None,
+                }
             }
         };
         let elapsed = started.elapsed();
@@ -168,6 +185,23 @@ impl flags::Image {
         }
         Ok(())
     }
+}
+
+/// What builds the image: `direct` (with what it knows of the project's images), or a
+/// Dockerfile on the engine. (One a run: its size does not matter.)
+#[allow(clippy::large_enum_variant)]
+enum Work {
+    Direct(Binary, docker::ImageList),
+    Dockerfile(Engine),
+}
+
+/// Where `direct`'s binary comes from.
+#[allow(clippy::large_enum_variant)]
+enum Binary {
+    /// `go build` on the host, running, and the `docker load` that takes the image.
+    Host(distdir::HostBuild, Go, direct::Loading),
+    /// The builder image, as the dist handoff builds it (no host Go).
+    Builder(Engine),
 }
 
 struct Built {
@@ -213,34 +247,32 @@ impl Facts {
 #[allow(clippy::too_many_arguments)]
 fn direct(
     ctx: &Ctx,
-    engine: &Engine,
     record: &mut Record,
-    host_build: Option<(distdir::HostBuild, Go)>,
+    binary: Binary,
+    ours: docker::ImageList,
     files: &BaseFiles,
     builder_image: &str,
     version: &str,
     tag: &str,
 ) -> Result<Option<(Image, Facts)>> {
     let paths = &ctx.paths;
-    let go_version = match &host_build {
-        Some((_, go)) => go.version.clone(),
-        None => files.go_version.clone(),
+    let go_version = match &binary {
+        Binary::Host(_, go, _) => go.version.clone(),
+        Binary::Builder(_) => files.go_version.clone(),
     };
     let meta = Meta::of_checkout(ctx, &paths.root, version, &go_version, builder_image);
-    // One query, while the build runs: what the tag names, our images, the dangling ones.
-    let ours = docker::ImageList::ask(ctx, &[docker::project_filter()])?;
     let previous = ours.id_of(&flags::ImageRef(tag.to_string()).familiar());
     let mut dangling = ours.dangling();
     // The host's binary is read where it was built: dist/ is swapped in while the engine loads,
     // which is ready for it before Go is done.
     let mut loading = None;
-    let staged = match host_build {
-        Some((build, go)) => {
-            loading = Some(direct::Loading::start(ctx, tag)?);
+    let staged = match binary {
+        Binary::Host(build, go, load) => {
+            loading = Some(load);
             Some(build.wait(ctx, paths, &go, &[], version)?)
         }
-        None => {
-            handoff::dist_in_builder(ctx, paths, engine, version)?;
+        Binary::Builder(engine) => {
+            handoff::dist_in_builder(ctx, paths, &engine, version)?;
             None
         }
     };
@@ -262,13 +294,6 @@ fn direct(
                 return Ok(None);
             }
         };
-        // A binary unlike dist/main's makes a new image: it goes to the load started ahead
-        // before its ID is known. Else that load goes unused (it loads nothing).
-        let new = std::fs::read(paths.dist().join(project::BINARY))
-            .ok()
-            .as_deref()
-            != Some(binary.as_slice());
-        let loading = loading.filter(|_| new);
         let content = Content {
             binary: &binary,
             ca_bundle: &ca_bundle,

@@ -25,8 +25,10 @@ pub struct Engine {
     pub client_major: u32,
 }
 
-/// How long the engine has to answer `docker version`.
+/// How long the engine has to answer `docker version` (or the first query that stands for it).
 const ANSWER: Duration = Duration::from_secs(4);
+/// How long a listing of images may take.
+const LIST_ANSWER: Duration = Duration::from_secs(60);
 
 impl Engine {
     /// Multi-stage builds need API 1.31 (Docker 17.05).
@@ -255,14 +257,31 @@ pub struct ImageList(Vec<(String, String)>);
 impl ImageList {
     /// The images that match every filter (`label=…`; `reference=…`, which several widen).
     pub fn ask(ctx: &Ctx, filters: &[String]) -> Result<ImageList> {
+        ImageList::ask_within(ctx, LIST_ANSWER, filters)
+    }
+
+    /// `ask` as a command's first query, which checks the engine too: a `docker version` less (a
+    /// process, and Docker 20.10's engine runs runc and docker-init to answer it). Without an
+    /// answer in time, `Engine::ensure` says why, or starts the local engine and asks again.
+    pub fn first(ctx: &Ctx, filters: &[String]) -> Result<ImageList> {
+        ImageList::ask_within(ctx, ANSWER, filters).or_else(|_| {
+            Engine::ensure(ctx)?;
+            ImageList::ask(ctx, filters)
+        })
+    }
+
+    fn ask_within(ctx: &Ctx, within: Duration, filters: &[String]) -> Result<ImageList> {
         let sh = &ctx.sh;
         let args = filter_args(filters);
         let format = "{{.ID}} {{.Repository}}:{{.Tag}}";
         let out = ctx
-            .read(cmd!(
-                sh,
-                "docker image ls --all --no-trunc --format {format} {args...}"
-            ))
+            .read_within(
+                within,
+                cmd!(
+                    sh,
+                    "docker image ls --all --no-trunc --format {format} {args...}"
+                ),
+            )
             .context("listing images")?;
         Ok(ImageList(
             out.lines()

@@ -179,13 +179,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// A SHA-256 being computed.
-pub struct Sha256(hmac_sha256::Hash);
-
-impl Default for Sha256 {
-    fn default() -> Sha256 {
-        Sha256(hmac_sha256::Hash::new())
-    }
-}
+#[derive(Default)]
+pub struct Sha256(xtask_sha256::Sha256);
 
 impl Sha256 {
     pub fn update(&mut self, bytes: &[u8]) {

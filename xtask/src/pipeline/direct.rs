@@ -56,8 +56,12 @@ fn digest(bytes: &[u8]) -> String {
     format!("sha256:{}", fsx::sha256_hex(bytes))
 }
 
-/// The layer's name in a docker-archive (any name will do: manifest.json points at it).
-const ARCHIVE_LAYER: &str = "layer.tar";
+/// The layer's directory in a docker-archive (as `docker save` writes it; any name will do:
+/// manifest.json points at the layer). It opens the archive, sent when the load starts: the
+/// engine starts unpacking (a process of its own, which takes tens of milliseconds to start)
+/// before the rest comes.
+const ARCHIVE_LAYER_DIR: &str = "layer/";
+const ARCHIVE_LAYER: &str = "layer/layer.tar";
 
 impl Image {
     pub fn assemble(content: &Content<'_>, meta: &Meta, platform: Platform) -> Result<Image> {
@@ -239,12 +243,19 @@ pub struct Loading {
 
 impl Loading {
     pub fn start(ctx: &Ctx, tag: &str) -> Result<Loading> {
-        let (reader, writer) = os_pipe::pipe().context("making a pipe to docker load")?;
+        let (reader, mut writer) = os_pipe::pipe().context("making a pipe to docker load")?;
         let shown = format!("docker load -q < (the docker-archive of {tag}, streamed once built)");
         let load = duct::cmd("docker", ["load", "-q"]).stdin_file(reader);
+        let running = ctx.start_captured(&shown, load)?;
+        // The archive's first entry, now. A load that failed to start fails the archive's writes.
+        let mut opening = header(tar::EntryType::Directory, 0o755, 0, 0);
+        if opening.set_path(ARCHIVE_LAYER_DIR).is_ok() {
+            opening.set_cksum();
+            let _ = std::io::Write::write_all(&mut writer, opening.as_bytes());
+        }
         Ok(Loading {
             archive: std::io::BufWriter::with_capacity(1 << 16, writer),
-            running: ctx.start_captured(&shown, load)?,
+            running,
             tag: tag.to_string(),
         })
     }
@@ -266,9 +277,10 @@ impl Loading {
 
 /// Puts the image of `content` in the engine under `tag` (which names `tag_has` now) and returns
 /// it: no load when the tag names it already, `docker tag` when the engine `has` it, else its
-/// docker-archive streamed to `docker load`. With a `loading` started ahead (the binary is new),
-/// the layer goes to it as it is hashed; a load stopped halfway leaves no image. `meanwhile`
-/// (files to write) runs while the engine works.
+/// docker-archive streamed to `docker load`. With a `loading` started ahead, the layer goes to it
+/// as it is hashed, and the archive stops before its config when the image turns out present (it
+/// loads nothing); a load stopped halfway leaves no image. `meanwhile` (files to write) runs
+/// while the engine works.
 #[allow(clippy::too_many_arguments)]
 pub fn assemble_and_load(
     ctx: &Ctx,
@@ -359,9 +371,16 @@ pub fn runtime_files<'a>(content: &Content<'a>) -> Vec<RuntimeFile<'a>> {
 /// The layer: a tar with entries in a fixed order, owner 0:0, `epoch` as every mtime.
 /// The layer, and the size of its files.
 fn layer(content: &Content<'_>, epoch: u64) -> Result<(Vec<u8>, u64)> {
-    let mut tar = tar::Builder::new(Vec::new());
+    let files = runtime_files(content);
+    // Allocated once: a header and the content padded to 512 bytes an entry, two blocks at the end.
+    let capacity = files
+        .iter()
+        .map(|(_, _, bytes)| 512 + bytes.as_ref().map_or(0, |b| b.len().div_ceil(512) * 512))
+        .sum::<usize>()
+        + 1024;
+    let mut tar = tar::Builder::new(Vec::with_capacity(capacity));
     let mut size = 0;
-    for (path, mode, bytes) in runtime_files(content) {
+    for (path, mode, bytes) in files {
         match bytes {
             Some(bytes) => {
                 size += bytes.len() as u64;
