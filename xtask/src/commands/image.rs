@@ -10,7 +10,10 @@
 //!
 //! Every image built is recorded; the one its tag replaced goes when nothing else refers to it.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
 
 use anyhow::{bail, Context, Result};
 use xshell::cmd;
@@ -88,9 +91,10 @@ impl flags::Image {
                     }
                     Err(no_go) => return Err(no_go),
                 };
-                // What the tag names, our images, the dangling ones: the first query, which
-                // checks the engine too (direct needs no `docker version`).
-                let ours = docker::ImageList::first(ctx, &[docker::project_filter()])?;
+                // The engine's images (the builder base, what the tag names, which IDs the
+                // engine has): the one query during Go's build, which checks the engine too
+                // (direct needs no `docker version`).
+                let present = docker::ImageList::first(ctx, &[])?;
                 let binary = match host_build {
                     // The load starts now: the engine's first work for it overlaps Go's.
                     Some((build, go)) => {
@@ -98,7 +102,7 @@ impl flags::Image {
                     }
                     None => Binary::Builder(Engine::ensure(ctx)?),
                 };
-                Work::Direct(binary, ours)
+                Work::Direct(binary, present)
             }
             _ => {
                 let engine = Engine::ensure(ctx)?;
@@ -113,16 +117,20 @@ impl flags::Image {
                 Work::Dockerfile(engine)
             }
         };
-        let base_image = base::builder_base(ctx, self.builder_image.as_ref().map(|i| i.as_str()))?;
+        let requested = self.builder_image.as_ref().map(|i| i.as_str());
+        let base_image = match &work {
+            Work::Direct(_, present) => base::builder_base_among(ctx, requested, present)?,
+            Work::Dockerfile(_) => base::builder_base(ctx, requested)?,
+        };
         let files = base::base_files(ctx, paths, &record.checkout, &base_image)?;
         let builder_image = base_image.image;
         let mut built = match work {
-            Work::Direct(binary, ours) => {
+            Work::Direct(binary, present) => {
                 let image = direct(
                     ctx,
                     &mut record,
                     binary,
-                    ours,
+                    present,
                     &files,
                     &builder_image,
                     &version,
@@ -187,7 +195,7 @@ impl flags::Image {
     }
 }
 
-/// What builds the image: `direct` (with what it knows of the project's images), or a
+/// What builds the image: `direct` (with the engine's images, as listed while Go builds), or a
 /// Dockerfile on the engine. (One a run: its size does not matter.)
 #[allow(clippy::large_enum_variant)]
 enum Work {
@@ -249,7 +257,7 @@ fn direct(
     ctx: &Ctx,
     record: &mut Record,
     binary: Binary,
-    ours: docker::ImageList,
+    present: docker::ImageList,
     files: &BaseFiles,
     builder_image: &str,
     version: &str,
@@ -261,8 +269,7 @@ fn direct(
         Binary::Builder(_) => files.go_version.clone(),
     };
     let meta = Meta::of_checkout(ctx, &paths.root, version, &go_version, builder_image);
-    let previous = ours.id_of(&flags::ImageRef(tag.to_string()).familiar());
-    let mut dangling = ours.dangling();
+    let previous = present.id_of(&flags::ImageRef(tag.to_string()).familiar());
     // The host's binary is read where it was built: dist/ is swapped in while the engine loads,
     // which is ready for it before Go is done.
     let mut loading = None;
@@ -298,10 +305,15 @@ fn direct(
             binary: &binary,
             ca_bundle: &ca_bundle,
         };
-        let mut made = None;
+        let (mut made, mut dangling) = (None, None);
         let (_, superseded) = record.tagged_from(ctx, paths, tag, previous, |now| {
-            let has = |id: &str| ours.has(id);
+            let has = |id: &str| present.has(id);
             let meanwhile = |image: &Image| {
+                // The project's dangling images, for the summary, asked while the engine loads.
+                dangling = Some(docker::images_start(
+                    ctx,
+                    &docker::project_dangling_filters(),
+                )?);
                 if let Some(staged) = staged {
                     staged.publish(ctx, paths)?;
                 }
@@ -323,6 +335,12 @@ fn direct(
             Ok(id)
         })?;
         let image = made.context("no image was made")?;
+        // Listed while the engine loaded: before or after the tag moved, and before the
+        // superseded image went.
+        let mut dangling: BTreeSet<String> = match dangling {
+            Some(listing) => docker::images_wait(listing)?.into_iter().collect(),
+            None => BTreeSet::new(),
+        };
         dangling.remove(&image.id);
         if let Some((prev, outcome)) = superseded {
             if outcome == Superseded::Stays {

@@ -2,7 +2,7 @@
 //! the current context, a rootless socket), what it can build with, the image queries the steps
 //! share, and temporary containers that go however a step ends.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use xshell::cmd;
@@ -250,12 +250,13 @@ pub fn project_dangling_filters() -> [String; 2] {
     [project_filter(), "dangling=true".into()]
 }
 
-/// Images as one `docker image ls --all` lists them: ID and `repository:tag` (a line per tag,
-/// `:<none>` for an untagged image).
+/// Images as one `docker image ls` lists them (without the intermediate images of builds): ID
+/// and `repository:tag` (a line per tag, `<none>:<none>` for an untagged image).
 pub struct ImageList(Vec<(String, String)>);
 
 impl ImageList {
-    /// The images that match every filter (`label=…`; `reference=…`, which several widen).
+    /// The images that match every filter (`label=…`; `reference=…`, which several widen); all
+    /// of them without one.
     pub fn ask(ctx: &Ctx, filters: &[String]) -> Result<ImageList> {
         ImageList::ask_within(ctx, LIST_ANSWER, filters)
     }
@@ -277,10 +278,7 @@ impl ImageList {
         let out = ctx
             .read_within(
                 within,
-                cmd!(
-                    sh,
-                    "docker image ls --all --no-trunc --format {format} {args...}"
-                ),
+                cmd!(sh, "docker image ls --no-trunc --format {format} {args...}"),
             )
             .context("listing images")?;
         Ok(ImageList(
@@ -301,15 +299,6 @@ impl ImageList {
             .iter()
             .find(|(_, r)| r == tag)
             .map(|(i, _)| i.clone())
-    }
-
-    /// The untagged ones: what `--filter dangling=true` lists.
-    pub fn dangling(&self) -> BTreeSet<String> {
-        self.0
-            .iter()
-            .filter(|(_, r)| r.ends_with(":<none>"))
-            .map(|(i, _)| i.clone())
-            .collect()
     }
 }
 

@@ -28,6 +28,23 @@ pub struct Base {
 /// else the local one when the engine has it (one query for both), else the official one pulled,
 /// else the local one made now. The local one is announced.
 pub fn builder_base(ctx: &Ctx, requested: Option<&str>) -> Result<Base> {
+    let candidates = match requested {
+        Some(image) => vec![image],
+        None => vec![project::DEFAULT_BUILDER_IMAGE, project::LOCAL_BUILDER_IMAGE],
+    };
+    let filters: Vec<String> = candidates
+        .iter()
+        .map(|r| format!("reference={r}"))
+        .collect();
+    builder_base_among(ctx, requested, &docker::ImageList::ask(ctx, &filters)?)
+}
+
+/// `builder_base`, where `present` lists the engine's images (all of them, or the candidates).
+pub fn builder_base_among(
+    ctx: &Ctx,
+    requested: Option<&str>,
+    present: &docker::ImageList,
+) -> Result<Base> {
     let base = |image: &str, id: String| Base {
         image: image.to_string(),
         id,
@@ -38,7 +55,11 @@ pub fn builder_base(ctx: &Ctx, requested: Option<&str>) -> Result<Base> {
             .flatten()
     };
     if let Some(image) = requested {
-        if let Some(id) = docker::image_id(ctx, image).or_else(|| pulled(image)) {
+        // Not listed as `docker images` shows it (an ID, a digest): the engine is asked.
+        let id = present
+            .id_of(image)
+            .or_else(|| docker::image_id(ctx, image));
+        if let Some(id) = id.or_else(|| pulled(image)) {
             return Ok(base(image, id));
         }
         bail!(
@@ -48,8 +69,6 @@ pub fn builder_base(ctx: &Ctx, requested: Option<&str>) -> Result<Base> {
         );
     }
     let (official, local) = (project::DEFAULT_BUILDER_IMAGE, project::LOCAL_BUILDER_IMAGE);
-    let present =
-        docker::ImageList::ask(ctx, &[official, local].map(|r| format!("reference={r}")))?;
     match [official, local].map(|r| present.id_of(r)) {
         [Some(id), _] => return Ok(base(official, id)),
         [None, Some(id)] => {
