@@ -262,10 +262,11 @@ mod tests {
 
     #[test]
     #[cfg(target_arch = "x86_64")]
-    fn the_hardware_path_is_tested_where_the_cpu_has_it() {
-        // Says so when it is not: the comparisons above then test the portable code twice.
-        if !hardware::available() {
-            eprintln!("this CPU has no SHA extensions: only the portable code was tested");
+    fn the_sha_extensions_are_used_where_the_cpu_has_them() {
+        let hardware = hardware::available();
+        assert_eq!(matches!(Sha256::default().0, Engine::Hardware(_)), hardware);
+        if !hardware {
+            eprintln!("this CPU has no SHA extensions: the comparisons tested the portable code");
         }
     }
 }

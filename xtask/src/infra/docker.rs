@@ -252,6 +252,7 @@ pub fn project_dangling_filters() -> [String; 2] {
 
 /// Images as one `docker image ls` lists them (without the intermediate images of builds): ID
 /// and `repository:tag` (a line per tag, `<none>:<none>` for an untagged image).
+#[derive(Default)]
 pub struct ImageList(Vec<(String, String)>);
 
 impl ImageList {

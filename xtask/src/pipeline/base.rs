@@ -28,15 +28,15 @@ pub struct Base {
 /// else the local one when the engine has it (one query for both), else the official one pulled,
 /// else the local one made now. The local one is announced.
 pub fn builder_base(ctx: &Ctx, requested: Option<&str>) -> Result<Base> {
-    let candidates = match requested {
-        Some(image) => vec![image],
-        None => vec![project::DEFAULT_BUILDER_IMAGE, project::LOCAL_BUILDER_IMAGE],
+    let present = match requested {
+        Some(_) => docker::ImageList::default(), // the engine is asked for that one below
+        None => docker::ImageList::ask(
+            ctx,
+            &[project::DEFAULT_BUILDER_IMAGE, project::LOCAL_BUILDER_IMAGE]
+                .map(|r| format!("reference={r}")),
+        )?,
     };
-    let filters: Vec<String> = candidates
-        .iter()
-        .map(|r| format!("reference={r}"))
-        .collect();
-    builder_base_among(ctx, requested, &docker::ImageList::ask(ctx, &filters)?)
+    builder_base_among(ctx, requested, &present)
 }
 
 /// `builder_base`, where `present` lists the engine's images (all of them, or the candidates).
@@ -55,7 +55,7 @@ pub fn builder_base_among(
             .flatten()
     };
     if let Some(image) = requested {
-        // Not listed as `docker images` shows it (an ID, a digest): the engine is asked.
+        // Not listed (or not as `docker images` shows it: an ID, a digest): the engine is asked.
         let id = present
             .id_of(image)
             .or_else(|| docker::image_id(ctx, image));
