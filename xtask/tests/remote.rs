@@ -41,6 +41,37 @@ fn every_strategy_and_the_dist_fallback_work_on_a_remote_engine() {
     );
 
     let env = [("DOCKER_HOST", remote.host.as_str())];
+    // `direct` without Go, first on that engine: the binary from the builder image gives the same
+    // image ID, and the builder image it made there is on record for that engine.
+    let mut cmd = ws.command(&[
+        "image",
+        "--offline",
+        "--no-setup",
+        "--strategy",
+        "direct",
+        "--tag",
+        &tag,
+    ]);
+    cmd.env("DOCKER_HOST", &remote.host)
+        .env("PATH", ws.path_without(&["go"]));
+    let run = common::with_tmpfs_over(&[&common::go_root()], &cmd).ok();
+    assert!(
+        run.stderr
+            .contains("the binary comes from the builder image"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.image_id(),
+        local_direct,
+        "direct without Go gives another image ID"
+    );
+    let record = std::fs::read_to_string(ws.path("target/xtask/record.json")).unwrap();
+    let on_remote = jzon::parse(&record).unwrap()["engines"][remote.host.as_str()].dump();
+    assert!(
+        on_remote.contains("go-docker-prod-builder:latest") && on_remote.contains(&local_direct),
+        "the record lacks what direct made on the remote engine: {record}"
+    );
     for (strategy, builder) in common::strategies() {
         let what = format!("{strategy} on {}", builder.unwrap_or("-"));
         let mut args = vec![

@@ -7,7 +7,7 @@ use anyhow::Result;
 use crate::{
     flags,
     infra::{ctx::Ctx, docker::Engine, tools::Go},
-    pipeline::{distdir, glide, gobuild, handoff},
+    pipeline::{base, distdir, glide, gobuild, handoff, record::Record},
 };
 
 impl flags::Dist {
@@ -33,7 +33,18 @@ impl flags::Dist {
                 ctx.announce(
                     "no Go on this host: building in the builder image and copying the binary out",
                 );
-                handoff::dist_in_builder(ctx, paths, &engine, &version)?;
+                let mut record = Record::load(ctx, paths)?;
+                let base_image = base::builder_base(ctx, None)?;
+                let files = base::base_files(ctx, paths, &record.checkout, &base_image)?;
+                handoff::dist_in_builder(
+                    ctx,
+                    paths,
+                    &engine,
+                    &mut record,
+                    &files,
+                    &base_image.image,
+                    &version,
+                )?;
             }
             Err(no_go) => return Err(no_go),
         }

@@ -87,6 +87,8 @@ impl flags::Image {
                         ctx.announce(format!(
                             "{no_go:#}: the binary comes from the builder image"
                         ));
+                        // The builder image takes vendor/ as the host build would.
+                        glide::vendor(ctx, paths, || Err(anyhow::anyhow!("{no_go:#}")))?;
                         None
                     }
                     Err(no_go) => return Err(no_go),
@@ -279,7 +281,7 @@ fn direct(
             Some(build.wait(ctx, paths, &go, &[], version)?)
         }
         Binary::Builder(engine) => {
-            handoff::dist_in_builder(ctx, paths, &engine, version)?;
+            handoff::dist_in_builder(ctx, paths, &engine, record, files, builder_image, version)?;
             None
         }
     };

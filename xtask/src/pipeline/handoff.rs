@@ -12,7 +12,8 @@ use crate::{
         tools,
     },
     pipeline::{
-        base, distdir,
+        base::BaseFiles,
+        distdir,
         dockerfile::{self, Plan},
         meta::Meta,
         record::Record,
@@ -97,19 +98,19 @@ pub fn build_runtime(
     })
 }
 
-/// `dist/main` on a host without Go: built in the default builder image, copied out.
-pub fn dist_in_builder(ctx: &Ctx, paths: &Paths, engine: &Engine, version: &str) -> Result<()> {
-    let mut record = Record::load(ctx, paths)?;
+/// `dist/main` on a host without Go: built in the builder image made over the base `files` came
+/// from (`builder_image`), copied out; that builder image is recorded in `record`.
+pub fn dist_in_builder(
+    ctx: &Ctx,
+    paths: &Paths,
+    engine: &Engine,
+    record: &mut Record,
+    files: &BaseFiles,
+    builder_image: &str,
+    version: &str,
+) -> Result<()> {
     let (builder, buildkit) = dockerfile::choose_builder(ctx, engine, None)?;
-    let base_image = base::builder_base(ctx, None)?;
-    let files = base::base_files(ctx, paths, &record.checkout, &base_image)?;
-    let meta = Meta::of_checkout(
-        ctx,
-        &paths.root,
-        version,
-        &files.go_version,
-        &base_image.image,
-    );
+    let meta = Meta::of_checkout(ctx, &paths.root, version, &files.go_version, builder_image);
     let plan = Plan::new(
         builder,
         buildkit,
@@ -118,7 +119,7 @@ pub fn dist_in_builder(ctx: &Ctx, paths: &Paths, engine: &Engine, version: &str)
         project::DEFAULT_RUNTIME_IMAGE,
     );
     let builder_tag = crate::flags::ImageRef(project::DEFAULT_TAG.into()).builder_tag();
-    to_dist(ctx, paths, &plan, &mut record, &builder_tag, false)
+    to_dist(ctx, paths, &plan, record, &builder_tag, false)
 }
 
 /// Whether `dist/` can be made on this host without Go (the container fallback).
