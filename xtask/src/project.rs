@@ -171,6 +171,11 @@ impl Paths {
     pub fn record(&self) -> Utf8PathBuf {
         self.xtask_dir().join("record.json")
     }
+    /// The engines that cannot load an image whose layer they have by reference (`direct`'s
+    /// load), one key a line: they get whole archives.
+    pub fn whole_loads(&self) -> Utf8PathBuf {
+        self.xtask_dir().join("whole-loads")
+    }
     /// The OCI image layout `--strategy direct` writes.
     pub fn oci_layout(&self) -> Utf8PathBuf {
         self.xtask_dir().join("oci")

@@ -309,51 +309,55 @@ fn ctrl_c_during_the_direct_load_leaves_no_partial_image() {
     let tag = ws.tag.clone();
     ws.xtask(&["image", "--offline", "--strategy", "direct", "--tag", &tag])
         .ok();
-    let before = docker(&["image", "inspect", "--format", "{{.Id}}", &tag]);
-    let layout = fs::read(ws.path("target/xtask/oci/index.json")).unwrap();
-    // A new version, so that a new image is assembled and loaded; stopped as the load starts.
-    let (mut child, rx) = spawn(
-        &ws,
-        &[
-            "image",
-            "--offline",
-            "--strategy",
-            "direct",
-            "--tag",
-            &tag,
-            "--app-version",
-            "x2",
-        ],
-        &[],
-    );
-    wait_for(&rx, "==> image (direct");
-    ctrl_c(&child);
-    let status = child.wait().unwrap();
-    let log = rest(rx);
-    assert!(matches!(status.code(), Some(130) | Some(0)), "{log}");
-    let after = docker(&["image", "inspect", "--format", "{{.Id}}", &tag]);
-    if status.code() == Some(130) {
-        assert_eq!(
-            after, before,
-            "the tag moved although the build was stopped:\n{log}"
+    let mut before = docker(&["image", "inspect", "--format", "{{.Id}}", &tag]);
+    // A new version each time, so that a new image is assembled and loaded; stopped while Go
+    // links (the engine holds the start of the layer's import), and as the image is sent.
+    for (round, stop_at) in ["$ docker import", "==> image (direct"].iter().enumerate() {
+        let version = format!("x{round}");
+        let (mut child, rx) = spawn(
+            &ws,
+            &[
+                "image",
+                "--offline",
+                "--strategy",
+                "direct",
+                "--tag",
+                &tag,
+                "--app-version",
+                &version,
+            ],
+            &[],
         );
+        wait_for(&rx, stop_at);
+        ctrl_c(&child);
+        let status = child.wait().unwrap();
+        let log = rest(rx);
+        assert!(matches!(status.code(), Some(130) | Some(0)), "{log}");
+        let after = docker(&["image", "inspect", "--format", "{{.Id}}", &tag]);
+        if status.code() == Some(130) {
+            assert_eq!(
+                after, before,
+                "the tag moved although the build was stopped at {stop_at}:\n{log}"
+            );
+        }
+        before = after;
+        // The layout is whole: the old one or the new one, never a mix.
+        let index = fs::read(ws.path("target/xtask/oci/index.json")).unwrap();
+        let parsed = json(&index);
+        let digest = parsed["manifests"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:")
+            .to_string();
+        assert!(
+            ws.path(&format!("target/xtask/oci/blobs/sha256/{digest}"))
+                .is_file(),
+            "index names a missing manifest"
+        );
+        assert_no_scratch(&ws);
+        // No image of ours half-made: neither the import's nor the load's.
+        assert!(dangling(None).is_empty(), "stopped at {stop_at}:\n{log}");
     }
-    // The layout is whole: the old one or the new one, never a mix.
-    let index = fs::read(ws.path("target/xtask/oci/index.json")).unwrap();
-    let parsed = json(&index);
-    let digest = parsed["manifests"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("sha256:")
-        .to_string();
-    assert!(
-        ws.path(&format!("target/xtask/oci/blobs/sha256/{digest}"))
-            .is_file(),
-        "index names a missing manifest"
-    );
-    let _ = layout;
-    assert_no_scratch(&ws);
-    assert!(dangling(None).is_empty());
 }
 
 /// Two xtasks on one checkout: the second waits for the first (here: for the test, which holds

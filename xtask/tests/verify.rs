@@ -1,5 +1,5 @@
-//! `--strategy direct` and `cargo xtask verify`: one image ID from two checkouts, two runs and
-//! `--no-cache`; verify passes on an image built elsewhere and fails, saying where, on an image
+//! `--strategy direct` and `cargo xtask verify`: one image ID from two checkouts, two runs,
+//! `--no-cache` and either way of loading; verify passes on an image built elsewhere and fails, saying where, on an image
 //! whose source differs from its labels.
 
 mod common;
@@ -68,6 +68,19 @@ fn direct_gives_one_image_id_and_verify_proves_it() {
             .unwrap(),
     );
     assert_eq!(manifest["config"]["digest"], first.as_str());
+    // Loaded whole, as on an engine that does not take the layer by reference (remembered so in
+    // the checkout): the same image.
+    docker(&["image", "rm", &tag]);
+    std::fs::write(
+        b.path("target/xtask/whole-loads"),
+        xtask::infra::docker::engine_key() + "\n",
+    )
+    .unwrap();
+    let whole = b
+        .xtask(&["image", "--offline", "--strategy", "direct", "--tag", &tag])
+        .ok();
+    assert_eq!(whole.image_id(), first, "loaded whole, another image");
+    assert!(!whole.stderr.contains("docker import"), "{}", whole.stderr);
 
     // verify in checkout A proves the image B built.
     let run = a.xtask(&["verify", &tag]).ok();

@@ -76,12 +76,16 @@ impl flags::Image {
         let mut started = Instant::now();
         let work = match strategy {
             Strategy::Direct => {
-                // With host Go, `go build` runs while the engine and the builder base are asked.
+                // With host Go, `go build` runs while the engine and the builder base are asked,
+                // once it links: Go's compile keeps both cores of a small machine busy, its link
+                // about one.
                 let host_build = match Go::find(ctx) {
                     Ok(go) => {
                         glide::vendor(ctx, paths, || Ok(go.clone()))?;
                         started = Instant::now();
-                        Some((distdir::HostBuild::start(ctx, paths, &go, &version)?, go))
+                        let build = distdir::HostBuild::start(ctx, paths, &go, &version)?;
+                        build.until_linking();
+                        Some((build, go))
                     }
                     Err(no_go) if handoff::can_build_without_go() => {
                         ctx.announce(format!(
@@ -98,10 +102,7 @@ impl flags::Image {
                 // (direct needs no `docker version`).
                 let present = docker::ImageList::first(ctx, &[])?;
                 let binary = match host_build {
-                    // The load starts now: the engine's first work for it overlaps Go's.
-                    Some((build, go)) => {
-                        Binary::Host(build, go, direct::Loading::start(ctx, tag.as_str())?)
-                    }
+                    Some((build, go)) => Binary::Host(build, go),
                     None => Binary::Builder(Engine::ensure(ctx)?),
                 };
                 Work::Direct(binary, present)
@@ -208,8 +209,8 @@ enum Work {
 /// Where `direct`'s binary comes from.
 #[allow(clippy::large_enum_variant)]
 enum Binary {
-    /// `go build` on the host, running, and the `docker load` that takes the image.
-    Host(distdir::HostBuild, Go, direct::Loading),
+    /// `go build` on the host, running.
+    Host(distdir::HostBuild, Go),
     /// The builder image, as the dist handoff builds it (no host Go).
     Builder(Engine),
 }
@@ -267,17 +268,18 @@ fn direct(
 ) -> Result<Option<(Image, Facts)>> {
     let paths = &ctx.paths;
     let go_version = match &binary {
-        Binary::Host(_, go, _) => go.version.clone(),
+        Binary::Host(_, go) => go.version.clone(),
         Binary::Builder(_) => files.go_version.clone(),
     };
     let meta = Meta::of_checkout(ctx, &paths.root, version, &go_version, builder_image);
     let previous = present.id_of(&flags::ImageRef(tag.to_string()).familiar());
     // The host's binary is read where it was built: dist/ is swapped in while the engine loads,
-    // which is ready for it before Go is done.
+    // whose work starts now, before Go is done.
     let mut loading = None;
     let staged = match binary {
-        Binary::Host(build, go, load) => {
-            loading = Some(load);
+        Binary::Host(build, go) => {
+            let by_reference = direct::by_reference(ctx);
+            loading = Some(direct::Loading::start(ctx, tag, meta.epoch, by_reference)?);
             Some(build.wait(ctx, paths, &go, &[], version)?)
         }
         Binary::Builder(engine) => {
@@ -308,10 +310,12 @@ fn direct(
             ca_bundle: &ca_bundle,
         };
         let (mut made, mut dangling) = (None, None);
-        let (_, superseded) = record.tagged_from(ctx, paths, tag, previous, |now| {
+        let (_, superseded) = record.tagged_from(ctx, paths, tag, previous, |previous| {
             let has = |id: &str| present.has(id);
             let meanwhile = |image: &Image| {
-                // The project's dangling images, for the summary, asked while the engine loads.
+                // While the engine loads: what the image the tag named is (whether it goes once
+                // the tag has moved), and the project's dangling images, for the summary.
+                previous.ask(ctx)?;
                 dangling = Some(docker::images_start(
                     ctx,
                     &docker::project_dangling_filters(),
@@ -321,29 +325,35 @@ fn direct(
                 }
                 Image::write_layout(ctx, &paths.oci_layout(), &[image], tag).map(drop)
             };
-            let image = direct::assemble_and_load(
+            let loaded = direct::assemble_and_load(
                 ctx,
                 &content,
                 &meta,
                 Platform::host(),
                 tag,
-                now,
+                previous.id(),
                 has,
                 loading,
                 meanwhile,
             )?;
-            let id = image.id.clone();
-            made = Some(image);
+            let id = loaded.image.id.clone();
+            made = Some(loaded);
             Ok(id)
         })?;
-        let image = made.context("no image was made")?;
+        // The import's image went while the superseded one did.
+        let loaded = made.context("no image was made")?;
+        let carrier = loaded.carrier().map(str::to_string);
+        let image = loaded.finish(ctx);
         // Listed while the engine loaded: before or after the tag moved, and before the
-        // superseded image went.
+        // superseded image (and the import's) went.
         let mut dangling: BTreeSet<String> = match dangling {
             Some(listing) => docker::images_wait(listing)?.into_iter().collect(),
             None => BTreeSet::new(),
         };
         dangling.remove(&image.id);
+        if let Some(carrier) = carrier {
+            dangling.remove(&carrier);
+        }
         if let Some((prev, outcome)) = superseded {
             if outcome == Superseded::Stays {
                 dangling.insert(prev);

@@ -53,8 +53,12 @@ enum Stdout {
 enum Kind {
     /// Changes something: echoed, skipped by `--dry-run`, refused after a signal.
     Change,
-    /// Undoes something of ours (a temporary container): runs after a signal too.
+    /// Undoes something of ours (a temporary container): runs after a signal too, and is let
+    /// finish: in a process group of its own, out of reach of the terminal's Ctrl-C.
     Cleanup,
+    /// A change that reads what the xtask writes (`docker load`): it ends when its input does,
+    /// and the xtask decides when: like a clean-up, never stopped by a signal.
+    Fed,
     /// Reads state: quiet, runs under `--dry-run`.
     Query,
 }
@@ -146,11 +150,23 @@ impl Ctx {
         what: impl AsRef<str>,
         f: impl FnOnce() -> Result<T>,
     ) -> Result<Option<T>> {
+        if !self.dry_run {
+            self.check_signal(what.as_ref())?;
+        }
+        self.note(what, f)
+    }
+
+    /// `change` for the bookkeeping of what was done (the record of the images built): done
+    /// after a signal too, so that what exists is on record.
+    pub fn note<T>(
+        &self,
+        what: impl AsRef<str>,
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<Option<T>> {
         if self.dry_run {
             println!("[dry-run] {}", what.as_ref());
             return Ok(None);
         }
-        self.check_signal(what.as_ref())?;
         f().map(Some)
     }
 
@@ -222,10 +238,16 @@ impl Ctx {
         self.start_expr(Kind::Change, Stdout::Inherit, None, &shown, expr)
     }
 
-    /// `start` for a command duct builds (`docker load` fed from a pipe), its output captured
-    /// (shown only when it fails).
-    pub fn start_captured(&self, shown: &str, expr: duct::Expression) -> Result<Running> {
-        self.start_expr(Kind::Change, Stdout::Capture, None, shown, expr)
+    /// `start` for a command fed from a pipe, as duct builds it (`docker load`), its output
+    /// captured (shown when it fails).
+    pub fn start_fed(&self, shown: &str, expr: duct::Expression) -> Result<Running> {
+        self.start_expr(Kind::Fed, Stdout::Capture, None, shown, expr)
+    }
+
+    /// `cleanup` in the background: `wait` for its end (dropped, it is waited for, not stopped).
+    pub fn start_cleanup(&self, cmd: Cmd<'_>) -> Result<Running> {
+        let (shown, expr) = with_env(&[], cmd);
+        self.start_expr(Kind::Cleanup, Stdout::Null, None, &shown, expr)
     }
 
     /// A query in the background: `wait_text` for its answer.
@@ -245,25 +267,32 @@ impl Ctx {
         let mut running = Running {
             shown: shown.to_string(),
             handle: None,
-            stoppable: kind != Kind::Cleanup,
+            stoppable: !matches!(kind, Kind::Cleanup | Kind::Fed),
             deadline: timeout.map(|t| (Instant::now() + t, t)),
         };
+        let changes = matches!(kind, Kind::Change | Kind::Fed);
         if kind != Kind::Query && self.dry_run {
             println!("[dry-run] {shown}");
             return Ok(running);
         }
         // After a signal no new change starts; clean-up, and the queries it needs, still run.
-        if kind == Kind::Change {
+        if changes {
             self.check_signal(shown)?;
         }
         // A signal that comes while this command runs stops it (not a clean-up).
         running.stoppable &= signals::received().is_none();
-        if kind == Kind::Change {
+        if changes {
             eprintln!("$ {shown}");
         }
         // Children never read the terminal (a prompt would hang CI); an inner stdin (bytes fed to
         // `docker load`) wins over this outer one.
         let mut expr = expr.stdin_null().unchecked();
+        if !running.stoppable {
+            expr = expr.before_spawn(|command| {
+                std::os::unix::process::CommandExt::process_group(command, 0);
+                Ok(())
+            });
+        }
         expr = match stdout {
             Stdout::Inherit => expr,
             Stdout::Null => expr.stdout_null(),
@@ -419,12 +448,49 @@ impl Running {
     pub fn wait_text(self) -> Result<String> {
         self.wait().map(text)
     }
+
+    /// Returns once the command has a child process named `name` (`go build` running `link`),
+    /// has ended, or a signal came; at once where /proc does not list children (not Linux).
+    pub fn until_child(&self, name: &str) {
+        let Some(pid) = self.handle.as_ref().and_then(|h| h.pids().first().copied()) else {
+            return;
+        };
+        let named = |child: &str| {
+            std::fs::read_to_string(format!("/proc/{child}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == name)
+        };
+        loop {
+            let running = self
+                .handle
+                .as_ref()
+                .is_some_and(|h| matches!(h.try_wait(), Ok(None)));
+            if !running || signals::received().is_some() {
+                return;
+            }
+            // Its children, thread by thread (a child belongs to the thread that forked it).
+            let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                return;
+            };
+            for thread in threads.flatten() {
+                let Ok(children) = std::fs::read_to_string(thread.path().join("children")) else {
+                    return; // a kernel without CONFIG_PROC_CHILDREN
+                };
+                if children.split_whitespace().any(named) {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(4));
+        }
+    }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
         if let Some(handle) = self.handle.take() {
-            forward(&handle, signals::received().unwrap_or(libc::SIGTERM));
+            // A clean-up is let finish; anything else is stopped.
+            if self.stoppable {
+                forward(&handle, signals::received().unwrap_or(libc::SIGTERM));
+            }
             let stopped = Instant::now();
             while let Ok(None) = handle.wait_timeout(Duration::from_millis(20)) {
                 if stopped.elapsed() > STOP_GRACE {

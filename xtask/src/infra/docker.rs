@@ -232,8 +232,14 @@ pub fn image_id(ctx: &Ctx, reference: &str) -> Option<String> {
 
 /// `docker image inspect --format FORMAT REF`, when the engine has the image.
 pub fn inspect(ctx: &Ctx, reference: &str, format: &str) -> Option<String> {
+    let answer = inspect_start(ctx, reference, format).and_then(Running::wait_text);
+    answer.ok().filter(|a| !a.is_empty())
+}
+
+/// `inspect`, asked in the background.
+pub fn inspect_start(ctx: &Ctx, reference: &str, format: &str) -> Result<Running> {
     let sh = &ctx.sh;
-    ctx.try_read(cmd!(
+    ctx.start_read(cmd!(
         sh,
         "docker image inspect --format {format} {reference}"
     ))

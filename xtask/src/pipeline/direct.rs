@@ -9,14 +9,16 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result};
+use std::io::Write;
+
+use anyhow::{bail, Context, Result};
 use jzon::{array, object, JsonValue};
 
 use crate::{
     flags::Platform,
     infra::{
         ctx::{Ctx, Running},
-        fsx,
+        docker, fsx, signals,
     },
     pipeline::meta::Meta,
     project,
@@ -70,42 +72,6 @@ impl Image {
         Ok(Image::around(layer, layer_digest, size, meta, platform))
     }
 
-    /// `assemble` while writing the image's docker-archive, tagged `tag`, to `out`: the layer goes
-    /// first and is hashed as it is written, so that the reader (`docker load`) works meanwhile.
-    /// Once the image ID is known, `wanted(id)` decides: false stops before the config, and the
-    /// archive, without its manifest, loads nothing. The image, and whether the archive is whole.
-    pub fn assemble_streamed(
-        content: &Content<'_>,
-        meta: &Meta,
-        platform: Platform,
-        tag: &str,
-        out: impl std::io::Write,
-        wanted: impl FnOnce(&str) -> bool,
-    ) -> Result<(Image, bool)> {
-        let (layer, size) = layer(content, meta.epoch)?;
-        let mut archive = tar::Builder::new(out);
-        let mut hash = fsx::Sha256::default();
-        let mut header = header(tar::EntryType::Regular, 0o644, layer.len() as u64, 0);
-        let hashing = Hashing {
-            bytes: &layer,
-            hash: &mut hash,
-        };
-        archive
-            .append_data(&mut header, ARCHIVE_LAYER, hashing)
-            .context("writing the layer to docker load")?;
-        let layer_digest = format!("sha256:{}", hash.hex());
-        let image = Image::around(layer, layer_digest, size, meta, platform);
-        if !wanted(&image.id) {
-            return Ok((image, false));
-        }
-        image.append_config_and_manifest(&mut archive, tag)?;
-        archive
-            .into_inner()
-            .and_then(|mut out| out.flush())
-            .context("writing the archive to docker load")?;
-        Ok((image, true))
-    }
-
     /// The image around a layer: its config and manifest, and their digests.
     fn around(
         layer: Vec<u8>,
@@ -135,17 +101,6 @@ impl Image {
             platform,
             size,
         }
-    }
-
-    /// Writes a docker-archive (what `docker save` writes and `docker load` reads), tagged `tag`.
-    fn write_docker_archive(&self, out: impl std::io::Write, tag: &str) -> Result<()> {
-        let mut archive = tar::Builder::new(out);
-        append_file(&mut archive, ARCHIVE_LAYER, &self.layer, 0o644, 0)?;
-        self.append_config_and_manifest(&mut archive, tag)?;
-        archive
-            .into_inner()
-            .and_then(|mut out| out.flush())
-            .context("writing the archive to docker load")
     }
 
     /// The rest of a docker-archive, after its layer: the config and manifest.json.
@@ -231,56 +186,305 @@ impl Image {
     }
 }
 
-/// A `docker load` waiting for its docker-archive. Started ahead (while Go builds), the CLI, its
-/// connection and the engine's receiving end are ready when the archive comes. Dropped without
-/// an archive, it loads nothing.
+/// How many of the layer's bytes go to `docker import` ahead, while Go builds: part of the first
+/// entry's header (the `etc/` directory, the same whatever the content), enough for the engine to
+/// start its unpacking process, and no whole entry.
+const AHEAD: usize = 100;
+/// The layer's last bytes (the binary's last block and the archive's end) go to the import once
+/// the image is wanted: until then the stream stops inside an entry, and an end there (a stop, a
+/// crash) fails the import, of which the engine keeps nothing.
+const HELD_BACK: usize = 512 + 1024;
+
+type Pipe = std::io::BufWriter<os_pipe::PipeWriter>;
+
+/// The engine's side of `direct`, started while Go builds. Docker unpacks what it is sent in a
+/// process of its own (dockerd run again: tens of milliseconds to start), one per archive it
+/// unpacks; started ahead, they are ready when the binary is.
+/// - By reference: `docker import` takes the layer, then `docker load` a docker-archive of the
+///   config and manifest alone: the engine has the layer by then (by its diff ID), unpacked once.
+///   The import's own image (the carrier) goes after the load.
+/// - Whole: `docker load` takes the whole archive: the engine unpacks the archive, then the
+///   layer, whose process starts only once the whole archive is in.
+///
+/// Dropped before its end, it loads nothing, and the engine keeps nothing.
 pub struct Loading {
-    /// Dropped first: the load reads the end of its input, then stops.
-    archive: std::io::BufWriter<os_pipe::PipeWriter>,
-    running: Running,
+    /// The docker-archive, its first entry sent. Dropped unfinished, it ends without
+    /// manifest.json: nothing loads.
+    load: Feed<tar::Builder<Pipe>>,
+    /// By reference: the layer's import, and the bytes it was sent ahead.
+    import: Option<(Feed<Pipe>, Vec<u8>)>,
     tag: String,
 }
 
-impl Loading {
-    pub fn start(ctx: &Ctx, tag: &str) -> Result<Loading> {
-        let (reader, mut writer) = os_pipe::pipe().context("making a pipe to docker load")?;
-        let shown = format!("docker load -q < (the docker-archive of {tag}, streamed once built)");
-        let load = duct::cmd("docker", ["load", "-q"]).stdin_file(reader);
-        let running = ctx.start_captured(&shown, load)?;
-        // The archive's first entry, now. A load that failed to start fails the archive's writes.
-        let mut opening = header(tar::EntryType::Directory, 0o755, 0, 0);
-        if opening.set_path(ARCHIVE_LAYER_DIR).is_ok() {
-            opening.set_cksum();
-            let _ = std::io::Write::write_all(&mut writer, opening.as_bytes());
-        }
-        Ok(Loading {
-            archive: std::io::BufWriter::with_capacity(1 << 16, writer),
+/// A docker CLI reading what we write.
+struct Feed<W> {
+    /// Dropped first: the CLI reads the end of its input, then stops.
+    input: W,
+    running: Running,
+}
+
+impl Feed<Pipe> {
+    /// Starts `docker ARGS` reading a pipe, and sends it `first`.
+    fn start(ctx: &Ctx, shown: &str, args: &[&str], first: &[u8]) -> Result<Feed<Pipe>> {
+        let (reader, mut writer) = os_pipe::pipe().context("making a pipe to the docker CLI")?;
+        let running = ctx.start_fed(shown, duct::cmd("docker", args).stdin_file(reader))?;
+        // A CLI that failed to start fails the later writes, and says why when waited for.
+        let _ = std::io::Write::write_all(&mut writer, first);
+        Ok(Feed {
+            input: std::io::BufWriter::with_capacity(1 << 16, writer),
             running,
-            tag: tag.to_string(),
         })
     }
 
-    /// Waits until the engine has loaded what was written.
-    fn finish(self) -> Result<()> {
-        let Loading {
-            archive,
-            running,
-            tag,
-        } = self;
-        drop(archive);
+    /// Ends the input: the CLI finishes (`wait_text` for its output).
+    fn end(self) -> Running {
+        let Feed { input, running } = self;
+        // A failed write is the CLI's failure: its own error says more.
+        drop(input.into_inner());
         running
+    }
+}
+
+impl Feed<tar::Builder<Pipe>> {
+    /// Ends the archive, then waits for `docker load`.
+    fn finish(self, tag: &str) -> Result<()> {
+        let Feed { input, running } = self;
+        let ended = input.into_inner().and_then(|mut pipe| pipe.flush());
+        let loaded = running
             .wait()
-            .with_context(|| format!("loading {tag} into the engine"))
+            .with_context(|| format!("loading {tag} into the engine"));
+        // The CLI's own error says more than a failed write.
+        loaded?;
+        ended
+            .context("writing the archive to docker load")
             .map(drop)
     }
 }
 
+impl Loading {
+    /// The load of `tag` (whole), or by reference: the import of the layer of a commit whose
+    /// time is `epoch`, and the load.
+    pub fn start(ctx: &Ctx, tag: &str, epoch: u64, by_reference: bool) -> Result<Loading> {
+        let import = if by_reference {
+            let ahead = opening(epoch)?;
+            let label = format!("LABEL {}={}", project::LABEL_PROJECT, project::APP);
+            let shown = format!("docker import --change '{label}' - < (the layer of {tag})");
+            let args = ["import", "--change", &label, "-"];
+            Some((Feed::start(ctx, &shown, &args, &ahead)?, ahead))
+        } else {
+            None
+        };
+        Ok(Loading {
+            import,
+            ..Loading::whole(ctx, tag)?
+        })
+    }
+
+    /// The load of `tag`'s whole archive.
+    fn whole(ctx: &Ctx, tag: &str) -> Result<Loading> {
+        let shown = format!("docker load -q < (the docker-archive of {tag}, once built)");
+        let feed = Feed::start(ctx, &shown, &["load", "-q"], &[])?;
+        // The archive's first entry now: the layer's directory, as `docker save` writes it.
+        let mut archive = tar::Builder::new(feed.input);
+        let mut dir = header(tar::EntryType::Directory, 0o755, 0, 0);
+        let _ = archive
+            .append_data(&mut dir, ARCHIVE_LAYER_DIR, std::io::empty())
+            .and_then(|()| archive.get_mut().flush());
+        Ok(Loading {
+            load: Feed {
+                input: archive,
+                running: feed.running,
+            },
+            import: None,
+            tag: tag.to_string(),
+        })
+    }
+
+    /// Sends the layer, hashing it as it goes (the engine works meanwhile). Once the image ID is
+    /// known, `wanted(id)` decides: the rest is sent (the load to finish is returned with the
+    /// image), or nothing more and nothing loads.
+    fn send(
+        mut self,
+        layer: Vec<u8>,
+        size: u64,
+        meta: &Meta,
+        platform: Platform,
+        wanted: &dyn Fn(&str) -> bool,
+    ) -> Result<(Image, Option<Loading>)> {
+        let mut hash = fsx::Sha256::default();
+        let held = match &mut self.import {
+            Some((import, ahead)) => {
+                if !layer.starts_with(ahead) || layer.len() < ahead.len() + HELD_BACK {
+                    bail!("the layer does not begin as its import was told");
+                }
+                hash.update(ahead);
+                let rest = &layer[ahead.len()..layer.len() - HELD_BACK];
+                let mut hashing = Hashing {
+                    bytes: rest,
+                    hash: &mut hash,
+                };
+                std::io::copy(&mut hashing, &mut import.input)
+                    .and_then(|_| import.input.flush())
+                    .context("sending the layer to docker import")?;
+                hash.update(&layer[layer.len() - HELD_BACK..]);
+                HELD_BACK
+            }
+            None => {
+                let mut header = header(tar::EntryType::Regular, 0o644, layer.len() as u64, 0);
+                let hashing = Hashing {
+                    bytes: &layer,
+                    hash: &mut hash,
+                };
+                self.load
+                    .input
+                    .append_data(&mut header, ARCHIVE_LAYER, hashing)
+                    .context("writing the layer to docker load")?;
+                0
+            }
+        };
+        let layer_digest = format!("sha256:{}", hash.hex());
+        let image = Image::around(layer, layer_digest, size, meta, platform);
+        if !wanted(&image.id) {
+            return Ok((image, None));
+        }
+        if let Some((import, _)) = &mut self.import {
+            // The last bytes make the import whole: not after a signal.
+            if let Some(signal) = signals::received() {
+                bail!(
+                    "stopped by {} before the end of the import",
+                    signals::name(signal)
+                );
+            }
+            let held = &image.layer[image.layer.len() - held..];
+            import
+                .input
+                .write_all(held)
+                .context("sending the layer to docker import")?;
+        }
+        Ok((image, Some(self)))
+    }
+
+    /// Ends the import (by reference) and the load; `meanwhile` runs while the engine works.
+    /// By reference: the import's image (the carrier), its removal started. An engine that does
+    /// not take the layer by reference gets the whole archive, and is remembered as one that
+    /// does not.
+    fn finish(
+        self,
+        ctx: &Ctx,
+        image: &Image,
+        meanwhile: impl FnOnce(&Image) -> Result<()>,
+    ) -> Result<Option<(String, Running)>> {
+        let Loading {
+            mut load,
+            import,
+            tag,
+        } = self;
+        let Some((import, _)) = import else {
+            image.append_config_and_manifest(&mut load.input, &tag)?;
+            meanwhile(image)?;
+            load.finish(&tag)?;
+            return Ok(None);
+        };
+        // The engine unpacks the layer while the files are written.
+        let importing = import.end();
+        let wrote = meanwhile(image);
+        // With its input whole, the import makes an image, the carrier: waited for whatever
+        // else failed or came meanwhile, so that it goes.
+        let carrier = importing
+            .wait_text()
+            .context("importing the layer")
+            .map(|id| Carrier { ctx, id });
+        wrote?;
+        let by_reference = carrier.and_then(|carrier| {
+            ctx.check_signal("the load")?;
+            image.append_config_and_manifest(&mut load.input, &tag)?;
+            load.finish(&tag)?;
+            carrier.remove()
+        });
+        match by_reference {
+            Ok(carrier) => Ok(Some(carrier)),
+            Err(e) if signals::received().is_none() => {
+                ctx.announce(format!(
+                    "the engine did not load {tag} by reference ({e:#}): loading it whole, as from \
+                     now on for this engine (remembered in {})",
+                    ctx.paths.whole_loads()
+                ));
+                load_whole(ctx, image, &tag, |_| Ok(()))?;
+                remember_whole_loads(ctx)?;
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The import's image: its layer is all `direct` needs of it. Removed when dropped (a failed load,
+/// a signal), or by `remove` in the background.
+struct Carrier<'a> {
+    ctx: &'a Ctx,
+    id: String,
+}
+
+impl Carrier<'_> {
+    /// Starts the removal: the ID, and the removal under way.
+    fn remove(mut self) -> Result<(String, Running)> {
+        let id = std::mem::take(&mut self.id); // nothing left for `drop`
+        let sh = &self.ctx.sh;
+        let removal = self
+            .ctx
+            .start_cleanup(xshell::cmd!(sh, "docker image rm {id}"))?;
+        Ok((id, removal))
+    }
+}
+
+impl Drop for Carrier<'_> {
+    fn drop(&mut self) {
+        if !self.id.is_empty() {
+            let _ = docker::remove_image(self.ctx, &self.id);
+        }
+    }
+}
+
+/// The layer's first bytes, whatever the content: its first entry is a directory.
+fn opening(epoch: u64) -> Result<Vec<u8>> {
+    let empty = Content {
+        binary: b"",
+        ca_bundle: b"",
+    };
+    let (mut layer, _) = layer(&empty, epoch)?;
+    layer.truncate(AHEAD);
+    Ok(layer)
+}
+
+/// An image in the engine, as `assemble_and_load` left it.
+pub struct Loaded {
+    pub image: Image,
+    /// The import's image, being removed: `finish` waits for it.
+    carrier: Option<(String, Running)>,
+}
+
+impl Loaded {
+    /// The import's image, until `finish`.
+    pub fn carrier(&self) -> Option<&str> {
+        self.carrier.as_ref().map(|(id, _)| id.as_str())
+    }
+
+    /// Waits until the import's image is gone (a failure is a warning: `clean` finds it).
+    pub fn finish(self, ctx: &Ctx) -> Image {
+        if let Some((id, removal)) = self.carrier {
+            if let Err(e) = removal.wait() {
+                ctx.warn(format!("the import's image {id} stays: {e:#}"));
+            }
+        }
+        self.image
+    }
+}
+
 /// Puts the image of `content` in the engine under `tag` (which names `tag_has` now) and returns
-/// it: no load when the tag names it already, `docker tag` when the engine `has` it, else its
-/// docker-archive streamed to `docker load`. With a `loading` started ahead, the layer goes to it
-/// as it is hashed, and the archive stops before its config when the image turns out present (it
-/// loads nothing); a load stopped halfway leaves no image. `meanwhile` (files to write) runs
-/// while the engine works.
+/// it: no load when the tag names it already, `docker tag` when the engine `has` it, else loaded:
+/// through `loading`, started ahead, or a whole archive now. `meanwhile` (files to write) runs
+/// while the engine works. An engine that does not take the layer by reference gets the whole
+/// archive, and is remembered as one that does not.
 #[allow(clippy::too_many_arguments)]
 pub fn assemble_and_load(
     ctx: &Ctx,
@@ -292,44 +496,73 @@ pub fn assemble_and_load(
     has: impl Fn(&str) -> bool,
     loading: Option<Loading>,
     meanwhile: impl FnOnce(&Image) -> Result<()>,
-) -> Result<Image> {
+) -> Result<Loaded> {
+    if content.binary.is_empty() {
+        bail!("{} is empty", project::BINARY); // and the layer would end where it should not
+    }
+    let wanted = |id: &str| tag_has != Some(id) && !has(id);
     let image = match loading {
-        Some(mut loading) => {
-            let wanted = |id: &str| tag_has != Some(id) && !has(id);
-            let (image, whole) = Image::assemble_streamed(
-                content,
-                meta,
-                platform,
-                tag,
-                &mut loading.archive,
-                wanted,
-            )?;
-            if whole {
-                meanwhile(&image)?;
-                loading.finish()?;
-                return Ok(image);
+        Some(loading) => {
+            let (layer, size) = layer(content, meta.epoch)?;
+            match loading.send(layer, size, meta, platform, &wanted)? {
+                (image, Some(loading)) => {
+                    let carrier = loading.finish(ctx, &image, meanwhile)?;
+                    return Ok(Loaded { image, carrier });
+                }
+                (image, None) => image, // nothing loads
             }
-            drop(loading); // stopped before the config: nothing loads
-            image
         }
         None => Image::assemble(content, meta, platform)?,
     };
     let id = image.id.as_str();
     if tag_has == Some(id) {
         ctx.announce(format!("{tag} is {id} already: load skipped"));
+        meanwhile(&image)?;
     } else if has(id) {
         ctx.announce(format!("the engine has {id} already: load skipped"));
         let sh = &ctx.sh;
         ctx.run_quiet(xshell::cmd!(sh, "docker tag {id} {tag}"))?;
-    } else {
-        let mut loading = Loading::start(ctx, tag)?;
-        image.write_docker_archive(&mut loading.archive, tag)?;
         meanwhile(&image)?;
-        loading.finish()?;
-        return Ok(image);
+    } else {
+        load_whole(ctx, &image, tag, meanwhile)?;
     }
-    meanwhile(&image)?;
-    Ok(image)
+    Ok(Loaded {
+        image,
+        carrier: None,
+    })
+}
+
+/// Sends the whole docker-archive of `image` to a new `docker load` (`meanwhile` runs while the
+/// engine loads), and waits for it.
+fn load_whole(
+    ctx: &Ctx,
+    image: &Image,
+    tag: &str,
+    meanwhile: impl FnOnce(&Image) -> Result<()>,
+) -> Result<()> {
+    let Loading { mut load, .. } = Loading::whole(ctx, tag)?;
+    append_file(&mut load.input, ARCHIVE_LAYER, &image.layer, 0o644, 0)?;
+    image.append_config_and_manifest(&mut load.input, tag)?;
+    meanwhile(image)?;
+    load.finish(tag)
+}
+
+/// Whether this engine takes `direct`'s images by reference (not known to refuse it).
+pub fn by_reference(ctx: &Ctx) -> bool {
+    let engine = docker::engine_key();
+    std::fs::read_to_string(ctx.paths.whole_loads())
+        .map_or(true, |known| !known.lines().any(|line| line == engine))
+}
+
+/// Remembers that this engine takes whole archives only.
+fn remember_whole_loads(ctx: &Ctx) -> Result<()> {
+    let path = ctx.paths.whole_loads();
+    let mut known = std::fs::read_to_string(&path).unwrap_or_default();
+    known += &(docker::engine_key() + "\n");
+    ctx.change(format!("remember in {path}"), || {
+        fsx::write_atomic(&path, known.as_bytes())
+    })
+    .map(drop)
 }
 
 /// Hands out `bytes`, hashing what it hands out.
@@ -503,6 +736,36 @@ mod tests {
                 .id,
             a.id
         );
+    }
+
+    /// Reads every entry of `tar` whole: an error when it stops inside one.
+    fn read_whole(tar: &[u8]) -> std::io::Result<usize> {
+        let mut archive = tar::Archive::new(tar);
+        let mut entries = 0;
+        for entry in archive.entries()? {
+            std::io::copy(&mut entry?, &mut std::io::sink())?;
+            entries += 1;
+        }
+        Ok(entries)
+    }
+
+    #[test]
+    fn what_the_import_gets_before_the_end_never_ends_an_entry() {
+        let epoch = meta().epoch;
+        let opening = opening(epoch).unwrap();
+        assert!(read_whole(&opening).is_err());
+        for size in [1, 511, 512, 513, 1536, 6_000_000] {
+            let binary = vec![7u8; size];
+            let content = Content {
+                binary: &binary,
+                ca_bundle: b"certs",
+            };
+            let (layer, _) = layer(&content, epoch).unwrap();
+            assert!(layer.starts_with(&opening), "binary of {size} bytes");
+            assert_eq!(read_whole(&layer).unwrap(), 7);
+            let held = &layer[..layer.len() - HELD_BACK];
+            assert!(read_whole(held).is_err(), "binary of {size} bytes");
+        }
     }
 
     #[test]

@@ -123,6 +123,11 @@ impl HostBuild {
         }
     }
 
+    /// Returns once Go links `main` (or has ended, or a signal came).
+    pub fn until_linking(&self) {
+        self.main.until_child("link");
+    }
+
     /// Waits for `main`, builds one binary per `platforms`: the next `dist/`, to publish.
     pub fn wait(
         self,

@@ -4,13 +4,19 @@
 //! what the record names, and a build removes the image its tag pointed to before, once that
 //! is dangling, unused and ours.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    cell::RefCell,
+    collections::{BTreeMap, BTreeSet},
+};
 
 use anyhow::{Context, Result};
 use jzon::object;
 
 use crate::{
-    infra::{ctx::Ctx, docker, fsx},
+    infra::{
+        ctx::{Ctx, Running},
+        docker, fsx,
+    },
     project::{self, Paths},
 };
 
@@ -105,7 +111,7 @@ impl Record {
     pub fn save(&self, ctx: &Ctx, paths: &Paths) -> Result<()> {
         let path = paths.record();
         let text = self.to_json();
-        ctx.change(format!("record what was built in {path}"), || {
+        ctx.note(format!("record what was built in {path}"), || {
             fsx::write_atomic(&path, text.as_bytes())
         })
         .map(drop)
@@ -119,7 +125,7 @@ impl Record {
         ctx: &Ctx,
         paths: &Paths,
         tag: &str,
-        build: impl FnOnce(Option<&str>) -> Result<String>,
+        build: impl FnOnce(&Previous) -> Result<String>,
     ) -> Result<String> {
         let previous = docker::image_id(ctx, tag);
         self.tagged_from(ctx, paths, tag, previous, build)
@@ -134,9 +140,14 @@ impl Record {
         paths: &Paths,
         tag: &str,
         previous: Option<String>,
-        build: impl FnOnce(Option<&str>) -> Result<String>,
+        build: impl FnOnce(&Previous) -> Result<String>,
     ) -> Result<(String, Option<(String, Superseded)>)> {
-        let id = build(previous.as_deref())?;
+        let previous = Previous {
+            id: previous,
+            tag: crate::flags::ImageRef(tag.to_string()).familiar(),
+            asked: RefCell::new(None),
+        };
+        let id = build(&previous)?;
         if id.is_empty() {
             return Ok((id, None)); // --dry-run
         }
@@ -144,27 +155,27 @@ impl Record {
             .entry(id.clone())
             .or_default()
             .insert(tag.to_string());
-        let superseded = previous.filter(|p| *p != id).map(|prev| {
-            if let Some(tags) = self.images.get_mut(&prev) {
-                tags.remove(tag);
+        let superseded = match previous.id.clone().filter(|p| *p != id) {
+            Some(prev) => {
+                if let Some(tags) = self.images.get_mut(&prev) {
+                    tags.remove(tag);
+                }
+                let outcome = self.supersede(ctx, &previous);
+                Some((prev, outcome))
             }
-            let outcome = self.supersede(ctx, &prev);
-            (prev, outcome)
-        });
+            None => None,
+        };
         self.save(ctx, paths)?;
         Ok((id, superseded))
     }
 
     /// Removes a superseded image when nothing refers to it any more and it is ours (whichever
     /// checkout built it). Never fails the build: a failed removal is a warning.
-    fn supersede(&mut self, ctx: &Ctx, id: &str) -> Superseded {
-        // One query: how many tags, and whose it is.
-        let format = format!(
-            "{{{{len .RepoTags}}}} {{{{index .Config.Labels \"{}\"}}}}",
-            project::LABEL_PROJECT
-        );
-        let dangling_and_ours = format!("0 {}", project::APP);
-        if docker::inspect(ctx, id, &format).as_deref() != Some(dangling_and_ours.as_str()) {
+    fn supersede(&mut self, ctx: &Ctx, previous: &Previous) -> Superseded {
+        let Some(id) = previous.id.as_deref() else {
+            return Superseded::Kept;
+        };
+        if !previous.answer(ctx).is_some_and(|a| previous.goes(&a)) {
             return Superseded::Kept;
         }
         // Without -f the engine refuses an image a container (even a stopped one) or a child
@@ -183,6 +194,54 @@ impl Record {
     }
 }
 
+/// The image a tag named before a build, and the engine's word on it: its tags and whose it is.
+pub struct Previous {
+    id: Option<String>,
+    /// The tag, as the engine states it.
+    tag: String,
+    /// Asked while the build ran.
+    asked: RefCell<Option<Running>>,
+}
+
+impl Previous {
+    /// The image's ID.
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    /// Asks the engine about the image now, in the background: while the build's last step runs
+    /// (a load that moves the tag), rather than after it. Either side of the tag's move, the
+    /// answer tells the same.
+    pub fn ask(&self, ctx: &Ctx) -> Result<()> {
+        if let Some(id) = &self.id {
+            *self.asked.borrow_mut() = Some(docker::inspect_start(ctx, id, &Self::format())?);
+        }
+        Ok(())
+    }
+
+    /// The project's label, then the tags.
+    fn format() -> String {
+        format!(
+            "{{{{index .Config.Labels \"{}\"}}}}{{{{range .RepoTags}}}} {{{{.}}}}{{{{end}}}}",
+            project::LABEL_PROJECT
+        )
+    }
+
+    /// What the engine said, asked before or now.
+    fn answer(&self, ctx: &Ctx) -> Option<String> {
+        match self.asked.borrow_mut().take() {
+            Some(asked) => asked.wait_text().ok(),
+            None => docker::inspect(ctx, self.id.as_deref()?, &Self::format()),
+        }
+    }
+
+    /// Whether the image is ours and, once the tag has moved, dangling.
+    fn goes(&self, answer: &str) -> bool {
+        let mut words = answer.split(' ');
+        words.next() == Some(project::APP) && words.all(|t| t == self.tag)
+    }
+}
+
 /// What became of the image a tag named before a build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Superseded {
@@ -196,6 +255,24 @@ pub enum Superseded {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_previous_image_goes_when_ours_and_tagged_by_nothing_else() {
+        let previous = Previous {
+            id: Some("sha256:a".into()),
+            tag: crate::flags::ImageRef("docker.io/library/app".into()).familiar(),
+            asked: RefCell::new(None),
+        };
+        let ours = project::APP;
+        // Asked before the tag moved, or after.
+        assert!(previous.goes(&format!("{ours} app:latest")));
+        assert!(previous.goes(ours));
+        // Someone else's tag, or not ours.
+        assert!(!previous.goes(&format!("{ours} app:latest mine:v1")));
+        assert!(!previous.goes(&format!("{ours} mine:v1")));
+        assert!(!previous.goes("app:latest"));
+        assert!(!previous.goes("other app:latest"));
+    }
 
     #[test]
     fn engines_are_kept_apart_and_old_records_read() {
