@@ -479,7 +479,7 @@ impl Running {
                     return;
                 }
             }
-            std::thread::sleep(Duration::from_millis(4));
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }
