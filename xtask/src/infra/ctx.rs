@@ -400,7 +400,9 @@ impl Running {
             return Ok(Vec::new()); // --dry-run
         };
         let shown = &self.shown;
-        let mut forwarded: Option<Instant> = None;
+        // Since when a signal has been seen: the child is told (a clean-up is let finish), and
+        // killed after the grace.
+        let mut signalled: Option<Instant> = None;
         let output = loop {
             if let Some(out) = handle
                 .wait_timeout(Duration::from_millis(20))
@@ -408,11 +410,13 @@ impl Running {
             {
                 break out;
             }
-            if let (Some(signal), true) = (signals::received(), self.stoppable) {
-                match forwarded {
+            if let Some(signal) = signals::received() {
+                match signalled {
                     None => {
-                        forward(&handle, signal);
-                        forwarded = Some(Instant::now());
+                        if self.stoppable {
+                            forward(&handle, signal);
+                        }
+                        signalled = Some(Instant::now());
                     }
                     Some(at) if at.elapsed() > STOP_GRACE => {
                         let _ = handle.kill();
@@ -455,33 +459,37 @@ impl Running {
         let Some(pid) = self.handle.as_ref().and_then(|h| h.pids().first().copied()) else {
             return;
         };
-        let named = |child: &str| {
-            std::fs::read_to_string(format!("/proc/{child}/comm"))
-                .is_ok_and(|comm| comm.trim_end() == name)
-        };
         loop {
             let running = self
                 .handle
                 .as_ref()
                 .is_some_and(|h| matches!(h.try_wait(), Ok(None)));
-            if !running || signals::received().is_some() {
+            if !running || signals::received().is_some() || has_child(pid, name) != Some(false) {
                 return;
-            }
-            // Its children, thread by thread (a child belongs to the thread that forked it).
-            let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-                return;
-            };
-            for thread in threads.flatten() {
-                let Ok(children) = std::fs::read_to_string(thread.path().join("children")) else {
-                    return; // a kernel without CONFIG_PROC_CHILDREN
-                };
-                if children.split_whitespace().any(named) {
-                    return;
-                }
             }
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// Whether process `pid` has a child named `name`; None when /proc does not tell.
+fn has_child(pid: u32, name: &str) -> Option<bool> {
+    let named = |child: &str| {
+        std::fs::read_to_string(format!("/proc/{child}/comm"))
+            .is_ok_and(|comm| comm.trim_end() == name)
+    };
+    // Thread by thread: a child belongs to the thread that forked it.
+    for thread in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        // No such file: a kernel without CONFIG_PROC_CHILDREN.
+        let children = std::fs::read_to_string(thread.path().join("children")).ok()?;
+        if children.split_whitespace().any(named) {
+            return Some(true);
+        }
+    }
+    Some(false)
 }
 
 impl Drop for Running {
@@ -582,5 +590,34 @@ fn quote(v: &str) -> String {
         v.to_string()
     } else {
         format!("'{}'", v.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn until_child_waits_for_the_child_or_the_end() {
+        let ctx = Ctx::new(Global::default(), Paths::discover().unwrap()).unwrap();
+        let sh = &ctx.sh;
+        // Busy a while without a child, then a child named `sleep`.
+        let script =
+            "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 3 >/dev/null 2>&1 & wait";
+        let parent = ctx.start_read(xshell::cmd!(sh, "sh -c {script}")).unwrap();
+        parent.until_child("sleep");
+        let handle = parent.handle.as_ref().unwrap();
+        assert!(
+            matches!(handle.try_wait(), Ok(None)),
+            "returned after the end"
+        );
+        assert_eq!(has_child(handle.pids()[0], "sleep"), Some(true));
+        // No such child: back once the command has ended.
+        let done = ctx.start_read(xshell::cmd!(sh, "true")).unwrap();
+        done.until_child("link");
+        assert!(matches!(
+            done.handle.as_ref().unwrap().try_wait(),
+            Ok(Some(_))
+        ));
     }
 }
