@@ -108,7 +108,7 @@ pub enum Strategy {
     Handoff,
     /// ex1 as the production image: the fat image, for comparison.
     Single,
-    /// The xtask writes the image itself from dist/ and `docker load`s it.
+    /// The xtask writes the image itself from dist/ and hands it to the engine (no Dockerfile).
     Direct,
 }
 

@@ -4,12 +4,12 @@
 //! commit, flags and base give the same image ID on every machine and engine: its ID is the
 //! sha256 of the config, which names the layer's sha256.
 //!
-//! Written as a docker-archive (`docker load`, also on a remote engine: it is streamed) and as an
+//! Handed to the engine through the docker CLI, streamed (so also to a remote engine): the layer
+//! to `docker import`, then a docker-archive of the config and manifest to `docker load` (or the
+//! whole docker-archive, where the engine cannot take the layer by reference); and written as an
 //! OCI image layout in target/ (what a registry push takes).
 
-use std::collections::BTreeMap;
-
-use std::io::Write;
+use std::{collections::BTreeMap, io::Write};
 
 use anyhow::{bail, Context, Result};
 use jzon::{array, object, JsonValue};
