@@ -100,7 +100,7 @@ impl flags::Image {
                 // The engine's images (the builder base, what the tag names, which IDs the
                 // engine has): the one query during Go's build, which checks the engine too
                 // (direct needs no `docker version`).
-                let present = docker::ImageList::first(ctx, &[])?;
+                let present = docker::ImageList::first(ctx)?;
                 let binary = match host_build {
                     Some((build, go)) => Binary::Host(build, go),
                     None => Binary::Builder(Engine::ensure(ctx)?),

@@ -268,13 +268,14 @@ impl ImageList {
         ImageList::ask_within(ctx, LIST_ANSWER, filters)
     }
 
-    /// `ask` as a command's first query, which checks the engine too: a `docker version` less (a
-    /// process, and Docker 20.10's engine runs runc and docker-init to answer it). Without an
-    /// answer in time, `Engine::ensure` says why, or starts the local engine and asks again.
-    pub fn first(ctx: &Ctx, filters: &[String]) -> Result<ImageList> {
-        ImageList::ask_within(ctx, ANSWER, filters).or_else(|_| {
+    /// All of the engine's images, as a command's first query, which checks the engine too: a
+    /// `docker version` less (a process, and Docker 20.10's engine runs runc and docker-init to
+    /// answer it). Without an answer in time, `Engine::ensure` says why, or starts the local
+    /// engine and asks again.
+    pub fn first(ctx: &Ctx) -> Result<ImageList> {
+        ImageList::ask_within(ctx, ANSWER, &[]).or_else(|_| {
             Engine::ensure(ctx)?;
-            ImageList::ask(ctx, filters)
+            ImageList::ask(ctx, &[])
         })
     }
 

@@ -229,7 +229,7 @@ impl Feed<Pipe> {
         let (reader, mut writer) = os_pipe::pipe().context("making a pipe to the docker CLI")?;
         let running = ctx.start_fed(shown, duct::cmd("docker", args).stdin_file(reader))?;
         // A CLI that failed to start fails the later writes, and says why when waited for.
-        let _ = std::io::Write::write_all(&mut writer, first);
+        let _ = writer.write_all(first);
         Ok(Feed {
             input: std::io::BufWriter::with_capacity(1 << 16, writer),
             running,
