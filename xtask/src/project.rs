@@ -57,6 +57,12 @@ pub const BASE_EXTRA_SUITE: &str = "trixie-backports";
 /// A fixed time for the local base image's files, so that every run gives the same layer.
 pub const BASE_EPOCH: u64 = 1_735_689_600; // 2025-01-01T00:00:00Z
 
+/// The tests' second Docker: trixie's Docker 26 (with its containerd, for the containerd image
+/// store), unpacked here by `cargo xtask ci`, never installed over the host's engine.
+pub const TEST_DOCKER_ROOT: &str = "/var/tmp/go-docker-prod-engines/docker-trixie";
+pub const TEST_DOCKER_SUITE: &str = "trixie";
+pub const TEST_DOCKER_PACKAGES: [&str; 3] = ["docker.io", "containerd", "tini"];
+
 /// Debian's mirror: for the extra apt suites and for mmdebstrap.
 pub const DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
 
@@ -66,6 +72,9 @@ pub const DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
 /// `docker create`, with this checkout's random id as the value.
 pub const LABEL_PROJECT: &str = "dev.go-docker-prod.project";
 pub const LABEL_TEMP: &str = "dev.go-docker-prod.temporary";
+/// Set by a Dockerfile build on its images, with the build id its record noted before it started
+/// (see `pipeline::record`): how `clean` finds what a killed build left.
+pub const LABEL_BUILD: &str = "dev.go-docker-prod.build";
 /// `builder` or `production`: which stage of our Dockerfiles an image is.
 pub const LABEL_STAGE: &str = "dev.go-docker-prod.stage";
 pub const STAGE_BUILDER: &str = "builder";
@@ -170,11 +179,6 @@ impl Paths {
     /// What the xtask built on the engine: the record `clean` works from.
     pub fn record(&self) -> Utf8PathBuf {
         self.xtask_dir().join("record.json")
-    }
-    /// The engines that cannot load an image whose layer they have by reference (`direct`'s
-    /// load), one key a line: they get whole archives.
-    pub fn whole_loads(&self) -> Utf8PathBuf {
-        self.xtask_dir().join("whole-loads")
     }
     /// The OCI image layout `--strategy direct` writes.
     pub fn oci_layout(&self) -> Utf8PathBuf {

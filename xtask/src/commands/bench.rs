@@ -262,7 +262,7 @@ impl<'a> Bench<'a> {
         })?;
         let exe = Utf8PathBuf::try_from(std::env::current_exe()?)
             .context("the xtask's path is not UTF-8")?;
-        let builder_image = base::builder_base(ctx, None)?.image;
+        let builder_image = base::builder_base(ctx, &Engine::ensure(ctx)?, None)?.image;
         if let Some(host) = &remote {
             let sh = &ctx.sh;
             let _host = sh.push_env("DOCKER_HOST", host);
@@ -489,7 +489,7 @@ impl<'a> Bench<'a> {
     ) -> Result<()> {
         let plan = Plan::fixture(builder, self.buildkit, cold, &self.builder_image);
         let dockerfile = self.ctx.paths.bench_fixtures().join(file);
-        plan.build(self.ctx, &self.ws, &dockerfile, tag, context)
+        plan.build_fixture(self.ctx, &self.ws.xtask_dir(), &dockerfile, tag, context)
             .map(drop)
     }
 

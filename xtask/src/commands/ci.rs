@@ -39,6 +39,18 @@ impl flags::Ci {
             }
             Engine::ensure(ctx).map(drop)
         })?;
+        // The tests' Docker with the containerd image store: trixie's, unpacked, not installed.
+        let docker_root = camino::Utf8Path::new(project::TEST_DOCKER_ROOT);
+        if !docker_root.join("usr/sbin/dockerd").exists() {
+            ctx.step("the tests' Docker (containerd image store)", || {
+                apt::unpack(
+                    ctx,
+                    project::TEST_DOCKER_SUITE,
+                    &project::TEST_DOCKER_PACKAGES,
+                    docker_root,
+                )
+            })?;
+        }
         // The image tests build offline: make the local builder base now, once.
         ctx.step("local builder base image", || {
             base::ensure_local(ctx, None).map(drop)

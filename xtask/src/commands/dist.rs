@@ -34,7 +34,7 @@ impl flags::Dist {
                     "no Go on this host: building in the builder image and copying the binary out",
                 );
                 let mut record = Record::load(ctx, paths)?;
-                let base_image = base::builder_base(ctx, None)?;
+                let base_image = base::builder_base(ctx, &engine, None)?;
                 let files = base::base_files(ctx, paths, &record.checkout, &base_image)?;
                 handoff::dist_in_builder(
                     ctx,

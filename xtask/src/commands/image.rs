@@ -10,10 +10,7 @@
 //!
 //! Every image built is recorded; the one its tag replaced goes when nothing else refers to it.
 
-use std::{
-    collections::BTreeSet,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use xshell::cmd;
@@ -74,216 +71,203 @@ impl flags::Image {
             self.app_version.as_ref().map(|v| v.0.as_str()),
         );
         let mut started = Instant::now();
-        let work = match strategy {
-            Strategy::Direct => {
-                // With host Go, `go build` runs while the engine and the builder base are asked,
-                // once it links: Go's compile keeps both cores of a small machine busy, its link
-                // about one.
-                let host_build = match Go::find(ctx) {
-                    Ok(go) => {
-                        glide::vendor(ctx, paths, || Ok(go.clone()))?;
-                        started = Instant::now();
-                        let build = distdir::HostBuild::start(ctx, paths, &go, &version)?;
-                        build.until_linking();
-                        Some((build, go))
-                    }
-                    Err(no_go) if handoff::can_build_without_go() => {
-                        ctx.announce(format!(
-                            "{no_go:#}: the binary comes from the builder image"
-                        ));
-                        // The builder image takes vendor/ as the host build would.
-                        glide::vendor(ctx, paths, || Err(anyhow::anyhow!("{no_go:#}")))?;
-                        None
-                    }
-                    Err(no_go) => return Err(no_go),
-                };
-                // The engine's images (the builder base, what the tag names, which IDs the
-                // engine has): the one query during Go's build, which checks the engine too
-                // (direct needs no `docker version`).
-                let present = docker::ImageList::first(ctx)?;
-                let binary = match host_build {
-                    Some((build, go)) => Binary::Host(build, go),
-                    None => Binary::Builder(Engine::ensure(ctx)?),
-                };
-                Work::Direct(binary, present)
-            }
-            _ => {
-                let engine = Engine::ensure(ctx)?;
-                if strategy == Strategy::Multistage && !engine.multistage() {
-                    ctx.announce(format!(
-                        "the engine's API {}.{} predates multi-stage builds (1.31): using the dist handoff",
-                        engine.api.0, engine.api.1
-                    ));
-                    strategy = Strategy::Handoff;
+        // For direct with host Go, `go build` runs while the engine is asked, once it links: Go's
+        // compile keeps both cores of a small machine busy, its link about one.
+        let mut host_build = None;
+        if strategy == Strategy::Direct {
+            match Go::find(ctx) {
+                Ok(go) => {
+                    glide::vendor(ctx, paths, || Ok(go.clone()))?;
+                    started = Instant::now();
+                    let build = distdir::HostBuild::start(ctx, paths, &go, &version)?;
+                    build.until_linking();
+                    host_build = Some((build, go));
                 }
-                glide::vendor(ctx, paths, || Go::find(ctx))?;
-                Work::Dockerfile(engine)
+                Err(no_go) if handoff::can_build_without_go() => {
+                    ctx.announce(format!(
+                        "{no_go:#}: the binary comes from the builder image"
+                    ));
+                    // The builder image takes vendor/ as the host build would.
+                    glide::vendor(ctx, paths, || Err(anyhow::anyhow!("{no_go:#}")))?;
+                }
+                Err(no_go) => return Err(no_go),
             }
-        };
+        }
+        let engine = Engine::ensure(ctx)?;
+        if strategy == Strategy::Multistage && !engine.multistage() {
+            ctx.announce(format!(
+                "the engine's API {}.{} predates multi-stage builds (1.31): using the dist handoff",
+                engine.api.0, engine.api.1
+            ));
+            strategy = Strategy::Handoff;
+        }
+        if strategy != Strategy::Direct {
+            glide::vendor(ctx, paths, || Go::find(ctx))?;
+        }
+        // One listing of the engine's images: the builder base, what the tag names now.
+        let present = docker::ImageList::ask(ctx, &engine, &[])?;
+        let previous = present.id_of(tag.as_str());
         let requested = self.builder_image.as_ref().map(|i| i.as_str());
-        let base_image = match &work {
-            Work::Direct(_, present) => base::builder_base_among(ctx, requested, present)?,
-            Work::Dockerfile(_) => base::builder_base(ctx, requested)?,
-        };
+        let base_image = base::builder_base_among(ctx, requested, &present)?;
         let files = base::base_files(ctx, paths, &record.checkout, &base_image)?;
         let builder_image = base_image.image;
-        let mut built = match work {
-            Work::Direct(binary, present) => {
-                let image = direct(
-                    ctx,
-                    &mut record,
-                    binary,
-                    present,
-                    &files,
-                    &builder_image,
-                    &version,
-                    tag.as_str(),
-                )?;
-                let (image, facts) = image.unzip();
-                Built {
-                    builder: None,
-                    image,
-                    facts,
-                }
-            }
-            Work::Dockerfile(engine) => {
-                started = Instant::now();
-                let (builder, buildkit) = dockerfile::choose_builder(ctx, &engine, self.builder)?;
-                let meta = Meta::of_checkout(
-                    ctx,
-                    &paths.root,
-                    &version,
-                    &files.go_version,
-                    &builder_image,
-                );
-                let runtime =
-                    base::runtime_base(ctx, self.runtime_image.as_ref().map(|i| i.as_str()))?;
-                let plan = Plan::new(builder, buildkit, self.no_cache, &meta, &runtime);
-                build(
-                    ctx,
-                    &plan,
-                    &mut record,
-                    strategy,
-                    tag.as_str(),
-                    self.compress,
-                )?;
-                Built {
-                    builder: Some(builder),
-                    image: None,
-                    facts: None,
-                }
-            }
+        let (candidate, builder) = if strategy == Strategy::Direct {
+            let made = direct(
+                ctx,
+                &mut record,
+                &engine,
+                host_build,
+                &present,
+                &files,
+                &builder_image,
+                &version,
+                tag.as_str(),
+            )?;
+            (made, None)
+        } else {
+            started = Instant::now();
+            let (builder, buildkit) = dockerfile::choose_builder(ctx, &engine, self.builder)?;
+            let meta = Meta::of_checkout(
+                ctx,
+                &paths.root,
+                &version,
+                &files.go_version,
+                &builder_image,
+            );
+            let runtime = base::runtime_base(ctx, self.runtime_image.as_ref().map(|i| i.as_str()))?;
+            let plan = Plan::new(builder, buildkit, self.no_cache, &meta, &runtime);
+            let id = build(
+                ctx,
+                &plan,
+                &mut record,
+                strategy,
+                tag.as_str(),
+                self.compress,
+            )?;
+            (Candidate { id, image: None }, Some(builder))
         };
         let elapsed = started.elapsed();
+        let id = candidate.id.as_str();
+        if self.smoke && !id.is_empty() {
+            // The tag moves only once the candidate passed: until then it names what it named.
+            if let Err(e) = smoke::run(ctx, &record.checkout, id) {
+                let kept = match previous.as_deref() {
+                    Some(prev) if prev != id => format!("{tag} still names {prev}"),
+                    Some(_) => format!("{tag} names it already (an earlier build)"),
+                    None => format!("{tag} was not set"),
+                };
+                let fate = match previous.as_deref() == Some(id) {
+                    true => String::new(),
+                    false => match record.discard(ctx, paths, id) {
+                        Superseded::Removed => "; the candidate was removed".into(),
+                        Superseded::Stays(why) => format!("; the candidate stays ({why})"),
+                        Superseded::NotOurs => {
+                            "; the candidate stays (it has a name of the user's)".into()
+                        }
+                    },
+                };
+                return Err(e.context(format!(
+                    "the new image {id} failed its smoke test: {kept}{fate}"
+                )));
+            }
+        }
+        let superseded = record.place(ctx, paths, tag.as_str(), id, previous.as_deref())?;
         ctx.after_real_run(|| {
-            let facts = match built.facts.take() {
-                Some(known) => known,
-                None => Facts::ask(ctx, tag.as_str(), files.size)?,
-            };
+            let facts = Facts::ask(ctx, &record, tag.as_str(), &candidate, files.size)?;
+            if let Some((prev, Superseded::Stays(why))) = &superseded {
+                ctx.announce(format!(
+                    "the image {tag} named before, {prev}, stays: {why}"
+                ));
+            }
             summary(
                 ctx,
+                &engine,
                 tag.as_str(),
                 strategy,
-                &built,
+                builder,
+                &candidate,
                 &facts,
                 &builder_image,
                 elapsed,
             );
             Ok(())
-        })?;
-        if self.smoke {
-            smoke::run(ctx, &record.checkout, tag.as_str())?;
-        }
-        Ok(())
-    }
-}
-
-/// What builds the image: `direct` (with the engine's images, as listed while Go builds), or a
-/// Dockerfile on the engine. (One a run: its size does not matter.)
-#[allow(clippy::large_enum_variant)]
-enum Work {
-    Direct(Binary, docker::ImageList),
-    Dockerfile(Engine),
-}
-
-/// Where `direct`'s binary comes from.
-#[allow(clippy::large_enum_variant)]
-enum Binary {
-    /// `go build` on the host, running.
-    Host(distdir::HostBuild, Go),
-    /// The builder image, as the dist handoff builds it (no host Go).
-    Builder(Engine),
-}
-
-struct Built {
-    builder: Option<Builder>,
-    /// `direct`'s image.
-    image: Option<Image>,
-    /// What the summary says, when the build knows it already.
-    facts: Option<Facts>,
-}
-
-/// What the summary says of the images.
-struct Facts {
-    id: String,
-    size: u64,
-    builder_size: u64,
-    /// The project's dangling images.
-    dangling: usize,
-}
-
-impl Facts {
-    /// As the engine states them after a build (two queries at once).
-    fn ask(ctx: &Ctx, tag: &str, builder_size: u64) -> Result<Facts> {
-        let sh = &ctx.sh;
-        let format = "{{.Id}} {{.Size}}";
-        let inspect = ctx.start_read(cmd!(sh, "docker image inspect --format {format} {tag}"))?;
-        let dangling = docker::images_start(ctx, &docker::project_dangling_filters())?;
-        let out = inspect
-            .wait_text()
-            .with_context(|| format!("inspecting {tag} after the build"))?;
-        let (id, size) = out.split_once(' ').context("no image after the build")?;
-        Ok(Facts {
-            id: id.to_string(),
-            size: size.parse().unwrap_or(0),
-            builder_size,
-            dangling: docker::images_wait(dangling)?.len(),
         })
     }
 }
 
-/// `dist/` on the host (its build started already, the engine asked meanwhile) or, without host
-/// Go, from the builder image; then the image assembled and loaded. What the summary says comes
-/// from what was asked during the build and what the build did: no query after it.
+/// The image a build made, untagged: its ID as the engine calls it, and (direct) its bytes.
+struct Candidate {
+    id: String,
+    image: Option<Image>,
+}
+
+/// What the summary says of the images.
+struct Facts {
+    size: u64,
+    builder_size: u64,
+    /// Nameless images on this checkout's record.
+    dangling: usize,
+}
+
+impl Facts {
+    /// As the engine states them after a build (two queries at once; direct knows its size).
+    fn ask(
+        ctx: &Ctx,
+        record: &Record,
+        tag: &str,
+        candidate: &Candidate,
+        builder_size: u64,
+    ) -> Result<Facts> {
+        let sh = &ctx.sh;
+        let format = "{{.Size}}";
+        let inspect = match candidate.image {
+            Some(_) => None,
+            None => Some(ctx.start_read(cmd!(sh, "docker image inspect --format {format} {tag}"))?),
+        };
+        let ours: Vec<&str> = record.images.keys().map(String::as_str).collect();
+        let names = docker::names(ctx, &ours)?;
+        let size = match (inspect, &candidate.image) {
+            (Some(inspect), _) => inspect
+                .wait_text()
+                .with_context(|| format!("inspecting {tag} after the build"))?
+                .parse()
+                .unwrap_or(0),
+            (None, Some(image)) => image.size,
+            (None, None) => 0,
+        };
+        Ok(Facts {
+            size,
+            builder_size,
+            dangling: names.values().filter(|n| n.is_empty()).count(),
+        })
+    }
+}
+
+/// `dist/` on the host (`host_build`, started already, the engine asked meanwhile) or, without
+/// host Go, from the builder image; then the image assembled and loaded, untagged, unless the
+/// engine has it already.
 #[allow(clippy::too_many_arguments)]
 fn direct(
     ctx: &Ctx,
     record: &mut Record,
-    binary: Binary,
-    present: docker::ImageList,
+    engine: &Engine,
+    host_build: Option<(distdir::HostBuild, Go)>,
+    present: &docker::ImageList,
     files: &BaseFiles,
     builder_image: &str,
     version: &str,
     tag: &str,
-) -> Result<Option<(Image, Facts)>> {
+) -> Result<Candidate> {
     let paths = &ctx.paths;
-    let go_version = match &binary {
-        Binary::Host(_, go) => go.version.clone(),
-        Binary::Builder(_) => files.go_version.clone(),
+    let go_version = match &host_build {
+        Some((_, go)) => go.version.clone(),
+        None => files.go_version.clone(),
     };
     let meta = Meta::of_checkout(ctx, &paths.root, version, &go_version, builder_image);
-    let previous = present.id_of(&flags::ImageRef(tag.to_string()).familiar());
-    // The host's binary is read where it was built: dist/ is swapped in while the engine loads,
-    // whose work starts now, before Go is done.
-    let mut loading = None;
-    let staged = match binary {
-        Binary::Host(build, go) => {
-            let by_reference = direct::by_reference(ctx);
-            loading = Some(direct::Loading::start(ctx, tag, meta.epoch, by_reference)?);
-            Some(build.wait(ctx, paths, &go, &[], version)?)
-        }
-        Binary::Builder(engine) => {
-            handoff::dist_in_builder(ctx, paths, &engine, record, files, builder_image, version)?;
+    let staged = match host_build {
+        Some((build, go)) => Some(build.wait(ctx, paths, &go, &[], version)?),
+        None => {
+            handoff::dist_in_builder(ctx, paths, engine, record, files, builder_image, version)?;
             None
         }
     };
@@ -302,76 +286,44 @@ fn direct(
                 if let Some(staged) = staged {
                     staged.publish(ctx, paths)?;
                 }
-                return Ok(None);
+                return Ok(Candidate {
+                    id: String::new(),
+                    image: None,
+                });
             }
         };
+        if binary.is_empty() {
+            bail!("{binary_path} is empty");
+        }
         let content = Content {
             binary: &binary,
             ca_bundle: &ca_bundle,
         };
-        let (mut made, mut dangling) = (None, None);
-        let (_, superseded) = record.tagged_from(ctx, paths, tag, previous, |previous| {
-            let has = |id: &str| present.has(id);
-            let meanwhile = |image: &Image| {
-                // While the engine loads: what the image the tag named is (whether it goes once
-                // the tag has moved), and the project's dangling images, for the summary.
-                previous.ask(ctx)?;
-                dangling = Some(docker::images_start(
-                    ctx,
-                    &docker::project_dangling_filters(),
-                )?);
-                if let Some(staged) = staged {
-                    staged.publish(ctx, paths)?;
-                }
-                Image::write_layout(ctx, &paths.oci_layout(), &[image], tag).map(drop)
-            };
-            let loaded = direct::assemble_and_load(
-                ctx,
-                &content,
-                &meta,
-                Platform::host(),
-                tag,
-                previous.id(),
-                has,
-                loading,
-                meanwhile,
-            )?;
-            let id = loaded.image.id.clone();
-            made = Some(loaded);
-            Ok(id)
-        })?;
-        // The import's image went while the superseded one did.
-        let loaded = made.context("no image was made")?;
-        let carrier = loaded.carrier().map(str::to_string);
-        let image = loaded.finish(ctx);
-        // Listed while the engine loaded: before or after the tag moved, and before the
-        // superseded image (and the import's) went.
-        let mut dangling: BTreeSet<String> = match dangling {
-            Some(listing) => docker::images_wait(listing)?.into_iter().collect(),
-            None => BTreeSet::new(),
-        };
-        dangling.remove(&image.id);
-        if let Some(carrier) = carrier {
-            dangling.remove(&carrier);
-        }
-        if let Some((prev, outcome)) = superseded {
-            if outcome == Superseded::Stays {
-                dangling.insert(prev);
-            } else {
-                dangling.remove(&prev);
+        let image = Image::assemble(&content, &meta, Platform::host())?;
+        let id = image.engine_id(engine.store).to_string();
+        if present.has(&id) {
+            ctx.announce(format!("the engine has {id} already: load skipped"));
+        } else {
+            record.intend_image(ctx, paths, &id)?;
+            if let Err(e) = direct::load(ctx, &image) {
+                // Stopped or failed: what the engine made of it goes (and stays on record if
+                // it arrives later).
+                record.discard(ctx, paths, &id);
+                return Err(e);
             }
         }
-        let facts = Facts {
-            id: image.id.clone(),
-            size: image.size,
-            builder_size: files.size,
-            dangling: dangling.len(),
-        };
-        Ok(Some((image, facts)))
+        if let Some(staged) = staged {
+            staged.publish(ctx, paths)?;
+        }
+        Image::write_layout(ctx, &paths.oci_layout(), &[&image], tag)?;
+        Ok(Candidate {
+            id,
+            image: Some(image),
+        })
     })
 }
 
-/// Builds `tag` with one of the Dockerfile strategies.
+/// Builds the production image with one of the Dockerfile strategies: its ID, untagged.
 fn build(
     ctx: &Ctx,
     plan: &Plan,
@@ -379,93 +331,56 @@ fn build(
     strategy: Strategy,
     tag: &str,
     compress: bool,
-) -> Result<()> {
+) -> Result<String> {
     let paths = &ctx.paths;
     let builder_tag = flags::ImageRef(tag.to_string()).builder_tag();
     match strategy {
         Strategy::Multistage => {
             let file = Plan::dockerfile(paths, dockerfile::MULTISTAGE);
-            ctx.step("production image (multi-stage)", || {
-                record.tagged(ctx, paths, tag, |_| {
-                    plan.build(ctx, paths, &file, tag, &paths.go_app())
-                })
-            })?;
+            // The legacy builder would leave the builder stage as a nameless image: built first
+            // under `NAME-builder:TAG`, its layers are the next build's cache.
             if plan.builder == Builder::Legacy {
-                keep_builder_stage(ctx, record, &builder_tag)?;
+                ctx.step("builder stage (multi-stage, legacy builder)", || {
+                    plan.build_tagged(
+                        ctx,
+                        record,
+                        &file,
+                        Some(project::STAGE_BUILDER),
+                        &builder_tag,
+                        &paths.go_app(),
+                    )
+                })?;
             }
+            ctx.step("production image (multi-stage)", || {
+                plan.build(ctx, record, &file, None, &paths.go_app())
+            })
         }
         Strategy::Handoff => {
             handoff::to_dist(ctx, paths, plan, record, &builder_tag, compress)?;
             ctx.step("runtime image (ex2, from dist/)", || {
-                handoff::build_runtime(ctx, paths, plan, record, tag)
-            })?;
+                handoff::build_runtime(ctx, paths, plan, record)
+            })
         }
-        Strategy::Single => {
-            ctx.step("single-stage image (ex1)", || {
-                let id = handoff::build_builder(ctx, paths, plan, record, &builder_tag)?;
-                let sh = &ctx.sh;
-                record.tagged(ctx, paths, tag, |_| {
-                    ctx.run_quiet(cmd!(sh, "docker tag {builder_tag} {tag}"))?;
-                    Ok(id.clone())
-                })
-            })?;
-        }
+        Strategy::Single => ctx.step("single-stage image (ex1)", || {
+            handoff::build_builder(ctx, paths, plan, record, &builder_tag)
+        }),
         Strategy::Direct => unreachable!("direct builds no Dockerfile"),
     }
-    Ok(())
 }
 
-/// The legacy builder leaves the multi-stage builder stage as an untagged image. Tagging the
-/// newest one keeps its layers as the next build's cache; the one it replaces goes.
-fn keep_builder_stage(ctx: &Ctx, record: &mut Record, builder_tag: &str) -> Result<()> {
-    let filters = [
-        docker::project_filter(),
-        docker::label_filter(project::LABEL_STAGE, project::STAGE_BUILDER),
-        "dangling=true".to_string(),
-    ];
-    let candidates = docker::images(ctx, &filters)?;
-    if candidates.is_empty() {
-        return Ok(()); // nothing rebuilt: the tagged builder stage is current
-    }
-    let sh = &ctx.sh;
-    let format = "{{.Created}} {{.Id}}";
-    let created = ctx
-        .read(cmd!(
-            sh,
-            "docker image inspect --format {format} {candidates...}"
-        ))
-        .context("inspecting the builder stage images")?;
-    let newest = created
-        .lines()
-        .filter_map(|line| line.split_once(' '))
-        .max_by_key(|(created, _)| sortable(created))
-        .map(|(_, id)| id.to_string());
-    if let Some(id) = newest {
-        record.tagged(ctx, &ctx.paths, builder_tag, |_| {
-            ctx.run_quiet(cmd!(sh, "docker tag {id} {builder_tag}"))?;
-            Ok(id.clone())
-        })?;
-    }
-    Ok(())
-}
-
-/// RFC 3339 with its fraction padded to nanoseconds, so that strings sort as times do.
-fn sortable(created: &str) -> String {
-    let trimmed = created.trim_end_matches('Z');
-    let (head, fraction) = trimmed.split_once('.').unwrap_or((trimmed, ""));
-    format!("{head}.{fraction:0<9}")
-}
-
+#[allow(clippy::too_many_arguments)]
 fn summary(
     ctx: &Ctx,
+    engine: &Engine,
     tag: &str,
     strategy: Strategy,
-    built: &Built,
+    builder: Option<Builder>,
+    candidate: &Candidate,
     facts: &Facts,
     builder_image: &str,
     elapsed: Duration,
 ) {
-    let builder = built.builder.map_or("-".to_string(), |b| b.to_string());
+    let builder = builder.map_or("-".to_string(), |b| b.to_string());
     println!();
     println!(
         "{:<32} {:<11} {:<9} {:>10} {:>11}   builder base",
@@ -478,35 +393,20 @@ fn summary(
         secs(elapsed),
         human_size(facts.builder_size)
     );
-    println!("image ID {}", facts.id);
-    if let Some(image) = &built.image {
+    // The ID the engine knows it by (what `docker run` takes), then the digests that hold on
+    // every engine.
+    println!("image ID {}", candidate.id);
+    println!("engine {} ({})", docker::engine_key(), engine.store);
+    if let Some(image) = &candidate.image {
         println!(
-            "layer {}  OCI manifest {}  (layout: {})",
+            "config {}  OCI manifest {}",
+            image.id, image.manifest_digest
+        );
+        println!(
+            "layer {}  (layout: {})",
             image.layer_digest,
-            image.manifest_digest,
             ctx.paths.oci_layout()
         );
     }
-    println!("dangling images of the project left: {}", facts.dangling);
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn creation_times_sort_as_times() {
-        let mut times = [
-            "2026-11-28T13:45:19.50001Z",
-            "2026-11-28T13:45:19.5Z",
-            "2026-11-28T13:45:19Z",
-        ];
-        times.sort_by_key(|t| super::sortable(t));
-        assert_eq!(
-            times,
-            [
-                "2026-11-28T13:45:19Z",
-                "2026-11-28T13:45:19.5Z",
-                "2026-11-28T13:45:19.50001Z"
-            ]
-        );
-    }
+    println!("dangling images of ours left: {}", facts.dangling);
 }

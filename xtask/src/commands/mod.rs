@@ -25,7 +25,15 @@ pub fn run(flags: Xtask) -> Result<()> {
         no_setup: flags.no_setup,
         offline: flags.offline,
     };
-    let ctx = Ctx::new(global, Paths::discover()?)?;
+    let paths = Paths::discover()?;
+    let dist = paths.dist();
+    if dist.symlink_metadata().is_ok_and(|m| !m.is_dir()) {
+        anyhow::bail!(
+            "{dist} is not a directory: the xtask writes its builds there and would have to move it \
+             aside. Move it yourself (`mv dist dist.mine`), then run again"
+        );
+    }
+    let ctx = Ctx::new(global, paths)?;
     match flags.subcommand {
         XtaskCmd::Setup(cmd) => cmd.run(&ctx),
         XtaskCmd::Dist(cmd) => cmd.run(&ctx),

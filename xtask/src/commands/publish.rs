@@ -54,7 +54,7 @@ impl flags::Publish {
         }
         tools::require(ctx, &needed)?;
         let _lock = ctx.lock()?;
-        Engine::ensure(ctx)?;
+        let engine = Engine::ensure(ctx)?;
         let record = Record::load(ctx, paths)?;
         let go = Go::find(ctx)?;
         glide::vendor(ctx, paths, || Ok(go.clone()))?;
@@ -71,7 +71,7 @@ impl flags::Publish {
                 .map(|p| p.parse().expect("a known platform"))
                 .collect(),
         };
-        let base_image = base::builder_base(ctx, None)?;
+        let base_image = base::builder_base(ctx, &engine, None)?;
         let files = base::base_files(ctx, paths, &record.checkout, &base_image)?;
         let meta = Meta::of_checkout(ctx, &paths.root, &version, &go.version, &base_image.image);
         distdir::build_on_host(ctx, paths, &go, &platforms, &version)?;

@@ -32,7 +32,7 @@ impl flags::Verify {
         let image = self
             .image
             .map_or_else(|| project::DEFAULT_TAG.to_string(), |i| i.0);
-        Engine::ensure(ctx)?;
+        let engine = Engine::ensure(ctx)?;
         let id = docker::image_id(ctx, &image)
             .with_context(|| format!("the engine has no image {image}"))?;
         let label = |key: &str| {
@@ -79,7 +79,7 @@ impl flags::Verify {
             let wt = Paths::at(worktree.dir.clone())?;
             glide::vendor(ctx, &wt, || Ok(go.clone()))?;
             distdir::build_on_host(ctx, &wt, &go, &[], &version)?;
-            let base_image = base::builder_base(ctx, Some(&builder_base))?;
+            let base_image = base::builder_base(ctx, &engine, Some(&builder_base))?;
             let files = base::base_files(ctx, paths, &record.checkout, &base_image)?;
             let meta = Meta::of_checkout(ctx, &wt.root, &version, &go.version, &builder_base);
             ctx.change("assemble the image", || {
@@ -100,14 +100,19 @@ impl flags::Verify {
         let Some(rebuilt) = rebuilt else {
             return Ok(()); // --dry-run
         };
-        if rebuilt.id == id {
-            println!("verified: {image} ({id}) is revision {revision}, rebuilt bit for bit");
+        // Like with like: the engine's ID is our config's digest or our manifest's, by store.
+        let expected = rebuilt.engine_id(engine.store);
+        if expected == id {
+            println!(
+                "verified: {image} ({id}) is revision {revision}, rebuilt bit for bit (config {}, \
+                 OCI manifest {})",
+                rebuilt.id, rebuilt.manifest_digest
+            );
             return Ok(());
         }
         let differences = differences(ctx, &image, &rebuilt)?;
         bail!(
-            "{image} ({id}) is NOT what revision {revision} builds (rebuilt: {}):\n  {}",
-            rebuilt.id,
+            "{image} ({id}) is NOT what revision {revision} builds (rebuilt: {expected}):\n  {}",
             differences.join("\n  ")
         )
     }

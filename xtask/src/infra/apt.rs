@@ -164,6 +164,61 @@ pub fn install(ctx: &Ctx, tools: &[Tool]) -> Result<()> {
     })
 }
 
+/// Downloads `packages` from Debian's `suite` and unpacks them under `into` (`dpkg-deb -x`), never
+/// installing them: apt's lists, cache and sources stay private to a scratch directory beside
+/// `into` (`/etc/apt` and `/var/lib/apt` untouched). For the tests' second Docker engine.
+pub fn unpack(ctx: &Ctx, suite: &str, packages: &[&str], into: &Utf8Path) -> Result<()> {
+    let parent = into.parent().context("no parent directory")?;
+    fs::create_dir_all(parent).with_context(|| format!("creating {parent}"))?;
+    let scratch = fsx::Temp::dir_in(parent, ".apt-")?;
+    let root = scratch.path();
+    let (sources, lists, cache, debs) = (
+        root.join("sources"),
+        root.join("lists"),
+        root.join("cache"),
+        root.join("debs"),
+    );
+    for dir in [
+        &sources,
+        &lists.join("partial"),
+        &cache.join("archives/partial"),
+        &debs,
+    ] {
+        fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
+    }
+    fs::write(
+        sources.join("suite.list"),
+        format!("deb {} {suite} main\n", project::DEBIAN_MIRROR),
+    )
+    .context("writing the private sources list")?;
+    let options = &[
+        "-o".to_string(),
+        "Dir::Etc::SourceList=/dev/null".into(),
+        "-o".into(),
+        format!("Dir::Etc::SourceParts={sources}"),
+        "-o".into(),
+        format!("Dir::State::Lists={lists}"),
+        "-o".into(),
+        format!("Dir::Cache={cache}"),
+    ];
+    let sh = &ctx.sh;
+    ctx.run(cmd!(sh, "apt-get {options...} update -q"))?;
+    {
+        let _dir = sh.push_dir(&debs);
+        ctx.run(cmd!(sh, "apt-get {options...} download {packages...}"))?;
+    }
+    let unpacked = fsx::scratch_beside(into)?;
+    for deb in fsx::files_in(&debs)? {
+        let to = unpacked.path();
+        ctx.run_quiet(cmd!(sh, "dpkg-deb -x {deb} {to}"))?;
+    }
+    ctx.change(format!("move the unpacked packages to {into}"), || {
+        fsx::replace_dir(unpacked.path(), into)
+    })?;
+    unpacked.keep();
+    Ok(())
+}
+
 /// Whether the host's own configuration has a candidate for `package`.
 fn host_provides(ctx: &Ctx, package: &str) -> bool {
     let sh = &ctx.sh;

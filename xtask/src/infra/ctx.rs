@@ -136,6 +136,14 @@ impl Ctx {
             .map(text)
     }
 
+    /// A query within `timeout` whose exit status the caller reads (an inspect of many images
+    /// fails when one is missing, and still prints the others).
+    pub fn read_output(&self, timeout: Duration, cmd: Cmd<'_>) -> Result<std::process::Output> {
+        let (shown, expr) = with_env(&[], cmd);
+        self.start_expr(Kind::Query, Stdout::Capture, Some(timeout), &shown, expr)?
+            .wait_output()
+    }
+
     /// A pipeline or a command fed from bytes, as duct builds it; `shown` is what is echoed.
     pub fn run_expr(&self, shown: &str, expr: duct::Expression) -> Result<()> {
         self.start_expr(Kind::Change, Stdout::Null, None, shown, expr)?
@@ -264,11 +272,19 @@ impl Ctx {
         shown: &str,
         expr: duct::Expression,
     ) -> Result<Running> {
+        // A query always has a bounded wait: a stuck engine is an error, not a hang.
+        let timeout = match kind {
+            Kind::Query => Some(timeout.unwrap_or(QUERY_ANSWER)),
+            _ => timeout,
+        };
         let mut running = Running {
             shown: shown.to_string(),
             handle: None,
             stoppable: !matches!(kind, Kind::Cleanup | Kind::Fed),
             deadline: timeout.map(|t| (Instant::now() + t, t)),
+            // What shows no output of its own says, once, that it is still waited for.
+            notice: stdout != Stdout::Inherit,
+            started: Instant::now(),
         };
         let changes = matches!(kind, Kind::Change | Kind::Fed);
         if kind != Kind::Query && self.dry_run {
@@ -281,7 +297,7 @@ impl Ctx {
         }
         // A signal that comes while this command runs stops it (not a clean-up).
         running.stoppable &= signals::received().is_none();
-        if changes {
+        if kind != Kind::Query {
             eprintln!("$ {shown}");
         }
         // Children never read the terminal (a prompt would hang CI); an inner stdin (bytes fed to
@@ -390,14 +406,44 @@ pub struct Running {
     handle: Option<duct::Handle>,
     stoppable: bool,
     deadline: Option<(Instant, Duration)>,
+    /// Says once, after `STILL_WAITING`, what is being waited for and how to stop.
+    notice: bool,
+    started: Instant,
 }
+
+/// How long a query may take (`read_within` sets others).
+const QUERY_ANSWER: Duration = Duration::from_secs(120);
+/// When a command that prints nothing of its own is said to be still waited for.
+const STILL_WAITING: Duration = Duration::from_secs(10);
 
 impl Running {
     /// Waits for the end: its standard output when captured; an error with its standard error
     /// when it failed. A signal that comes meanwhile is forwarded to it.
-    pub fn wait(mut self) -> Result<Vec<u8>> {
+    pub fn wait(self) -> Result<Vec<u8>> {
+        let shown = self.shown.clone();
+        let output = self.wait_output()?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            // The end of it: where a build says what failed.
+            let lines: Vec<&str> = stderr.trim().lines().collect();
+            let why = lines[lines.len().saturating_sub(20)..].join("\n");
+            bail!(
+                "`{shown}` failed ({}){}{why}",
+                output.status,
+                if why.is_empty() { "" } else { ": " }
+            );
+        }
+        Ok(output.stdout)
+    }
+
+    /// Waits for the end, whatever its exit status: what it printed, and how it ended.
+    pub fn wait_output(mut self) -> Result<std::process::Output> {
         let Some(handle) = self.handle.take() else {
-            return Ok(Vec::new()); // --dry-run
+            return Ok(std::process::Output {
+                status: std::os::unix::process::ExitStatusExt::from_raw(0),
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+            }); // --dry-run
         };
         let shown = &self.shown;
         // Since when a signal has been seen: the child is told (a clean-up is let finish), and
@@ -427,25 +473,26 @@ impl Running {
             if let Some((deadline, timeout)) = self.deadline {
                 if Instant::now() >= deadline {
                     let _ = handle.kill();
-                    bail!("`{shown}`: no answer within {} s", timeout.as_secs());
+                    bail!(
+                        "`{shown}`: no answer within {} s (is the engine stuck? see whether \
+                         `docker info` answers)",
+                        timeout.as_secs()
+                    );
                 }
+            }
+            if self.notice && self.started.elapsed() >= STILL_WAITING {
+                self.notice = false;
+                eprintln!(
+                    "... still waiting for `{shown}` after {} s: the engine has not answered (stuck \
+                     or busy); Ctrl-C stops it",
+                    STILL_WAITING.as_secs()
+                );
             }
         };
         if let Some(signal) = signals::received().filter(|_| self.stoppable) {
             bail!("`{shown}` stopped by {}", signals::name(signal));
         }
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            // The end of it: where a build says what failed.
-            let lines: Vec<&str> = stderr.trim().lines().collect();
-            let why = lines[lines.len().saturating_sub(20)..].join("\n");
-            bail!(
-                "`{shown}` failed ({}){}{why}",
-                output.status,
-                if why.is_empty() { "" } else { ": " }
-            );
-        }
-        Ok(output.stdout.clone())
+        Ok(output.clone())
     }
 
     /// `wait`, the output as trimmed text.

@@ -2,7 +2,10 @@
 //! the current context, a rootless socket), what it can build with, the image queries the steps
 //! share, and temporary containers that go however a step ends.
 
-use std::time::Duration;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
 
 use anyhow::{bail, Context, Result};
 use xshell::cmd;
@@ -23,6 +26,66 @@ pub struct Engine {
     pub api: (u32, u32),
     /// The client's major version: from 23 on, BuildKit comes through the buildx plugin.
     pub client_major: u32,
+    /// Where it keeps images: what it calls an image's ID, what it can build with.
+    pub store: Store,
+}
+
+/// The image stores the xtask knows, as the engine states it (`docker version`'s components,
+/// `docker info`'s driver status): never guessed from a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// Docker's graphdriver store (Docker 20.10 to 28 by default): an image's ID is its config's
+    /// digest.
+    Classic,
+    /// Docker's containerd image store (Docker Desktop 4.34+, Engine 29+): an image's ID is its
+    /// manifest's digest.
+    Containerd,
+    /// Podman's Docker API: IDs are config digests; names are normalised to `docker.io/library/`
+    /// or `localhost/`; no BuildKit, and no health checks without systemd.
+    Podman,
+}
+
+impl Store {
+    /// Whether the engine calls an image by its manifest's digest (else its config's).
+    pub fn ids_by_manifest(self) -> bool {
+        self == Store::Containerd
+    }
+
+    /// Whether the engine serves BuildKit builds.
+    pub fn serves_buildkit(self) -> bool {
+        self != Store::Podman
+    }
+
+    /// An image name as this engine's listings would show it, in the one form every comparison
+    /// uses: `REPOSITORY:TAG` without Docker Hub's `docker.io/library/` (and, on Podman, without
+    /// `localhost/`, its name for images from no registry).
+    pub fn normalise(self, name: &str) -> String {
+        let familiar = crate::flags::ImageRef(name.to_string()).familiar();
+        match familiar.strip_prefix("localhost/") {
+            Some(rest) if self == Store::Podman => rest.to_string(),
+            _ => familiar,
+        }
+    }
+
+    fn detect(components: &str, driver_status: &str) -> Store {
+        if components.split(';').any(|c| c.starts_with("Podman")) {
+            Store::Podman
+        } else if driver_status.contains("io.containerd.snapshotter") {
+            Store::Containerd
+        } else {
+            Store::Classic
+        }
+    }
+}
+
+impl std::fmt::Display for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Store::Classic => "Docker, classic image store",
+            Store::Containerd => "Docker, containerd image store",
+            Store::Podman => "Podman",
+        })
+    }
 }
 
 /// How long the engine has to answer `docker version` (or the first query that stands for it).
@@ -40,11 +103,15 @@ impl Engine {
     pub fn find(ctx: &Ctx) -> Result<Engine> {
         tools::require(ctx, &[tools::DOCKER])?;
         let sh = &ctx.sh;
-        let format = "{{.Server.APIVersion}} {{.Client.Version}}";
+        let format = "{{.Server.APIVersion}} {{.Client.Version}} {{range .Server.Components}}{{.Name}};{{end}}";
         let versions = ctx
             .read_within(ANSWER, cmd!(sh, "docker version --format {format}"))
             .map_err(|e| diagnose(ctx, &format!("{e:#}")))?;
-        parse_versions(&versions)
+        let format = "{{json .DriverStatus}}";
+        let status = ctx
+            .read_within(ANSWER, cmd!(sh, "docker info --format {format}"))
+            .map_err(|e| diagnose(ctx, &format!("{e:#}")))?;
+        parse_versions(&versions, &status)
     }
 
     /// The engine; when none answers and the CLI would use the local default socket, and we may
@@ -81,8 +148,10 @@ impl Engine {
     }
 }
 
-fn parse_versions(versions: &str) -> Result<Engine> {
-    let (api, client) = versions.split_once(' ').unwrap_or((versions, ""));
+fn parse_versions(versions: &str, driver_status: &str) -> Result<Engine> {
+    let mut words = versions.splitn(3, ' ');
+    let (api, client) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let store = Store::detect(words.next().unwrap_or(""), driver_status);
     let api = api
         .split_once('.')
         .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
@@ -92,7 +161,11 @@ fn parse_versions(versions: &str) -> Result<Engine> {
         .next()
         .and_then(|m| m.parse().ok())
         .unwrap_or(0);
-    Ok(Engine { api, client_major })
+    Ok(Engine {
+        api,
+        client_major,
+        store,
+    })
 }
 
 /// Where the CLI sends requests: DOCKER_HOST, else the current context's endpoint.
@@ -251,61 +324,51 @@ pub fn project_filter() -> String {
     label_filter(project::LABEL_PROJECT, project::APP)
 }
 
-/// The filters for the project's dangling images.
-pub fn project_dangling_filters() -> [String; 2] {
-    [project_filter(), "dangling=true".into()]
-}
-
 /// Images as one `docker image ls` lists them (without the intermediate images of builds): ID
-/// and `repository:tag` (a line per tag, `<none>:<none>` for an untagged image).
+/// and `repository:tag` in the store's normal form (a line per tag, `<none>:<none>` for an
+/// untagged image).
 #[derive(Default)]
-pub struct ImageList(Vec<(String, String)>);
+pub struct ImageList {
+    store: Option<Store>,
+    images: Vec<(String, String)>,
+}
 
 impl ImageList {
     /// The images that match every filter (`label=…`; `reference=…`, which several widen); all
     /// of them without one.
-    pub fn ask(ctx: &Ctx, filters: &[String]) -> Result<ImageList> {
-        ImageList::ask_within(ctx, LIST_ANSWER, filters)
-    }
-
-    /// All of the engine's images, as a command's first query, which checks the engine too: a
-    /// `docker version` less (a process, and Docker 20.10's engine runs runc and docker-init to
-    /// answer it). Without an answer in time, `Engine::ensure` says why, or starts the local
-    /// engine and asks again.
-    pub fn first(ctx: &Ctx) -> Result<ImageList> {
-        ImageList::ask_within(ctx, ANSWER, &[]).or_else(|_| {
-            Engine::ensure(ctx)?;
-            ImageList::ask(ctx, &[])
-        })
-    }
-
-    fn ask_within(ctx: &Ctx, within: Duration, filters: &[String]) -> Result<ImageList> {
+    pub fn ask(ctx: &Ctx, engine: &Engine, filters: &[String]) -> Result<ImageList> {
         let sh = &ctx.sh;
         let args = filter_args(filters);
         let format = "{{.ID}} {{.Repository}}:{{.Tag}}";
         let out = ctx
             .read_within(
-                within,
+                LIST_ANSWER,
                 cmd!(sh, "docker image ls --no-trunc --format {format} {args...}"),
             )
             .context("listing images")?;
-        Ok(ImageList(
-            out.lines()
+        let store = engine.store;
+        Ok(ImageList {
+            store: Some(store),
+            images: out
+                .lines()
                 .filter_map(|l| l.split_once(' '))
-                .map(|(id, r)| (id.to_string(), r.to_string()))
+                .map(|(id, r)| (id.to_string(), store.normalise(r)))
                 .collect(),
-        ))
+        })
     }
 
     pub fn has(&self, id: &str) -> bool {
-        self.0.iter().any(|(i, _)| i == id)
+        self.images.iter().any(|(i, _)| i == id)
     }
 
-    /// The image `tag` (`repository:tag` as `docker images` shows it: `ImageRef::familiar`) names.
+    /// The image `tag` names.
     pub fn id_of(&self, tag: &str) -> Option<String> {
-        self.0
+        let tag = self
+            .store
+            .map_or_else(|| tag.to_string(), |s| s.normalise(tag));
+        self.images
             .iter()
-            .find(|(_, r)| r == tag)
+            .find(|(_, r)| *r == tag)
             .map(|(i, _)| i.clone())
     }
 }
@@ -352,17 +415,170 @@ pub fn remove_image(ctx: &Ctx, reference: &str) -> Result<()> {
     ctx.cleanup(cmd!(sh, "docker image rm {reference}"))
 }
 
-/// Whether any container (running or not) uses the image or one built on it.
-pub fn in_use(ctx: &Ctx, id: &str) -> bool {
+/// Removes images of ours in one `docker image rm` (without `-f`), which lets the engine order a
+/// chain of intermediate images itself (Podman keeps a build's intermediate images); what the
+/// engine refuses (an image a container uses, or with a child) stays: the refusals, in Docker's
+/// words.
+pub fn remove_images(ctx: &Ctx, ids: &[&str]) -> Vec<String> {
+    if ids.is_empty() {
+        return Vec::new();
+    }
     let sh = &ctx.sh;
-    let filter = format!("ancestor={id}");
-    ctx.try_read(cmd!(sh, "docker ps -a -q --filter {filter}"))
-        .is_some()
+    match ctx.cleanup(cmd!(sh, "docker image rm {ids...}")) {
+        Ok(()) => Vec::new(),
+        Err(e) => refusal(&e).lines().map(str::to_string).collect(),
+    }
+}
+
+/// The image's ancestors that our Dockerfiles made (they carry the project label, which every
+/// stage sets in its first step: the chain stops at the base), nearest first, each made no later
+/// than its child (Podman names as parent any image with the same top layer, an image derived
+/// later from ours too). The legacy builder keeps intermediate images as parents, and Docker's
+/// containerd store keeps them when the result goes. One query for an image without a parent;
+/// else one inspect of every image.
+pub fn ancestors(ctx: &Ctx, id: &str) -> Result<Vec<String>> {
+    let with_prefix = |p: &str| {
+        let hex = p.trim().trim_start_matches("sha256:");
+        (!hex.is_empty()).then(|| format!("sha256:{hex}"))
+    };
+    let Some(first) = inspect(ctx, id, "{{.Parent}}").and_then(|p| with_prefix(&p)) else {
+        return Ok(Vec::new());
+    };
+    let sh = &ctx.sh;
+    let all = images(ctx, &[])?;
+    let format = format!(
+        "{{{{.Id}}}}|{{{{index .Config.Labels \"{}\"}}}}|{{{{.Created}}}}|{{{{.Parent}}}}",
+        project::LABEL_PROJECT
+    );
+    let out = ctx.read_output(
+        LIST_ANSWER,
+        cmd!(sh, "docker image inspect --format {format} {all...}"),
+    )?;
+    // Image → (parent, made at), for the images our Dockerfiles made.
+    let mut ours: BTreeMap<String, (Option<String>, std::time::SystemTime)> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let fields: Vec<&str> = line.split('|').collect();
+        let [image, label, created, parent] = fields[..] else {
+            continue;
+        };
+        let (Some(image), Ok(created)) =
+            (with_prefix(image), humantime::parse_rfc3339_weak(created))
+        else {
+            continue;
+        };
+        if label == project::APP {
+            ours.insert(image, (with_prefix(parent), created));
+        }
+    }
+    let Some(&(_, made)) = ours.get(&with_prefix(id).unwrap_or_default()) else {
+        return Ok(Vec::new());
+    };
+    let mut chain = Vec::new();
+    let (mut next, mut child_made) = (Some(first), made);
+    while let Some(image) = next.take() {
+        let Some((parent, made)) = ours.get(&image) else {
+            break;
+        };
+        if *made > child_made || chain.contains(&image) {
+            break;
+        }
+        (next, child_made) = (parent.clone(), *made);
+        chain.push(image);
+    }
+    Ok(chain)
+}
+
+/// Docker's own words for why it refused a removal (a container uses the image, an image is
+/// built on it).
+pub fn refusal(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    text.rsplit("Error response from daemon: ")
+        .next()
+        .unwrap_or(&text)
+        .trim()
+        .to_string()
+}
+
+/// How many images one `docker image inspect` asks about.
+const BATCH: usize = 1000;
+
+/// The names (`REPOSITORY:TAG`, as listings show them) of each of `ids` the engine has: an ID
+/// missing from the answer is not in the engine. One listing of every image, however many IDs
+/// are asked about (a record of any size takes one query).
+pub fn names(ctx: &Ctx, ids: &[&str]) -> Result<BTreeMap<String, Vec<String>>> {
+    if ids.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let sh = &ctx.sh;
+    let format = "{{.ID}} {{.Repository}}:{{.Tag}}";
+    let out = ctx
+        .read_within(
+            LIST_ANSWER,
+            cmd!(sh, "docker image ls --all --no-trunc --format {format}"),
+        )
+        .context("listing images")?;
+    let wanted: BTreeSet<&str> = ids.iter().copied().collect();
+    let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (id, name) in out.lines().filter_map(|l| l.split_once(' ')) {
+        if wanted.contains(id) {
+            let names = found.entry(id.to_string()).or_default();
+            if name != "<none>:<none>" {
+                names.push(name.to_string());
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// When each of `ids` the engine has was made, in Unix milliseconds (batched).
+pub fn created(ctx: &Ctx, ids: &[&str]) -> Result<Vec<(String, u64)>> {
+    let sh = &ctx.sh;
+    let format = "{{.Id}} {{.Created}}";
+    let mut found = Vec::new();
+    for batch in ids.chunks(BATCH) {
+        ctx.check_signal("asking the engine about images")?;
+        let out = ctx.read_output(
+            LIST_ANSWER,
+            cmd!(sh, "docker image inspect --format {format} {batch...}"),
+        )?;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Some((id, created)) = line.split_once(' ') else {
+                continue;
+            };
+            if let Ok(time) = humantime::parse_rfc3339_weak(created.trim()) {
+                let millis = time
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                found.push((id.to_string(), millis));
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// IDs of the images that match every `filter` (`label=…`, `dangling=true`), intermediate ones too.
 pub fn images(ctx: &Ctx, filters: &[String]) -> Result<Vec<String>> {
     images_wait(images_start(ctx, filters)?)
+}
+
+/// IDs of the dangling images (no name; on Podman also no child) that match every `filter`.
+pub fn dangling(ctx: &Ctx, filters: &[String]) -> Result<Vec<String>> {
+    let sh = &ctx.sh;
+    let args = filter_args(filters);
+    let format = "dangling=true";
+    let out = ctx
+        .read_within(
+            LIST_ANSWER,
+            cmd!(
+                sh,
+                "docker image ls --quiet --no-trunc --filter {format} {args...}"
+            ),
+        )
+        .context("listing dangling images")?;
+    let mut ids: Vec<String> = out.lines().map(str::to_string).collect();
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
 }
 
 /// `images`, asked in the background.
@@ -492,10 +708,39 @@ mod tests {
 
     #[test]
     fn versions() {
-        let e = parse_versions("1.41 28.2.2").unwrap();
-        assert_eq!((e.api, e.client_major), ((1, 41), 28));
+        let classic = r#"[["Backing Filesystem","extfs"],["Supports d_type","true"]]"#;
+        let e = parse_versions("1.41 28.2.2 Engine;containerd;runc;docker-init;", classic).unwrap();
+        assert_eq!(
+            (e.api, e.client_major, e.store),
+            ((1, 41), 28, Store::Classic)
+        );
         assert!(e.multistage());
-        assert!(parse_versions("<no value> 28.2.2").is_err());
+        assert!(parse_versions("<no value> 28.2.2", classic).is_err());
+        let containerd = r#"[["driver-type","io.containerd.snapshotter.v1"]]"#;
+        let e = parse_versions(
+            "1.45 28.2.2 Engine;containerd;runc;docker-init;",
+            containerd,
+        );
+        assert_eq!(e.unwrap().store, Store::Containerd);
+        let podman = "1.41 28.2.2 Podman Engine;Conmon;OCI Runtime (runc);Engine;";
+        assert_eq!(
+            parse_versions(podman, classic).unwrap().store,
+            Store::Podman
+        );
+    }
+
+    #[test]
+    fn names_are_compared_as_the_engine_means_them() {
+        for store in [Store::Classic, Store::Containerd, Store::Podman] {
+            assert_eq!(store.normalise("docker.io/library/app"), "app:latest");
+            assert_eq!(store.normalise("app:v1"), "app:v1");
+        }
+        // Only Podman means an unqualified name when it says `localhost/`.
+        assert_eq!(Store::Podman.normalise("localhost/app:v1"), "app:v1");
+        assert_eq!(
+            Store::Classic.normalise("localhost/app:v1"),
+            "localhost/app:v1"
+        );
     }
 
     /// A buildx builder other than the engine's own keeps images to itself: `--load` brings them.

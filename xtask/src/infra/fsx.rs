@@ -158,6 +158,59 @@ pub fn remove_dir(dir: &Utf8Path) -> Result<()> {
     }
 }
 
+/// What an interrupted `scratch_beside` or `replace_dir` of `dst` left beside it (a killed run
+/// never drops its `Temp`): the directories `.NAME.tmp-*` and `.NAME.old-*` (a file there is not
+/// one of ours).
+pub fn leftovers_beside(dst: &Utf8Path) -> Vec<Utf8PathBuf> {
+    let (Some(parent), Some(name)) = (dst.parent(), dst.file_name()) else {
+        return Vec::new();
+    };
+    let prefixes = [format!(".{name}.tmp-"), format!(".{name}.old-")];
+    let Ok(entries) = parent.read_dir_utf8() else {
+        return Vec::new();
+    };
+    let mut found: Vec<Utf8PathBuf> = entries
+        .flatten()
+        .filter(|e| {
+            prefixes
+                .iter()
+                .any(|p| e.file_name().starts_with(p.as_str()))
+        })
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.into_path())
+        .collect();
+    found.sort();
+    found
+}
+
+/// A digest of a directory tree: every file's relative path and content, in order (what `vendor/`
+/// holds, whatever the glide files say).
+pub fn tree_digest(dir: &Utf8Path) -> Result<String> {
+    fn walk(root: &Utf8Path, dir: &Utf8Path, hash: &mut Sha256) -> Result<()> {
+        let mut entries: Vec<_> = dir
+            .read_dir_utf8()
+            .with_context(|| format!("reading {dir}"))?
+            .collect::<std::io::Result<_>>()
+            .with_context(|| format!("reading {dir}"))?;
+        entries.sort_by(|a, b| a.file_name().cmp(b.file_name()));
+        for entry in entries {
+            let path = entry.path();
+            let rel = path.strip_prefix(root).unwrap_or(path);
+            if entry.file_type()?.is_dir() {
+                walk(root, path, hash)?;
+            } else {
+                let bytes = fs::read(path).with_context(|| format!("reading {path}"))?;
+                hash.update(format!("{rel}\0{}\0", bytes.len()).as_bytes());
+                hash.update(&bytes);
+            }
+        }
+        Ok(())
+    }
+    let mut hash = Sha256::default();
+    walk(dir, dir, &mut hash)?;
+    Ok(hash.hex())
+}
+
 /// The files directly in `dir` (not dotfiles), sorted.
 pub fn files_in(dir: &Utf8Path) -> Result<Vec<Utf8PathBuf>> {
     let mut files: Vec<Utf8PathBuf> = dir

@@ -26,14 +26,10 @@ pub fn head(ctx: &Ctx, dir: &Utf8Path) -> Option<Commit> {
     })
 }
 
-/// `git describe --tags --always --dirty`, if it gives a usable version.
+/// `git describe --tags --always --dirty`, as git says it (outside a repository: None).
 pub fn describe(ctx: &Ctx, dir: &Utf8Path) -> Option<String> {
     let sh = &ctx.sh;
     ctx.try_read(cmd!(sh, "git -C {dir} describe --tags --always --dirty"))
-        .filter(|v| {
-            v.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c))
-        })
 }
 
 /// The `origin` remote as configured (never through `url.*.insteadOf`, which is where tokens

@@ -170,8 +170,15 @@ pub const ALL: [Tool; 13] = [
     ORAS,
     COSIGN,
 ];
-/// What only the tests use besides: a registry to push to.
-pub const TEST_ONLY: [Tool; 2] = [REGISTRY, HTPASSWD];
+/// What only the tests use besides: a registry to push to, Podman serving the Docker API.
+pub const TEST_ONLY: [Tool; 3] = [REGISTRY, HTPASSWD, PODMAN];
+/// Podman, whose `podman system service` serves the Docker API (the tests' third engine).
+pub const PODMAN: Tool = tool(
+    "podman",
+    Probe::OnPath("podman"),
+    "podman",
+    "install podman from your distribution",
+);
 /// htpasswd, for the registry with authentication.
 pub const HTPASSWD: Tool = tool(
     "htpasswd",

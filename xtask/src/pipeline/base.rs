@@ -12,7 +12,11 @@ use camino::Utf8PathBuf;
 use xshell::cmd;
 
 use crate::{
-    infra::{ctx::Ctx, docker, fsx, tools},
+    infra::{
+        ctx::Ctx,
+        docker::{self, Engine},
+        fsx, tools,
+    },
     project::{self, Paths},
 };
 
@@ -27,14 +31,11 @@ pub struct Base {
 /// The builder base image to use: `requested`, else the official default when the engine has it,
 /// else the local one when the engine has it (one query for both), else the official one pulled,
 /// else the local one made now. The local one is announced.
-pub fn builder_base(ctx: &Ctx, requested: Option<&str>) -> Result<Base> {
+pub fn builder_base(ctx: &Ctx, engine: &Engine, requested: Option<&str>) -> Result<Base> {
+    // Every image, unfiltered: a `reference=` filter does not match Podman's `localhost/` names.
     let present = match requested {
         Some(_) => docker::ImageList::default(), // the engine is asked for that one below
-        None => docker::ImageList::ask(
-            ctx,
-            &[project::DEFAULT_BUILDER_IMAGE, project::LOCAL_BUILDER_IMAGE]
-                .map(|r| format!("reference={r}")),
-        )?,
+        None => docker::ImageList::ask(ctx, engine, &[])?,
     };
     builder_base_among(ctx, requested, &present)
 }

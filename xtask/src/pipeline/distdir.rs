@@ -20,9 +20,14 @@ use crate::{
 /// In `dist/`, after a handoff: the builder image it came from, and whether UPX ran.
 pub const ORIGIN: &str = ".handoff";
 
-/// A scratch directory for the next `dist/`.
+/// A scratch directory for the next `dist/`; what a killed run left beside `dist/` goes first (the
+/// checkout's lock is held: no other run of ours is using it).
 pub fn scratch(paths: &Paths) -> Result<fsx::Temp> {
-    fsx::scratch_beside(&paths.dist())
+    let dist = paths.dist();
+    for stale in fsx::leftovers_beside(&dist) {
+        fsx::remove_dir(&stale)?;
+    }
+    fsx::scratch_beside(&dist)
 }
 
 /// Writes SHA256SUMS for every file in `dir` (dotfiles aside), then makes `dir` the new `dist/`.

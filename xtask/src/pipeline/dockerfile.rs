@@ -1,7 +1,8 @@
 //! One `docker build` for every Dockerfile: the builder (BuildKit or legacy, `--load` for a buildx
 //! builder of its own), the base images, the Go build args and the label values (the Dockerfiles
 //! set them in one LABEL instruction: the legacy builder would make a step of every `--label`).
-//! The image ID comes back through `--iidfile`.
+//! The image ID comes back through `--iidfile`; no build tags: the caller moves a tag once the image
+//! is wanted (`record`).
 
 use anyhow::{Context, Result};
 use camino::Utf8Path;
@@ -11,10 +12,14 @@ use crate::{
     flags::Builder,
     infra::{
         ctx::Ctx,
-        docker::{BuildKit, Engine},
+        docker::{self, BuildKit, Engine},
         fsx, tools,
     },
-    pipeline::{gobuild, meta::Meta},
+    pipeline::{
+        gobuild,
+        meta::Meta,
+        record::{self, Record},
+    },
     project::Paths,
 };
 
@@ -81,17 +86,54 @@ impl Plan {
         paths.docker_dir().join(name)
     }
 
-    /// `docker build` of `dockerfile` from `context`, tagged `tag`: the new image's ID ("" under
-    /// `--dry-run`).
+    /// `docker build` of `dockerfile` (its stage `target`, else the last) from `context`: the new
+    /// image's ID ("" under `--dry-run`), untagged and on `record`. The record notes the build
+    /// before it starts, and the build labels its images with that note (`record::build_label`).
     pub fn build(
         &self,
         ctx: &Ctx,
-        paths: &Paths,
+        record: &mut Record,
+        dockerfile: &Utf8Path,
+        target: Option<&str>,
+        context: &Utf8Path,
+    ) -> Result<String> {
+        let paths = &ctx.paths;
+        let build = record.intend_build(ctx, paths)?;
+        let mut extra = vec!["--label".to_string(), record::build_label(&build)];
+        if let Some(target) = target {
+            extra.extend(["--target".to_string(), target.to_string()]);
+        }
+        let built = self.docker_build(ctx, &paths.xtask_dir(), dockerfile, &extra, context);
+        record.build_ended(ctx, paths, &build)?;
+        let id = built?;
+        record.built(ctx, paths, &id)?;
+        Ok(id)
+    }
+
+    /// A bench fixture's build (the seed's Dockerfiles), tagged `tag` as the seed's flow does;
+    /// `scratch` holds the iidfile.
+    pub fn build_fixture(
+        &self,
+        ctx: &Ctx,
+        scratch: &Utf8Path,
         dockerfile: &Utf8Path,
         tag: &str,
         context: &Utf8Path,
     ) -> Result<String> {
-        let iid = fsx::Temp::file_in(&paths.xtask_dir(), ".iid-")?;
+        let extra = ["-t".to_string(), tag.to_string()];
+        self.docker_build(ctx, scratch, dockerfile, &extra, context)
+    }
+
+    /// `docker build` with the plan's builder, cache and args, `extra` flags: the image's ID.
+    fn docker_build(
+        &self,
+        ctx: &Ctx,
+        scratch: &Utf8Path,
+        dockerfile: &Utf8Path,
+        extra: &[String],
+        context: &Utf8Path,
+    ) -> Result<String> {
+        let iid = fsx::Temp::file_in(scratch, ".iid-")?;
         let iidfile = iid.path();
         let no_cache = self.no_cache.then_some("--no-cache");
         let legacy = self.builder == Builder::Legacy;
@@ -108,14 +150,34 @@ impl Plan {
             &[("DOCKER_BUILDKIT", buildkit.to_string())],
             cmd!(
                 sh,
-                "docker build {force_rm...} {no_cache...} {load...} --iidfile {iidfile} -t {tag} -f {dockerfile} {args...} {context}"
+                "docker build {force_rm...} {no_cache...} {load...} {extra...} --iidfile {iidfile} -f {dockerfile} {args...} {context}"
             ),
         )
-        .with_context(|| format!("building {tag} from {dockerfile} ({} builder)", self.builder))?;
-        Ok(std::fs::read_to_string(iidfile)
-            .unwrap_or_default()
-            .trim()
-            .to_string())
+        .with_context(|| format!("building {dockerfile} ({} builder)", self.builder))?;
+        let id = ctx.change("read the image ID", || {
+            std::fs::read_to_string(iidfile).with_context(|| format!("reading {iidfile}"))
+        })?;
+        // Podman writes the bare hex; every listing says `sha256:…`.
+        Ok(id.map_or_else(String::new, |id| {
+            let hex = id.trim().trim_start_matches("sha256:");
+            format!("sha256:{hex}")
+        }))
+    }
+
+    /// `build`, then `tag` moved onto the image (not smoke-tested: a builder image).
+    pub fn build_tagged(
+        &self,
+        ctx: &Ctx,
+        record: &mut Record,
+        dockerfile: &Utf8Path,
+        target: Option<&str>,
+        tag: &str,
+        context: &Utf8Path,
+    ) -> Result<String> {
+        let previous = docker::image_id(ctx, tag);
+        let id = self.build(ctx, record, dockerfile, target, context)?;
+        record.place(ctx, &ctx.paths, tag, &id, previous.as_deref())?;
+        Ok(id)
     }
 }
 
@@ -126,6 +188,19 @@ pub fn choose_builder(
     engine: &Engine,
     requested: Option<Builder>,
 ) -> Result<(Builder, Option<BuildKit>)> {
+    // What the engine can serve decides first: the client may have BuildKit that it cannot use.
+    let store = engine.store;
+    if !store.serves_buildkit() {
+        if requested == Some(Builder::BuildKit) {
+            anyhow::bail!("the engine ({store}) serves no BuildKit builds: use `--builder legacy`");
+        }
+        if requested.is_none() {
+            ctx.announce(format!(
+                "the engine ({store}) serves no BuildKit builds: using the legacy builder"
+            ));
+        }
+        return Ok((Builder::Legacy, None));
+    }
     let buildkit = BuildKit::detect(ctx, engine);
     match (requested, buildkit) {
         (Some(Builder::BuildKit), None) => anyhow::bail!(

@@ -40,8 +40,13 @@ pub fn vendor(ctx: &Ctx, paths: &Paths, go: impl FnOnce() -> Result<Go>) -> Resu
         fs::read_to_string(go_app.join("glide.yaml")).context("reading go-app/glide.yaml")?,
         fs::read_to_string(go_app.join("glide.lock")).unwrap_or_default()
     );
+    // Fresh: glide ran for these glide files, and vendor/ still holds what it made (the digest of
+    // its content is in the stamp too).
+    let made = || fsx::tree_digest(&app.join("vendor")).ok();
     let fresh = app.join("vendor").is_dir()
-        && fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str());
+        && made().is_some_and(|digest| {
+            fs::read_to_string(&stamp_path).ok() == Some(format!("{stamp}\n{digest}"))
+        });
     if fresh {
         ctx.announce("vendor/ is up to date with glide.yaml and glide.lock: glide skipped");
     } else {
@@ -66,11 +71,18 @@ pub fn vendor(ctx: &Ctx, paths: &Paths, go: impl FnOnce() -> Result<Go>) -> Resu
             install(ctx, paths, &go, true)
         })?;
         ctx.change(format!("write {stamp_path}"), || {
-            fsx::write_atomic(&stamp_path, stamp.as_bytes())
+            let digest = fsx::tree_digest(&app.join("vendor"))?;
+            fsx::write_atomic(&stamp_path, format!("{stamp}\n{digest}").as_bytes())
         })?;
     }
+    // go-app/vendor/ (what the Dockerfile builds take) holds the same files, by content.
     let vendor = paths.vendor();
-    if !fresh || !vendor.is_dir() {
+    let same = || {
+        fsx::tree_digest(&vendor)
+            .ok()
+            .is_some_and(|d| Some(d) == made())
+    };
+    if !fresh || !vendor.is_dir() || !same() {
         ctx.change(format!("copy {app}/vendor to {vendor}"), || {
             let tmp = fsx::scratch_beside(&vendor)?;
             let copy = tmp.path().join("vendor");

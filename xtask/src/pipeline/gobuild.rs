@@ -30,9 +30,41 @@ pub fn ldflags(version: &str) -> String {
 
 /// The version to stamp: the flag, else `git describe`, else "dev".
 pub fn version(ctx: &Ctx, root: &Utf8Path, flag: Option<&str>) -> String {
-    flag.map(str::to_string)
-        .or_else(|| git::describe(ctx, root))
-        .unwrap_or_else(|| "dev".to_string())
+    if let Some(flag) = flag {
+        return flag.to_string();
+    }
+    let Some(described) = git::describe(ctx, root) else {
+        return "dev".to_string();
+    };
+    let version = sanitize_version(&described);
+    if version != described {
+        ctx.warn(format!(
+            "`git describe` says `{described}`, which labels and `-X` cannot take as it is: the \
+             version is `{version}` (or pass --app-version)"
+        ));
+    }
+    version
+}
+
+/// A version as labels, image tags and `-X main.version=` take it, the same everywhere: letters,
+/// digits and `._+-`, every other character `-`, at most 128.
+pub fn sanitize_version(raw: &str) -> String {
+    let clean: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._+-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(128)
+        .collect();
+    if clean.is_empty() {
+        "dev".into()
+    } else {
+        clean
+    }
 }
 
 /// The build args every Dockerfile takes from us: the Go build's and the runtime files'.
@@ -96,6 +128,20 @@ pub fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_tag_becomes_a_version_labels_take() {
+        assert_eq!(
+            sanitize_version("v1.2.0-3-gabc-dirty"),
+            "v1.2.0-3-gabc-dirty"
+        );
+        assert_eq!(sanitize_version("release/1.2.0"), "release-1.2.0");
+        assert_eq!(sanitize_version("v1 ü"), "v1--");
+        assert_eq!(sanitize_version(&"x".repeat(300)).len(), 128);
+        assert!(sanitize_version("release/1.2.0")
+            .parse::<crate::flags::Version>()
+            .is_ok());
+    }
 
     #[test]
     fn platforms() {

@@ -30,9 +30,7 @@ pub fn build_builder(
     builder_tag: &str,
 ) -> Result<String> {
     let file = Plan::dockerfile(paths, dockerfile::EX1);
-    record.tagged(ctx, paths, builder_tag, |_| {
-        plan.build(ctx, paths, &file, builder_tag, &paths.go_app())
-    })
+    plan.build_tagged(ctx, record, &file, None, builder_tag, &paths.go_app())
 }
 
 /// Builds ex1 and makes its /out the new `dist/` (with SHA256SUMS), UPX-compressed when asked.
@@ -84,18 +82,10 @@ pub fn to_dist(
     })
 }
 
-/// ex2 from `dist/` alone, tagged `tag`: its ID.
-pub fn build_runtime(
-    ctx: &Ctx,
-    paths: &Paths,
-    plan: &Plan,
-    record: &mut Record,
-    tag: &str,
-) -> Result<String> {
+/// ex2 from `dist/` alone, untagged: its ID.
+pub fn build_runtime(ctx: &Ctx, paths: &Paths, plan: &Plan, record: &mut Record) -> Result<String> {
     let file = Plan::dockerfile(paths, dockerfile::EX2);
-    record.tagged(ctx, paths, tag, |_| {
-        plan.build(ctx, paths, &file, tag, &paths.dist())
-    })
+    plan.build(ctx, record, &file, None, &paths.dist())
 }
 
 /// `dist/main` on a host without Go: built in the builder image made over the base `files` came

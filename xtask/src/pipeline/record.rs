@@ -1,22 +1,37 @@
-//! Ownership by record, not by inheritance: containers and derived images inherit our labels, so
-//! labels alone prove nothing. What a build makes is written down here (image IDs from
-//! `--iidfile` or `docker load`, the tags we set) with this checkout's random id; `clean` removes
-//! what the record names, and a build removes the image its tag pointed to before, once that
-//! is dangling, unused and ours.
+//! Ownership by record, never by label. Labels are inherited by derived images and containers and
+//! anyone can set them, so they prove nothing. The rule:
+//!
+//! - An image is ours only when its ID (as this engine calls it) is on this checkout's record for
+//!   this engine. Only such an image is ever removed, and only when no name is left on it (no tag
+//!   of the user's), without `-f` (the engine refuses one a container uses).
+//! - Intent before action: before a step that can leave an image behind, the record says so and is
+//!   written. `direct` knows its image's ID before the load, and notes the ID. A Dockerfile build
+//!   does not know its ID: it notes a random build id, which the build sets as the label
+//!   `LABEL_BUILD`, and when it started; when it ends (even by failing or a signal), when it
+//!   ended. A dangling image (no name, no child) is ours when it carries a build id this record
+//!   noted, or (the legacy builder labels only a build's result) when it carries our project
+//!   label and was made while a build of ours ran: what a stopped or killed build left, or the
+//!   intermediate images a build leaves (Docker's containerd store and Podman keep them when the
+//!   result goes). They go with the build's result, and with `clean`. A build killed with
+//!   SIGKILL never says it ended: until `clean`, project-labelled images made after its start
+//!   count as its own.
+//! - Builds make untagged images; a tag moves onto one only once it is wanted (smoke-tested when
+//!   asked), with `docker tag`, which leaves the image the tag named before an image on every
+//!   store. That image goes when it is ours and has no name left.
+//! - Another checkout's image of the same tag is not on this record: it stays, on the other
+//!   checkout's record, and its `clean` removes it.
+//!
+//! A record that cannot be read is moved aside (`record.json.damaged-N`), never forgotten: `clean`
+//! still takes the image IDs it can find in it.
 
-use std::{
-    cell::RefCell,
-    collections::{BTreeMap, BTreeSet},
-};
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result};
-use jzon::object;
+use camino::Utf8PathBuf;
+use jzon::{object, JsonValue};
 
 use crate::{
-    infra::{
-        ctx::{Ctx, Running},
-        docker, fsx,
-    },
+    infra::{ctx::Ctx, docker, fsx},
     project::{self, Paths},
 };
 
@@ -24,8 +39,9 @@ use crate::{
 pub type Images = BTreeMap<String, BTreeSet<String>>;
 
 /// One per checkout, with what was built on each engine apart: `direct` gives the same image ID
-/// on every engine, and what happens to an image on one must not touch the record of another.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// on every engine of a store, and what happens to an image on one must not touch the record of
+/// another.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Record {
     /// Random, made once per checkout: the value of `LABEL_TEMP` on our temporary containers.
     pub checkout: String,
@@ -33,73 +49,138 @@ pub struct Record {
     pub engine: String,
     /// What was built on it.
     pub images: Images,
-    /// What was built on other engines, by their key: kept as it is.
-    pub elsewhere: BTreeMap<String, Images>,
+    /// The Dockerfile builds whose images may still be in the engine, by build id.
+    pub builds: BTreeMap<String, Build>,
+    /// What other engines hold, by their key: kept as it is.
+    pub elsewhere: BTreeMap<String, JsonValue>,
+}
+
+/// When a Dockerfile build ran, in Unix milliseconds: `ended` is None while it runs (or when it
+/// was killed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Build {
+    pub started: u64,
+    pub ended: Option<u64>,
+}
+
+impl Build {
+    /// Whether an image made at `created` (Unix milliseconds, by the engine's clock) was made
+    /// while the build ran. No slack: an image the user made a moment before is theirs.
+    fn made(&self, created: u64) -> bool {
+        created >= self.started && self.ended.is_none_or(|end| created <= end)
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What became of the image a tag named before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Superseded {
+    /// Ours, nameless: removed (or the engine had dropped it already).
+    Removed,
+    /// Ours, but the engine keeps it (a container uses it, or an image is built on it): on record.
+    Stays(String),
+    /// Not on this checkout's record, or still named: left alone.
+    NotOurs,
 }
 
 impl Record {
     /// The checkout's record; the first time, a new one with a new random id, written at once
-    /// (temporary containers carry the id before any image is recorded).
+    /// (temporary containers carry the id before any image is recorded). A record that cannot be
+    /// read is moved aside, and said so.
     pub fn load(ctx: &Ctx, paths: &Paths) -> Result<Record> {
         let path = paths.record();
         let engine = docker::engine_key();
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            let record = Record {
-                checkout: fsx::random_hex(8),
-                engine,
-                ..Record::default()
-            };
-            record.save(ctx, paths)?;
-            return Ok(record);
+        let fresh = |checkout: Option<String>| Record {
+            checkout: checkout.unwrap_or_else(|| fsx::random_hex(8)),
+            engine: engine.clone(),
+            ..Record::default()
         };
-        Record::parse(&text, engine).with_context(|| format!("reading {path}"))
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let record = fresh(None);
+                record.save(ctx, paths)?;
+                return Ok(record);
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {path}")),
+        };
+        match Record::parse(&text, engine.clone()) {
+            Ok(record) => Ok(record),
+            Err(e) => {
+                let aside = damaged_path(paths);
+                ctx.note(format!("mv {path} {aside}"), || {
+                    std::fs::rename(&path, &aside).with_context(|| format!("moving {path} aside"))
+                })?;
+                ctx.warn(format!(
+                    "the record {path} could not be read ({e:#}): moved to {aside}; a new one is \
+                     started, and `cargo xtask clean` still removes the images the old one names"
+                ));
+                let record = fresh(None);
+                record.save(ctx, paths)?;
+                Ok(record)
+            }
+        }
     }
 
-    /// The record in `text`, for `engine`. A record from before engines were told apart holds
-    /// `images` alone: this engine's.
+    /// The record in `text`, for `engine`. Older records hold `images` alone (this engine's), or
+    /// per engine the images alone.
     fn parse(text: &str, engine: String) -> Result<Record> {
         let value = jzon::parse(text)?;
-        let images = |v: &jzon::JsonValue| -> Images {
-            v.entries()
-                .map(|(id, tags)| {
-                    let tags = tags.members().filter_map(|t| t.as_str());
-                    (id.to_string(), tags.map(str::to_string).collect())
-                })
-                .collect()
-        };
+        if !value.is_object() {
+            anyhow::bail!("not a JSON object");
+        }
+        let checkout = value["checkout"]
+            .as_str()
+            .filter(|c| !c.is_empty())
+            .context("no checkout id")?
+            .to_string();
         let mut record = Record {
-            checkout: value["checkout"]
-                .as_str()
-                .filter(|c| !c.is_empty())
-                .map_or_else(|| fsx::random_hex(8), str::to_string),
+            checkout,
             images: images(&value["images"]),
             engine,
-            elsewhere: BTreeMap::new(),
+            ..Record::default()
         };
         for (key, built) in value["engines"].entries() {
             if key == record.engine {
-                record.images.extend(images(built));
+                let (imgs, builds) = engine_entry(built);
+                record.images.extend(imgs);
+                record.builds = builds;
             } else {
-                record.elsewhere.insert(key.to_string(), images(built));
+                record.elsewhere.insert(key.to_string(), built.clone());
             }
         }
         Ok(record)
     }
 
     fn to_json(&self) -> String {
-        let json = |images: &Images| -> BTreeMap<String, Vec<String>> {
-            images
-                .iter()
-                .map(|(id, tags)| (id.clone(), tags.iter().cloned().collect()))
-                .collect()
-        };
-        let mut engines: BTreeMap<&str, BTreeMap<String, Vec<String>>> = self
+        let mut engines: BTreeMap<&str, JsonValue> = self
             .elsewhere
             .iter()
-            .map(|(key, images)| (key.as_str(), json(images)))
+            .map(|(key, v)| (key.as_str(), v.clone()))
             .collect();
-        engines.insert(&self.engine, json(&self.images));
-        engines.retain(|_, images| !images.is_empty());
+        if !self.images.is_empty() || !self.builds.is_empty() {
+            let images: BTreeMap<&str, Vec<&str>> = self
+                .images
+                .iter()
+                .map(|(id, tags)| (id.as_str(), tags.iter().map(String::as_str).collect()))
+                .collect();
+            let builds: BTreeMap<&str, JsonValue> = self
+                .builds
+                .iter()
+                .map(|(id, b)| {
+                    (
+                        id.as_str(),
+                        object! { "started": b.started, "ended": b.ended },
+                    )
+                })
+                .collect();
+            engines.insert(&self.engine, object! { "images": images, "builds": builds });
+        }
         object! {
             "checkout": self.checkout.as_str(),
             "engines": engines,
@@ -112,189 +193,344 @@ impl Record {
         let path = paths.record();
         let text = self.to_json();
         ctx.note(format!("record what was built in {path}"), || {
-            fsx::write_atomic(&path, text.as_bytes())
+            fsx::write_atomic(&path, text.as_bytes()).with_context(|| format!("writing {path}"))
         })
         .map(drop)
     }
 
-    /// Runs `build` (given the image `tag` names now), which makes an image and returns its ID, and
-    /// records it under `tag`. The image
-    /// the tag pointed to before is removed when it is now dangling, unused and ours.
-    pub fn tagged(
-        &mut self,
-        ctx: &Ctx,
-        paths: &Paths,
-        tag: &str,
-        build: impl FnOnce(&Previous) -> Result<String>,
-    ) -> Result<String> {
-        let previous = docker::image_id(ctx, tag);
-        self.tagged_from(ctx, paths, tag, previous, build)
-            .map(|(id, _)| id)
+    /// Whether the image is ours: on this checkout's record for this engine.
+    pub fn owns(&self, id: &str) -> bool {
+        self.images.contains_key(id)
     }
 
-    /// `tagged`, with the image `tag` named before the build asked already (`previous`); also
-    /// what became of that image, when it was another.
-    pub fn tagged_from(
+    /// Intent: `direct` is about to load the image `id`.
+    pub fn intend_image(&mut self, ctx: &Ctx, paths: &Paths, id: &str) -> Result<()> {
+        self.images.entry(id.to_string()).or_default();
+        self.save(ctx, paths)
+    }
+
+    /// Intent: a Dockerfile build is about to start; its images will carry `LABEL_BUILD` with the
+    /// id returned.
+    pub fn intend_build(&mut self, ctx: &Ctx, paths: &Paths) -> Result<String> {
+        let build = format!("{}-{}", self.checkout, fsx::random_hex(6));
+        let started = now();
+        self.builds.insert(
+            build.clone(),
+            Build {
+                started,
+                ended: None,
+            },
+        );
+        self.save(ctx, paths)?;
+        Ok(build)
+    }
+
+    /// Builds that never said they ended (killed) end now, for what `sweep` counts as theirs:
+    /// `clean` says so before it sweeps.
+    pub fn close_builds(&mut self) {
+        for build in self.builds.values_mut() {
+            build.ended.get_or_insert_with(now);
+        }
+    }
+
+    /// The build `build` is over, however it ended (written after a signal too).
+    pub fn build_ended(&mut self, ctx: &Ctx, paths: &Paths, build: &str) -> Result<()> {
+        if let Some(b) = self.builds.get_mut(build) {
+            b.ended = Some(now());
+        }
+        self.save(ctx, paths)
+    }
+
+    /// A build made `made` (empty: nothing, or `--dry-run`).
+    pub fn built(&mut self, ctx: &Ctx, paths: &Paths, made: &str) -> Result<()> {
+        if !made.is_empty() {
+            self.images.entry(made.to_string()).or_default();
+        }
+        self.save(ctx, paths)
+    }
+
+    /// Ours that may be left dangling go, round by round, so that a chain of intermediate images
+    /// goes from its end: the images of the builds on record and the ancestors `also` of images
+    /// of ours that went. The legacy builder keeps intermediate images, which Docker's containerd
+    /// store and Podman keep when the result goes; while a result of ours is built on them they
+    /// are not dangling, and stay as the next build's cache. Builds with no image left are
+    /// forgotten. The engine's refusals for what stays.
+    pub fn sweep(&mut self, ctx: &Ctx, also: &[String]) -> Result<Vec<String>> {
+        let mut candidates: BTreeSet<String> = also.iter().cloned().collect();
+        if !self.builds.is_empty() {
+            // Made while a build of ours ran, with our project label (the legacy builder's
+            // intermediate images carry that, not the build id).
+            let project = docker::label_filter(project::LABEL_PROJECT, project::APP);
+            let labelled = docker::dangling(ctx, &[project])?;
+            let refs: Vec<&str> = labelled.iter().map(String::as_str).collect();
+            for (id, created) in docker::created(ctx, &refs)? {
+                if self.builds.values().any(|b| b.made(created)) {
+                    candidates.insert(id);
+                }
+            }
+        }
+        let builds: Vec<(String, Build)> = self.builds.clone().into_iter().collect();
+        for (build, when) in builds {
+            let ids = docker::images(ctx, &[docker::label_filter(project::LABEL_BUILD, &build)])?;
+            if ids.is_empty() && when.ended.is_some() {
+                self.builds.remove(&build);
+            }
+            candidates.extend(ids);
+        }
+        let mut refused = Vec::new();
+        while !candidates.is_empty() {
+            let dangling: Vec<String> = docker::dangling(ctx, &[])?
+                .into_iter()
+                .filter(|id| candidates.contains(id))
+                .collect();
+            let refs: Vec<&str> = dangling.iter().map(String::as_str).collect();
+            refused = docker::remove_images(ctx, &refs);
+            let left = docker::names(ctx, &refs)?;
+            let gone: Vec<&String> = dangling
+                .iter()
+                .filter(|id| !left.contains_key(*id))
+                .collect();
+            if gone.is_empty() {
+                break;
+            }
+            for id in gone {
+                self.images.remove(id);
+                candidates.remove(id);
+            }
+        }
+        Ok(refused)
+    }
+
+    /// Moves `tag` onto `id` (an image of ours, made by this run), which `previous` named before,
+    /// and records it; the previous image goes when it is ours and nameless. Returns what became
+    /// of it, when it was another image.
+    pub fn place(
         &mut self,
         ctx: &Ctx,
         paths: &Paths,
         tag: &str,
-        previous: Option<String>,
-        build: impl FnOnce(&Previous) -> Result<String>,
-    ) -> Result<(String, Option<(String, Superseded)>)> {
-        let previous = Previous {
-            id: previous,
-            tag: crate::flags::ImageRef(tag.to_string()).familiar(),
-            asked: RefCell::new(None),
-        };
-        let id = build(&previous)?;
+        id: &str,
+        previous: Option<&str>,
+    ) -> Result<Option<(String, Superseded)>> {
         if id.is_empty() {
-            return Ok((id, None)); // --dry-run
+            return Ok(None); // --dry-run
+        }
+        if previous != Some(id) {
+            let sh = &ctx.sh;
+            ctx.run_quiet(xshell::cmd!(sh, "docker tag {id} {tag}"))
+                .with_context(|| format!("tagging {id} as {tag}"))?;
         }
         self.images
-            .entry(id.clone())
+            .entry(id.to_string())
             .or_default()
             .insert(tag.to_string());
-        let superseded = match previous.id.clone().filter(|p| *p != id) {
+        let superseded = match previous.filter(|p| *p != id) {
             Some(prev) => {
-                if let Some(tags) = self.images.get_mut(&prev) {
+                if let Some(tags) = self.images.get_mut(prev) {
                     tags.remove(tag);
                 }
-                let outcome = self.supersede(ctx, &previous);
-                Some((prev, outcome))
+                Some((prev.to_string(), self.remove_if_ours(ctx, prev)))
             }
-            None => None,
+            None => {
+                self.sweep(ctx, &[])?;
+                None
+            }
         };
         self.save(ctx, paths)?;
-        Ok((id, superseded))
+        Ok(superseded)
     }
 
-    /// Removes a superseded image when nothing refers to it any more and it is ours (whichever
-    /// checkout built it). Never fails the build: a failed removal is a warning.
-    fn supersede(&mut self, ctx: &Ctx, previous: &Previous) -> Superseded {
-        let Some(id) = previous.id.as_deref() else {
-            return Superseded::Kept;
-        };
-        if !previous.answer(ctx).is_some_and(|a| previous.goes(&a)) {
-            return Superseded::Kept;
+    /// A candidate this run made that is not wanted (it failed its smoke test): removed when it
+    /// is ours and nameless.
+    pub fn discard(&mut self, ctx: &Ctx, paths: &Paths, id: &str) -> Superseded {
+        let outcome = self.remove_if_ours(ctx, id);
+        if let Err(e) = self.save(ctx, paths) {
+            ctx.warn(format!("{e:#}"));
         }
-        // Without -f the engine refuses an image a container (even a stopped one) or a child
-        // image uses: such an image stays, as it should.
-        match docker::remove_image(ctx, id) {
-            Ok(()) => {
-                self.images.remove(id);
+        outcome
+    }
+
+    /// Removes `id` when it is ours and no name is left on it, never with `-f`, and then what
+    /// it was built on that is ours and dangling (`sweep`). Never fails the build: what stays is
+    /// said.
+    pub fn remove_if_ours(&mut self, ctx: &Ctx, id: &str) -> Superseded {
+        if !self.owns(id) {
+            return Superseded::NotOurs;
+        }
+        let outcome = match docker::names(ctx, &[id]).map(|mut found| found.remove(id)) {
+            Ok(None) => {
+                self.images.remove(id); // the engine dropped it already
                 Superseded::Removed
             }
-            Err(e) if format!("{e:#}").contains("conflict") => Superseded::Stays,
-            Err(e) => {
-                ctx.warn(format!("the superseded image {id} stays: {e:#}"));
-                Superseded::Stays
+            Ok(Some(names)) if !names.is_empty() => return Superseded::NotOurs,
+            Ok(Some(_)) => {
+                let ancestors = docker::ancestors(ctx, id).unwrap_or_default();
+                match docker::remove_image(ctx, id) {
+                    Ok(()) => {
+                        self.images.remove(id);
+                        if let Err(e) = self.sweep(ctx, &ancestors) {
+                            ctx.warn(format!("what {id} was built on stays: {e:#}"));
+                        }
+                        Superseded::Removed
+                    }
+                    Err(e) => Superseded::Stays(docker::refusal(&e)),
+                }
             }
-        }
+            Err(e) => Superseded::Stays(format!("{e:#}")),
+        };
+        outcome
     }
 }
 
-/// The image a tag named before a build, and the engine's word on it: its tags and whose it is.
-pub struct Previous {
-    id: Option<String>,
-    /// The tag, as the engine states it.
-    tag: String,
-    /// Asked while the build ran.
-    asked: RefCell<Option<Running>>,
+/// Where a damaged record is moved: a name of its own, never over an earlier one.
+fn damaged_path(paths: &Paths) -> Utf8PathBuf {
+    let path = paths.record();
+    (1..)
+        .map(|n| Utf8PathBuf::from(format!("{path}.damaged-{n}")))
+        .find(|p| !p.exists())
+        .expect("a free name")
 }
 
-impl Previous {
-    /// The image's ID.
-    pub fn id(&self) -> Option<&str> {
-        self.id.as_deref()
-    }
+/// The damaged records moved aside in this checkout.
+pub fn damaged(paths: &Paths) -> Vec<Utf8PathBuf> {
+    let dir = paths.xtask_dir();
+    let Ok(entries) = dir.read_dir_utf8() else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().starts_with("record.json.damaged-"))
+        .map(|e| e.path().to_path_buf())
+        .collect()
+}
 
-    /// Asks the engine about the image now, in the background: while the build's last step runs
-    /// (a load that moves the tag), rather than after it. Either side of the tag's move, the
-    /// answer tells the same.
-    pub fn ask(&self, ctx: &Ctx) -> Result<()> {
-        if let Some(id) = &self.id {
-            *self.asked.borrow_mut() = Some(docker::inspect_start(ctx, id, &Self::format())?);
+/// The image IDs (`sha256:` and 64 hex digits) a damaged record still shows.
+pub fn ids_in(text: &str) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("sha256:") {
+        let hex: String = rest[at + 7..]
+            .chars()
+            .take_while(char::is_ascii_hexdigit)
+            .collect();
+        if hex.len() == 64 {
+            ids.insert(format!("sha256:{hex}"));
         }
-        Ok(())
+        rest = &rest[at + 7..];
     }
+    ids
+}
 
-    /// The project's label, then the tags.
-    fn format() -> String {
-        format!(
-            "{{{{index .Config.Labels \"{}\"}}}}{{{{range .RepoTags}}}} {{{{.}}}}{{{{end}}}}",
-            project::LABEL_PROJECT
-        )
-    }
+fn images(v: &JsonValue) -> Images {
+    v.entries()
+        .map(|(id, tags)| {
+            let tags = tags.members().filter_map(|t| t.as_str());
+            (id.to_string(), tags.map(str::to_string).collect())
+        })
+        .collect()
+}
 
-    /// What the engine said, asked before or now.
-    fn answer(&self, ctx: &Ctx) -> Option<String> {
-        match self.asked.borrow_mut().take() {
-            Some(asked) => asked.wait_text().ok(),
-            None => docker::inspect(ctx, self.id.as_deref()?, &Self::format()),
-        }
-    }
-
-    /// Whether the image is ours and, once the tag has moved, dangling.
-    fn goes(&self, answer: &str) -> bool {
-        let mut words = answer.split(' ');
-        words.next() == Some(project::APP) && words.all(|t| t == self.tag)
+/// One engine's entry: `{"images": …, "builds": {…}}`, or (older) the images alone.
+fn engine_entry(v: &JsonValue) -> (Images, BTreeMap<String, Build>) {
+    if v.has_key("images") || v.has_key("builds") {
+        let builds = v["builds"]
+            .entries()
+            .map(|(id, b)| {
+                let build = Build {
+                    started: b["started"].as_u64().unwrap_or(0),
+                    ended: b["ended"].as_u64(),
+                };
+                (id.to_string(), build)
+            })
+            .collect();
+        (images(&v["images"]), builds)
+    } else {
+        (images(v), BTreeMap::new())
     }
 }
 
-/// What became of the image a tag named before a build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Superseded {
-    Removed,
-    /// Dangling and ours, but a container uses it (or it could not be removed).
-    Stays,
-    /// Tagged elsewhere, or not ours: left alone.
-    Kept,
+/// The label a Dockerfile build sets on its images: the build id its intent noted.
+pub fn build_label(build: &str) -> String {
+    format!("{}={build}", project::LABEL_BUILD)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_previous_image_goes_when_ours_and_tagged_by_nothing_else() {
-        let previous = Previous {
-            id: Some("sha256:a".into()),
-            tag: crate::flags::ImageRef("docker.io/library/app".into()).familiar(),
-            asked: RefCell::new(None),
-        };
-        let ours = project::APP;
-        // Asked before the tag moved, or after.
-        assert!(previous.goes(&format!("{ours} app:latest")));
-        assert!(previous.goes(ours));
-        // Someone else's tag, or not ours.
-        assert!(!previous.goes(&format!("{ours} app:latest mine:v1")));
-        assert!(!previous.goes(&format!("{ours} mine:v1")));
-        assert!(!previous.goes("app:latest"));
-        assert!(!previous.goes("other app:latest"));
-    }
+    const DEFAULT: &str = "unix:///var/run/docker.sock";
 
     #[test]
     fn engines_are_kept_apart_and_old_records_read() {
         let old = r#"{"checkout": "c1", "images": {"sha256:a": ["t:1"]}}"#;
-        let mut here = Record::parse(old, "unix:///var/run/docker.sock".into()).unwrap();
+        let mut here = Record::parse(old, DEFAULT.into()).unwrap();
         assert_eq!(here.checkout, "c1");
         assert_eq!(here.images["sha256:a"], BTreeSet::from(["t:1".to_string()]));
+        let build = Build {
+            started: 10,
+            ended: None,
+        };
+        here.builds.insert("c1-b".into(), build);
         let text = here.to_json();
         // Another engine sees none of it, and keeps it as it is.
         let mut there = Record::parse(&text, "ssh://build-box".into()).unwrap();
-        assert!(there.images.is_empty());
+        assert!(there.images.is_empty() && there.builds.is_empty());
         there
             .images
             .insert("sha256:a".into(), BTreeSet::from(["t:2".into()]));
-        here = Record::parse(&there.to_json(), "unix:///var/run/docker.sock".into()).unwrap();
+        here = Record::parse(&there.to_json(), DEFAULT.into()).unwrap();
         assert_eq!(here.images["sha256:a"], BTreeSet::from(["t:1".to_string()]));
+        assert_eq!(here.builds, BTreeMap::from([("c1-b".to_string(), build)]));
         assert_eq!(
-            here.elsewhere["ssh://build-box"]["sha256:a"],
+            images(&here.elsewhere["ssh://build-box"]["images"])["sha256:a"],
             BTreeSet::from(["t:2".to_string()])
         );
         // An engine with nothing left is not written.
         here.images.clear();
+        here.builds.clear();
         assert!(!here.to_json().contains("docker.sock"));
+    }
+
+    #[test]
+    fn an_image_is_a_builds_when_made_while_it_ran() {
+        let ended = Build {
+            started: 100,
+            ended: Some(200),
+        };
+        assert!(ended.made(150) && ended.made(99) && ended.made(201));
+        assert!(!ended.made(50) && !ended.made(300));
+        // Killed: it never said it ended.
+        let killed = Build {
+            started: 100,
+            ended: None,
+        };
+        assert!(killed.made(10_000) && !killed.made(50));
+    }
+
+    #[test]
+    fn an_older_per_engine_record_is_read() {
+        let text = r#"{"checkout": "c1", "engines": {"unix:///var/run/docker.sock": {"sha256:a": ["t:1"]}}}"#;
+        let record = Record::parse(text, DEFAULT.into()).unwrap();
+        assert_eq!(
+            record.images["sha256:a"],
+            BTreeSet::from(["t:1".to_string()])
+        );
+    }
+
+    #[test]
+    fn a_record_that_is_not_ours_to_read_is_an_error() {
+        for text in ["", "{", "[]", r#"{"engines": {}}"#] {
+            assert!(Record::parse(text, DEFAULT.into()).is_err(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn ids_are_found_in_what_is_left_of_a_record() {
+        let a = format!("sha256:{}", "a".repeat(64));
+        let b = format!("sha256:{}", "b".repeat(64));
+        let text =
+            format!(r#"{{"checkout": "c1", "engines": {{"x": {{"images": {{"{a}": [], "{b}"#);
+        assert_eq!(ids_in(&text), BTreeSet::from([a, b]));
+        assert!(ids_in("sha256:abc").is_empty());
     }
 }

@@ -602,18 +602,35 @@ impl Drop for Registry {
     }
 }
 
-/// A second engine: dockerd in its own mount and network namespaces, with its own data root, exec
-/// root and socket, and a tmpfs over /tmp, so that it cannot see the workspace (the test copies
-/// live in /tmp). Its socket belongs to the docker group (the second user's tests reach it).
-/// Stopped and removed on drop.
+/// The engines the tests start, each in mount and network namespaces of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The host's Docker 20.10, classic (graphdriver) image store.
+    Classic,
+    /// trixie's Docker 26 (unpacked by `cargo xtask ci`), containerd image store.
+    Containerd,
+    /// bookworm's Podman, serving the Docker API.
+    Podman,
+}
+
+/// A test engine: with its own data root, exec root and socket, in mount and network namespaces of
+/// its own with a tmpfs over /tmp, so that it cannot see the workspace (the test copies live in
+/// /tmp). Its socket belongs to the docker group (the second user's tests reach it). Stopped and
+/// removed on drop.
 pub struct RemoteEngine {
     dir: PathBuf,
     pub host: String,
+    pub kind: Kind,
     child: std::process::Child,
 }
 
 impl RemoteEngine {
+    /// The second classic engine.
     pub fn start() -> RemoteEngine {
+        RemoteEngine::start_kind(Kind::Classic)
+    }
+
+    pub fn start_kind(kind: Kind) -> RemoteEngine {
         // Short paths: containerd's sockets live under the exec root (108-byte limit).
         let dir = PathBuf::from(format!(
             "/var/tmp/xr-{}-{}",
@@ -623,11 +640,59 @@ impl RemoteEngine {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let d = dir.to_str().unwrap();
-        let script = format!(
-            "mount -t tmpfs tmpfs /tmp && ip link set lo up && exec dockerd -G docker \
-             --data-root {d}/data --exec-root {d}/exec --pidfile {d}/dockerd.pid \
-             -H unix://{d}/docker.sock >{d}/dockerd.log 2>&1"
-        );
+        let dockerd = |extra: &str| {
+            format!(
+                "exec dockerd -G docker {extra} --data-root {d}/data --exec-root {d}/exec \
+                 --pidfile {d}/dockerd.pid -H unix://{d}/docker.sock >{d}/engine.log 2>&1"
+            )
+        };
+        let (serve, socket) = match kind {
+            Kind::Classic => (dockerd(""), format!("{d}/docker.sock")),
+            Kind::Containerd => {
+                let root = project::TEST_DOCKER_ROOT;
+                assert!(
+                    Path::new(root).join("usr/sbin/dockerd").exists(),
+                    "no {root}: `cargo xtask ci` unpacks trixie's Docker there"
+                );
+                fs::write(
+                    dir.join("daemon.json"),
+                    r#"{"features":{"containerd-snapshotter":true}}"#,
+                )
+                .unwrap();
+                let config = format!("--config-file {d}/daemon.json");
+                (
+                    format!(
+                        "export PATH={root}/usr/sbin:{root}/usr/bin:$PATH && {}",
+                        dockerd(&config)
+                    ),
+                    format!("{d}/docker.sock"),
+                )
+            }
+            Kind::Podman => {
+                // This sandbox's root cannot raise nofile to Podman's default; no systemd here.
+                fs::write(
+                    dir.join("containers.conf"),
+                    "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
+                     [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+                )
+                .unwrap();
+                fs::write(
+                    dir.join("storage.conf"),
+                    format!("[storage]\ndriver = \"overlay\"\ngraphroot = \"{d}/root\"\nrunroot = \"{d}/run\"\n"),
+                )
+                .unwrap();
+                (
+                    format!(
+                        "mkdir -p {d}/tmp && export CONTAINERS_CONF={d}/containers.conf \
+                         CONTAINERS_STORAGE_CONF={d}/storage.conf && exec podman --root {d}/root \
+                         --runroot {d}/run --tmpdir {d}/tmp system service --time=0 \
+                         unix://{d}/podman.sock >{d}/engine.log 2>&1"
+                    ),
+                    format!("{d}/podman.sock"),
+                )
+            }
+        };
+        let script = format!("mount -t tmpfs tmpfs /tmp && ip link set lo up && {serve}");
         let child = Command::new("unshare")
             .args([
                 "--mount",
@@ -641,8 +706,13 @@ impl RemoteEngine {
             .stdin(std::process::Stdio::null())
             .spawn()
             .expect("unshare");
-        let host = format!("unix://{d}/docker.sock");
-        let engine = RemoteEngine { dir, host, child };
+        let host = format!("unix://{socket}");
+        let engine = RemoteEngine {
+            dir,
+            host,
+            kind,
+            child,
+        };
         let up = (0..300).any(|_| {
             let ok = engine
                 .docker(&["version", "--format", "{{.Server.APIVersion}}"])
@@ -653,9 +723,17 @@ impl RemoteEngine {
             }
             ok
         });
-        let log = fs::read_to_string(engine.dir.join("dockerd.log")).unwrap_or_default();
-        assert!(up, "the remote dockerd did not come up:\n{log}");
+        let log = fs::read_to_string(engine.dir.join("engine.log")).unwrap_or_default();
+        assert!(up, "the {kind:?} engine did not come up:\n{log}");
         engine
+    }
+
+    /// The engine's process (to stop and continue it).
+    pub fn pid(&self) -> u32 {
+        fs::read_to_string(self.dir.join("dockerd.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| self.child.id())
     }
 
     pub fn docker(&self, args: &[&str]) -> Output {
@@ -691,8 +769,14 @@ impl RemoteEngine {
 
 impl Drop for RemoteEngine {
     fn drop(&mut self) {
-        if let Ok(pid) = fs::read_to_string(self.dir.join("dockerd.pid")) {
-            let _ = Command::new("kill").arg(pid.trim()).status();
+        // dockerd writes its pidfile; Podman's service is the shell's exec'd child.
+        match fs::read_to_string(self.dir.join("dockerd.pid")) {
+            Ok(pid) => {
+                let _ = Command::new("kill").arg(pid.trim()).status();
+            }
+            Err(_) => {
+                let _ = self.child.kill();
+            }
         }
         let _ = self.child.wait();
         let _ = fs::remove_dir_all(&self.dir);

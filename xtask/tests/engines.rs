@@ -1,0 +1,380 @@
+//! The engines users run, each started here in namespaces of its own: Docker 20.10 (classic image
+//! store), Docker 26 with the containerd image store, and Podman's Docker API. On each, as a user
+//! would meet it: `direct` twice and from a second checkout keeps its image, with the config digest
+//! the classic store gives; `verify` passes and fails on a tampered copy; the default image,
+//! handoff and `--smoke` work; a failed smoke test keeps the last good image; no image of ours is
+//! left dangling; `clean` in each checkout leaves nothing of ours and counts only what went; and
+//! nothing of the user's is touched: their image under our tag, an image derived from ours, their
+//! container, their image that carries our project label.
+
+mod common;
+
+use std::{collections::BTreeSet, fs};
+
+use common::{lines, project, Kind, RemoteEngine, Run, Workspace};
+
+/// The xtask in `ws` against `engine`.
+fn xtask(ws: &Workspace, engine: &RemoteEngine, args: &[&str]) -> Run {
+    let mut all = vec!["--offline"];
+    all.extend_from_slice(args);
+    ws.xtask_env(&all, &[("DOCKER_HOST", engine.host.as_str())])
+}
+
+/// `docker ARGS` on `engine`, which must succeed: its trimmed stdout.
+fn docker(engine: &RemoteEngine, args: &[&str]) -> String {
+    common::docker_at(Some(&engine.host), args)
+}
+
+/// `docker build` of a Dockerfile given as text (no context), tagged `tag` (None: untagged, as a
+/// rebuild leaves an image): the image's ID.
+fn build_text(
+    users: &mut BTreeSet<String>,
+    engine: &RemoteEngine,
+    dockerfile: &str,
+    tag: Option<&str>,
+    extra: &[&str],
+) -> String {
+    let before = all_images(engine);
+    let iid = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = std::process::Command::new("docker");
+    cmd.args(["build", "-q", "--iidfile"])
+        .arg(iid.path())
+        .args(tag.map(|t| ["-t", t]).into_iter().flatten())
+        .args(extra)
+        .arg("-")
+        .env("DOCKER_HOST", &engine.host)
+        // Podman serves no BuildKit.
+        .env(
+            "DOCKER_BUILDKIT",
+            if engine.kind == Kind::Podman {
+                "0"
+            } else {
+                "1"
+            },
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), dockerfile.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker build {tag:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Everything the build made is the user's (Podman keeps intermediate images too).
+    users.extend(all_images(engine).difference(&before).cloned());
+    // Podman writes the bare hex.
+    let hex = fs::read_to_string(iid.path()).unwrap();
+    format!("sha256:{}", hex.trim().trim_start_matches("sha256:"))
+}
+
+/// Every image the user made is still there.
+fn assert_intact(engine: &RemoteEngine, users: &BTreeSet<String>, after: &str) {
+    let all = all_images(engine);
+    let gone: Vec<&String> = users.iter().filter(|u| !all.contains(*u)).collect();
+    assert!(
+        gone.is_empty(),
+        "{:?}: after {after}, the user's {gone:?} are gone",
+        engine.kind
+    );
+}
+
+/// The ID of the image `reference` names on `engine`, if any.
+fn image_id(engine: &RemoteEngine, reference: &str) -> Option<String> {
+    let out = engine.docker(&["image", "inspect", "--format", "{{.Id}}", reference]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Every image ID on `engine`.
+fn all_images(engine: &RemoteEngine) -> BTreeSet<String> {
+    lines(&docker(engine, &["image", "ls", "-a", "-q", "--no-trunc"]))
+}
+
+fn dangling(engine: &RemoteEngine) -> BTreeSet<String> {
+    lines(&docker(
+        engine,
+        &[
+            "image",
+            "ls",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            "dangling=true",
+        ],
+    ))
+}
+
+/// A summary line's value: `config sha256:…` gives the config digest.
+fn summary_word(run: &Run, key: &str) -> String {
+    run.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key} ")))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no `{key}` in:\n{}", run.stdout))
+        .to_string()
+}
+
+/// How many images `clean` said it removed.
+fn removed_count(run: &Run) -> usize {
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("clean:"))
+        .unwrap_or_else(|| panic!("no clean summary:\n{}", run.stdout));
+    let before = line.split(" images removed").next().unwrap();
+    before.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+fn the_user_flow(kind: Kind) {
+    let _engine = common::engine();
+    let a = Workspace::copy();
+    let b = Workspace::clone_of(&a);
+    let tag = common::tag(&a);
+    // The config digest the classic store gives for this commit, from the host's engine.
+    a.xtask(&["base-images"]).ok();
+    let host = a
+        .xtask(&["image", "--offline", "--strategy", "direct", "--tag", &tag])
+        .ok();
+    let classic_config = summary_word(&host, "config");
+    a.xtask(&["clean"]).ok();
+
+    let engine = RemoteEngine::start_kind(kind);
+    engine.load(project::LOCAL_BUILDER_IMAGE);
+    let base = image_id(&engine, project::LOCAL_BUILDER_IMAGE).unwrap();
+    // The user's own things: an image under our tag, a container, an image that carries our
+    // project label and that a rebuild left dangling.
+    let label = format!("{}={}", project::LABEL_PROJECT, project::APP);
+    let mut users = BTreeSet::new();
+    let theirs_under_our_tag = build_text(
+        &mut users,
+        &engine,
+        &format!(
+            "FROM {}\nLABEL mine=under-your-tag\n",
+            project::LOCAL_BUILDER_IMAGE
+        ),
+        Some(&tag),
+        &[],
+    );
+    let from = format!(
+        "FROM {}\nLABEL mine=labelled\n",
+        project::LOCAL_BUILDER_IMAGE
+    );
+    let labelled = build_text(&mut users, &engine, &from, None, &["--label", &label]);
+    assert!(dangling(&engine).contains(&labelled), "the setup");
+    docker(&engine, &["create", "--name", "mine", &base, "true"]);
+
+    // direct, twice, then from a second checkout: one image, kept.
+    let first = xtask(
+        &a,
+        &engine,
+        &["image", "--strategy", "direct", "--tag", &tag],
+    )
+    .ok();
+    let id = first.image_id();
+    assert_eq!(summary_word(&first, "config"), classic_config, "{kind:?}");
+    assert_eq!(image_id(&engine, &tag).as_deref(), Some(id.as_str()));
+    let again = xtask(
+        &a,
+        &engine,
+        &["image", "--strategy", "direct", "--tag", &tag],
+    )
+    .ok();
+    assert_eq!(again.image_id(), id);
+    assert_eq!(
+        image_id(&engine, &tag).as_deref(),
+        Some(id.as_str()),
+        "{kind:?}: a repeat lost it"
+    );
+    let other = xtask(
+        &b,
+        &engine,
+        &["image", "--strategy", "direct", "--tag", &tag],
+    )
+    .ok();
+    assert_eq!(other.image_id(), id);
+    assert_eq!(
+        image_id(&engine, &tag).as_deref(),
+        Some(id.as_str()),
+        "{kind:?}: the second checkout lost it"
+    );
+    // The ID printed is the one the engine knows.
+    docker(&engine, &["image", "inspect", &id]);
+
+    assert_intact(&engine, &users, "direct");
+    // verify passes, and fails on a tampered copy.
+    let run = xtask(&a, &engine, &["verify", &tag]).ok();
+    assert!(run.stdout.contains("verified:"), "{}", run.stdout);
+    let tampered = build_text(
+        &mut users,
+        &engine,
+        &format!("FROM {tag}\nLABEL mine=tampered tampered=1\n"),
+        Some("mine/tampered:1"),
+        &[],
+    );
+    let run = xtask(&a, &engine, &["verify", "mine/tampered:1"]).failed();
+    assert!(
+        run.stderr.contains("is NOT what revision"),
+        "{}",
+        run.stderr
+    );
+
+    assert_intact(&engine, &users, "verify");
+    // An image the user derived from ours, under a tag we then build: theirs stays.
+    let derived = build_text(
+        &mut users,
+        &engine,
+        &format!("FROM {tag}\nLABEL mine=derived\n"),
+        Some("me/app:latest"),
+        &[],
+    );
+    xtask(
+        &a,
+        &engine,
+        &["image", "--strategy", "direct", "--tag", "me/app:latest"],
+    )
+    .ok();
+    docker(&engine, &["image", "inspect", &derived]);
+
+    assert_intact(&engine, &users, "direct over the derived image");
+    // The default image (BuildKit, or what the engine serves), with its smoke test; handoff.
+    let run = xtask(&a, &engine, &["image", "--tag", &tag, "--smoke"]).ok();
+    assert!(run.stdout.contains("smoke: "), "{}", run.stdout);
+    if kind == Kind::Podman {
+        assert!(
+            run.stderr.contains("serves no BuildKit builds"),
+            "{}",
+            run.stderr
+        );
+    }
+    let good = run.image_id();
+    xtask(
+        &a,
+        &engine,
+        &["image", "--strategy", "handoff", "--tag", &tag],
+    )
+    .ok();
+    let good_handoff = image_id(&engine, &tag).unwrap();
+    assert_ne!(good_handoff, good);
+    assert_intact(&engine, &users, "multistage and handoff");
+    // A failed smoke test: the tag still names the last good image, and the message says so.
+    let main_go = a.path("go-app/main.go");
+    let source = std::fs::read_to_string(&main_go).unwrap();
+    let broken = source.replacen("io.WriteString(w, \"ok\")", "w.WriteHeader(500)", 1);
+    assert_ne!(broken, source);
+    std::fs::write(&main_go, broken).unwrap();
+    let run = xtask(
+        &a,
+        &engine,
+        &["image", "--strategy", "direct", "--tag", &tag, "--smoke"],
+    )
+    .failed();
+    assert!(
+        run.stderr
+            .contains(&format!("{tag} still names {good_handoff}")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(image_id(&engine, &tag), Some(good_handoff.clone()));
+    std::fs::write(&main_go, source).unwrap();
+
+    // Nothing of ours dangling: what is, is the user's (their images whose tags moved to ours,
+    // their labelled one; Podman counts an image that shares its top layer with another as its
+    // parent, never dangling).
+    let users = BTreeSet::from([
+        labelled.clone(),
+        derived.clone(),
+        theirs_under_our_tag.clone(),
+    ]);
+    let left = dangling(&engine);
+    assert!(
+        left.is_subset(&users),
+        "{kind:?}: dangling images {left:?}, the user's {users:?}"
+    );
+    assert!(left.contains(&labelled), "{kind:?}");
+
+    // clean, in each checkout: what went is what it counts; nothing of ours stays.
+    for ws in [&b, &a] {
+        let before = all_images(&engine);
+        let run = xtask(ws, &engine, &["clean"]).ok();
+        let after = all_images(&engine);
+        assert_intact(&engine, &users, "clean");
+        assert_eq!(
+            removed_count(&run),
+            before.difference(&after).count(),
+            "{}",
+            run.stdout
+        );
+    }
+    let ours = lines(&docker(
+        &engine,
+        &[
+            "image",
+            "ls",
+            "-a",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            &format!("label={label}"),
+        ],
+    ));
+    // What carries our label now is the user's: inherited, or set by them.
+    let describe = || {
+        let all: Vec<String> = all_images(&engine).into_iter().collect();
+        let mut args = vec![
+            "image",
+            "inspect",
+            "--format",
+            "{{.Id}} {{.RepoTags}} {{.Config.Labels}}",
+        ];
+        args.extend(all.iter().map(String::as_str));
+        String::from_utf8_lossy(&engine.docker(&args).stdout).into_owned()
+    };
+    // Every image the user made carries their `mine` label (on Podman, its intermediate ones too).
+    let marked = lines(&docker(
+        &engine,
+        &[
+            "image",
+            "ls",
+            "-a",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            "label=mine",
+        ],
+    ));
+    let not_theirs: Vec<&String> = ours.difference(&marked).collect();
+    assert!(
+        not_theirs.is_empty(),
+        "{kind:?}: images of ours left: {not_theirs:?}\n{}",
+        describe()
+    );
+    assert!(image_id(&engine, &tag).is_none(), "{kind:?}: our tag stays");
+    // The user's things are all there.
+    for image in [&theirs_under_our_tag, &labelled, &derived, &tampered, &base] {
+        docker(&engine, &["image", "inspect", image]);
+    }
+    docker(&engine, &["container", "inspect", "mine"]);
+}
+
+#[test]
+#[ignore = "needs root, Docker and namespaces: cargo xtask ci"]
+fn on_docker_with_the_classic_store() {
+    the_user_flow(Kind::Classic);
+}
+
+#[test]
+#[ignore = "needs root, trixie's Docker (cargo xtask ci unpacks it) and namespaces: cargo xtask ci"]
+fn on_docker_with_the_containerd_store() {
+    the_user_flow(Kind::Containerd);
+}
+
+#[test]
+#[ignore = "needs root, Podman and namespaces: cargo xtask ci"]
+fn on_podman() {
+    the_user_flow(Kind::Podman);
+}

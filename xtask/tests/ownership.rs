@@ -1,0 +1,378 @@
+//! Nothing of the user's lost, every failure honest, as a user or a fault would meet it on the
+//! host's engine: a damaged record is moved aside and still cleaned by; a huge record is cleaned
+//! by one listing and stops on SIGTERM; SIGKILL at three points leaves nothing `clean` cannot
+//! find; a stuck engine is reported; a server that exits at start is named with its code and log;
+//! `dist` that is a file of the user's is refused; vendor/ is checked by its content; any git tag
+//! gives a version.
+
+mod common;
+
+use std::{
+    fs,
+    io::{BufRead, BufReader},
+    process::{Child, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use common::{dangling, docker, project, DockerWorkspace, RemoteEngine, Workspace};
+
+/// Starts the xtask in its own process group; its output lines (stdout and stderr) on a channel.
+fn spawn(ws: &Workspace, args: &[&str], env: &[(&str, &str)]) -> (Child, mpsc::Receiver<String>) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = ws.command(args);
+    cmd.envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = cmd.spawn().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().unwrap());
+    let stderr: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().unwrap());
+    for stream in [stdout, stderr] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    (child, rx)
+}
+
+/// Waits (a long while at most) for an output line containing `marker`; returns what was read.
+fn wait_for(rx: &mpsc::Receiver<String>, marker: &str) -> String {
+    let mut seen = String::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(300)) {
+            Ok(line) => {
+                seen.push_str(&line);
+                seen.push('\n');
+                if line.contains(marker) {
+                    return seen;
+                }
+            }
+            Err(_) => panic!("`{marker}` never came; read:\n{seen}"),
+        }
+    }
+}
+
+fn rest(rx: mpsc::Receiver<String>) -> String {
+    rx.iter().collect::<Vec<_>>().join("\n")
+}
+
+fn signal(pid: u32, signal: i32) {
+    unsafe { libc::kill(pid as i32, signal) };
+}
+
+fn record(ws: &Workspace) -> String {
+    fs::read_to_string(ws.path("target/xtask/record.json")).unwrap_or_default()
+}
+
+#[test]
+#[ignore = "needs a Docker engine: cargo xtask ci"]
+fn a_damaged_record_is_moved_aside_and_its_images_still_cleaned() {
+    let ws = DockerWorkspace::new();
+    let tag = ws.tag.clone();
+    let direct = |version: &str| {
+        ws.xtask(&[
+            "image",
+            "--offline",
+            "--strategy",
+            "direct",
+            "--tag",
+            &tag,
+            "--app-version",
+            version,
+        ])
+    };
+    let first = direct("v1").ok().image_id();
+    // Cut in the middle, as a full disk or a crash could leave it.
+    let text = record(&ws);
+    fs::write(ws.path("target/xtask/record.json"), &text[..text.len() / 2]).unwrap();
+    let run = direct("v2").ok();
+    let aside = ws.path("target/xtask/record.json.damaged-1");
+    assert!(
+        run.stderr.contains("record.json.damaged-1"),
+        "{}",
+        run.stderr
+    );
+    assert!(aside.is_file());
+    // The new record does not own the first image: it stays, dangling, until clean.
+    assert!(dangling(None).iter().any(|d| first.contains(d.as_str())));
+    // An empty record is damaged too.
+    fs::write(ws.path("target/xtask/record.json"), "").unwrap();
+    direct("v3").ok();
+    assert!(ws.path("target/xtask/record.json.damaged-2").is_file());
+    ws.xtask(&["clean"]).ok();
+    assert!(
+        dangling(None).is_empty(),
+        "clean forgot what the damaged record named"
+    );
+    assert!(common::docker_at(None, &["image", "ls", "-q", &tag]).is_empty());
+}
+
+#[test]
+#[ignore = "needs a Docker engine: cargo xtask ci"]
+fn a_huge_record_is_cleaned_by_one_listing_and_stops_on_sigterm() {
+    let ws = DockerWorkspace::new();
+    ws.xtask(&["dist", "--offline"]).ok();
+    // 200,000 images that are not in the engine, under this engine's key.
+    let fake = |n: usize| format!("\"sha256:{n:064x}\": [\"fake:{n}\"]");
+    let images: Vec<String> = (0..200_000).map(fake).collect();
+    let key = xtask::infra::docker::engine_key();
+    fs::create_dir_all(ws.path("target/xtask")).unwrap();
+    fs::write(
+        ws.path("target/xtask/record.json"),
+        format!(
+            "{{\"checkout\": \"c0ffee\", \"engines\": {{\"{key}\": {{\"images\": {{{}}}}}}}}}",
+            images.join(", ")
+        ),
+    )
+    .unwrap();
+    // SIGTERM as soon as it runs: it stops, with 143, and the record is still whole.
+    let (child, rx) = spawn(&ws, &["clean"], &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    signal(child.id(), libc::SIGTERM);
+    let status = child.wait_with_output().unwrap().status;
+    let log = rest(rx);
+    assert!(matches!(status.code(), Some(143) | Some(0)), "{log}");
+    if status.code() == Some(143) {
+        let text = record(&ws);
+        assert!(
+            jzon::parse(&text).is_ok(),
+            "the record is not whole after SIGTERM"
+        );
+    }
+    // Then whole: none of them was in the engine, so none counts as removed.
+    let run = ws.xtask(&["clean"]).ok();
+    assert!(run.stdout.contains(" 0 images removed"), "{}", run.stdout);
+}
+
+#[test]
+#[ignore = "needs a Docker engine: cargo xtask ci"]
+fn sigkill_at_three_points_leaves_nothing_clean_cannot_find() {
+    let ws = DockerWorkspace::new();
+    let tag = ws.tag.clone();
+    ws.xtask(&["base-images"]).ok();
+    let go_cache = ws.base.join("go-cache");
+    let cold_go = [("GOCACHE", go_cache.to_str().unwrap())];
+    // 1. During a cold `go build`: the orphaned go writes into a scratch directory of ours.
+    let (child, rx) = spawn(
+        &ws,
+        &["image", "--offline", "--strategy", "direct", "--tag", &tag],
+        &cold_go,
+    );
+    wait_for(&rx, "==> go build");
+    std::thread::sleep(Duration::from_secs(1));
+    signal(child.id(), libc::SIGKILL);
+    // 2. During a Dockerfile build: the orphaned build finishes on its own.
+    let (child, rx) = spawn(
+        &ws,
+        &[
+            "image",
+            "--offline",
+            "--no-cache",
+            "--builder",
+            "legacy",
+            "--tag",
+            &tag,
+        ],
+        &[],
+    );
+    wait_for(&rx, "RUN go build ./vendor");
+    signal(child.id(), libc::SIGKILL);
+    // 3. During the direct load.
+    let (child, rx) = spawn(
+        &ws,
+        &[
+            "image",
+            "--offline",
+            "--strategy",
+            "direct",
+            "--tag",
+            &tag,
+            "--app-version",
+            "k3",
+        ],
+        &[],
+    );
+    wait_for(&rx, "$ docker load");
+    signal(child.id(), libc::SIGKILL);
+    drop(rx);
+    // The orphans (go, the docker CLIs) finish on their own.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !orphans_in(&ws).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        orphans_in(&ws).is_empty(),
+        "still running: {:?}",
+        orphans_in(&ws)
+    );
+    let run = ws.xtask(&["clean"]).ok();
+    assert!(
+        dangling(None).is_empty(),
+        "dangling images of ours after clean:\n{}",
+        run.stdout
+    );
+    let left: Vec<String> = fs::read_dir(&ws.root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".dist."))
+        .collect();
+    assert!(left.is_empty(), "scratch left in the checkout: {left:?}");
+    assert!(common::docker_at(None, &["image", "ls", "-q", &tag]).is_empty());
+}
+
+/// Processes whose command line names the workspace (what a killed xtask left running).
+fn orphans_in(ws: &Workspace) -> Vec<String> {
+    let root = ws.root.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(&root) {
+            found.push(cmdline);
+        }
+    }
+    found
+}
+
+#[test]
+#[ignore = "needs root, a Docker engine and namespaces: cargo xtask ci"]
+fn a_stuck_engine_is_reported_and_ctrl_c_still_stops() {
+    let _engine = common::engine();
+    let ws = Workspace::copy();
+    ws.xtask(&["base-images"]).ok();
+    let remote = RemoteEngine::start();
+    remote.load(project::LOCAL_BUILDER_IMAGE);
+    let env = [("DOCKER_HOST", remote.host.as_str())];
+    let (child, rx) = spawn(
+        &ws,
+        &[
+            "image",
+            "--offline",
+            "--strategy",
+            "direct",
+            "--app-version",
+            "s1",
+        ],
+        &env,
+    );
+    wait_for(&rx, "==> image (direct");
+    let pid = remote.pid();
+    signal(pid, libc::SIGSTOP);
+    let seen = wait_for(&rx, "still waiting for");
+    assert!(seen.contains("Ctrl-C stops it"), "{seen}");
+    signal(child.id(), libc::SIGINT);
+    let status = child.wait_with_output().unwrap().status;
+    signal(pid, libc::SIGCONT);
+    assert_eq!(status.code(), Some(130), "{}", rest(rx));
+}
+
+#[test]
+#[ignore = "needs a Docker engine: cargo xtask ci"]
+fn a_server_that_exits_at_start_is_named_with_its_code_and_log() {
+    let ws = DockerWorkspace::new();
+    let tag = ws.tag.clone();
+    let good = ws
+        .xtask(&["image", "--offline", "--strategy", "direct", "--tag", &tag])
+        .ok()
+        .image_id();
+    let main_go = ws.path("go-app/main.go");
+    let source = fs::read_to_string(&main_go).unwrap();
+    let exits = source.replacen(
+        "func main() {",
+        "func main() {\n\tfmt.Fprintln(os.Stderr, \"refusing to start\")\n\tos.Exit(3)",
+        1,
+    );
+    fs::write(&main_go, exits).unwrap();
+    let run = ws
+        .xtask(&[
+            "image",
+            "--offline",
+            "--strategy",
+            "direct",
+            "--tag",
+            &tag,
+            "--smoke",
+        ])
+        .failed();
+    assert!(
+        run.stderr.contains("the server exited with code 3"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("refusing to start"),
+        "the log: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!("{tag} still names {good}")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        docker(&["image", "inspect", "--format", "{{.Id}}", &tag]),
+        good
+    );
+}
+
+#[test]
+#[ignore = "needs Go and glide: cargo xtask ci"]
+fn dist_that_is_a_file_is_refused_before_any_work() {
+    let ws = Workspace::copy();
+    fs::write(ws.path("dist"), "my notes\n").unwrap();
+    for args in [&["dist", "--offline"][..], &["clean"]] {
+        let run = ws.xtask(args).failed();
+        assert!(run.stderr.contains("is not a directory"), "{}", run.stderr);
+        assert!(run.stderr.contains("mv dist"), "{}", run.stderr);
+    }
+    assert_eq!(fs::read_to_string(ws.path("dist")).unwrap(), "my notes\n");
+    assert!(!ws.path("target").exists(), "work was done");
+}
+
+#[test]
+#[ignore = "needs Go and glide: cargo xtask ci"]
+fn vendor_is_checked_by_its_content() {
+    let ws = Workspace::copy();
+    ws.xtask(&["dist", "--offline"]).ok();
+    let router = ws.path("go-app/vendor/github.com/julienschmidt/httprouter/router.go");
+    let bytes = fs::read(&router).unwrap();
+    fs::remove_file(&router).unwrap();
+    ws.xtask(&["dist", "--offline"]).ok();
+    assert_eq!(
+        fs::read(&router).unwrap(),
+        bytes,
+        "go-app/vendor/ was not restored"
+    );
+    // The GOPATH copy glide made, likewise.
+    let made = ws.path(
+        "target/gopath/src/go-docker-prod/vendor/github.com/julienschmidt/httprouter/router.go",
+    );
+    fs::write(&made, "package httprouter\n").unwrap();
+    let run = ws.xtask(&["dist", "--offline"]).ok();
+    assert!(run.stderr.contains("glide install"), "{}", run.stderr);
+    assert_eq!(fs::read(&router).unwrap(), bytes);
+}
+
+#[test]
+#[ignore = "needs Go and glide: cargo xtask ci"]
+fn any_git_tag_gives_a_version_and_a_warning() {
+    let ws = Workspace::copy();
+    ws.git(&["tag", "release/1.2.0"]);
+    let run = ws.xtask(&["dist", "--offline"]).ok();
+    assert!(run.stderr.contains("release-1.2.0"), "{}", run.stderr);
+    assert!(run.stderr.contains("warning:"), "{}", run.stderr);
+    let binary = fs::read(ws.path("dist/main")).unwrap();
+    let needle = b"release-1.2.0";
+    assert!(
+        binary.windows(needle.len()).any(|w| w == needle),
+        "the version is not in the binary"
+    );
+}
