@@ -9,61 +9,13 @@ mod common;
 
 use std::{
     fs,
-    io::{BufRead, BufReader},
-    process::{Child, Stdio},
-    sync::mpsc,
     time::{Duration, Instant},
 };
 
-use common::{dangling, docker, project, DockerWorkspace, RemoteEngine, Workspace};
-
-/// Starts the xtask in its own process group; its output lines (stdout and stderr) on a channel.
-fn spawn(ws: &Workspace, args: &[&str], env: &[(&str, &str)]) -> (Child, mpsc::Receiver<String>) {
-    use std::os::unix::process::CommandExt;
-    let mut cmd = ws.command(args);
-    cmd.envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let mut child = cmd.spawn().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().unwrap());
-    let stderr: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().unwrap());
-    for stream in [stdout, stderr] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
-    (child, rx)
-}
-
-/// Waits (a long while at most) for an output line containing `marker`; returns what was read.
-fn wait_for(rx: &mpsc::Receiver<String>, marker: &str) -> String {
-    let mut seen = String::new();
-    loop {
-        match rx.recv_timeout(Duration::from_secs(300)) {
-            Ok(line) => {
-                seen.push_str(&line);
-                seen.push('\n');
-                if line.contains(marker) {
-                    return seen;
-                }
-            }
-            Err(_) => panic!("`{marker}` never came; read:\n{seen}"),
-        }
-    }
-}
-
-fn rest(rx: mpsc::Receiver<String>) -> String {
-    rx.iter().collect::<Vec<_>>().join("\n")
-}
-
-fn signal(pid: u32, signal: i32) {
-    unsafe { libc::kill(pid as i32, signal) };
-}
+use common::{
+    dangling, docker, project, rest, signal_alone, spawn, wait_for, DockerWorkspace, RemoteEngine,
+    Workspace,
+};
 
 fn record(ws: &Workspace) -> String {
     fs::read_to_string(ws.path("target/xtask/record.json")).unwrap_or_default()
@@ -146,7 +98,7 @@ fn a_huge_record_is_cleaned_by_one_listing_and_stops_on_sigterm() {
     // SIGTERM as soon as it runs: it stops, with 143, and the record is still whole.
     let (child, rx) = spawn(&ws, &["clean"], &[]);
     std::thread::sleep(Duration::from_millis(300));
-    signal(child.id(), libc::SIGTERM);
+    signal_alone(&child, libc::SIGTERM);
     let status = child.wait_with_output().unwrap().status;
     let log = rest(rx);
     assert!(matches!(status.code(), Some(143) | Some(0)), "{log}");
@@ -180,7 +132,7 @@ fn sigkill_at_three_points_leaves_nothing_clean_cannot_find() {
     );
     wait_for(&rx, "==> go build");
     std::thread::sleep(Duration::from_secs(1));
-    signal(child.id(), libc::SIGKILL);
+    signal_alone(&child, libc::SIGKILL);
     // 2. During a Dockerfile build: the orphaned build finishes on its own.
     let (child, rx) = spawn(
         &ws,
@@ -196,7 +148,7 @@ fn sigkill_at_three_points_leaves_nothing_clean_cannot_find() {
         &[],
     );
     wait_for(&rx, "RUN go build ./vendor");
-    signal(child.id(), libc::SIGKILL);
+    signal_alone(&child, libc::SIGKILL);
     // 3. During the direct load.
     let (child, rx) = spawn(
         &ws,
@@ -213,7 +165,7 @@ fn sigkill_at_three_points_leaves_nothing_clean_cannot_find() {
         &[],
     );
     wait_for(&rx, "$ docker load");
-    signal(child.id(), libc::SIGKILL);
+    signal_alone(&child, libc::SIGKILL);
     drop(rx);
     let record_log = record(&ws);
     // The orphans (go, the docker CLIs) finish on their own.
@@ -291,12 +243,13 @@ fn a_stuck_engine_is_reported_and_ctrl_c_still_stops() {
     );
     wait_for(&rx, "==> image (direct");
     let pid = remote.pid();
-    signal(pid, libc::SIGSTOP);
+    // SAFETY: kill(2) on the test engine's process.
+    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
     let seen = wait_for(&rx, "still waiting for");
     assert!(seen.contains("Ctrl-C stops it"), "{seen}");
-    signal(child.id(), libc::SIGINT);
+    signal_alone(&child, libc::SIGINT);
     let status = child.wait_with_output().unwrap().status;
-    signal(pid, libc::SIGCONT);
+    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
     assert_eq!(status.code(), Some(130), "{}", rest(rx));
 }
 

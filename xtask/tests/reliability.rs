@@ -6,16 +6,13 @@ mod common;
 
 use std::{
     fs,
-    io::{BufRead, BufReader},
     os::fd::AsRawFd,
-    process::{Child, Stdio},
-    sync::mpsc,
     time::{Duration, Instant},
 };
 
 use common::{
-    dangling, docker, file_sha_in, json, label, project, sha256, temp_containers, DockerWorkspace,
-    Workspace,
+    ctrl_c, dangling, docker, file_sha_in, json, label, project, rest, sha256, signal_alone, spawn,
+    temp_containers, wait_for, DockerWorkspace, Workspace,
 };
 
 #[test]
@@ -119,60 +116,6 @@ fn compile_error_keeps_the_previous_image_and_dist() {
         );
     }
     assert!(temp_containers(None).is_empty());
-}
-
-/// Starts the xtask in its own process group; its output lines (stdout and stderr) on a channel.
-fn spawn(ws: &Workspace, args: &[&str], env: &[(&str, &str)]) -> (Child, mpsc::Receiver<String>) {
-    use std::os::unix::process::CommandExt;
-    let mut cmd = ws.command(args);
-    cmd.envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let mut child = cmd.spawn().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().unwrap());
-    let stderr: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().unwrap());
-    for stream in [stdout, stderr] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
-    (child, rx)
-}
-
-/// Waits for an output line containing `marker`; returns what was read.
-fn wait_for(rx: &mpsc::Receiver<String>, marker: &str) -> String {
-    let mut seen = String::new();
-    loop {
-        match rx.recv_timeout(Duration::from_secs(300)) {
-            Ok(line) => {
-                seen.push_str(&line);
-                seen.push('\n');
-                if line.contains(marker) {
-                    return seen;
-                }
-            }
-            Err(_) => panic!("`{marker}` never came; read:\n{seen}"),
-        }
-    }
-}
-
-/// Ctrl-C as a terminal sends it: SIGINT to the whole process group.
-fn ctrl_c(child: &Child) {
-    unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
-}
-
-/// A signal to the xtask alone (CI cancelling a job, `timeout`): its children get nothing.
-fn signal_alone(child: &Child, signal: i32) {
-    unsafe { libc::kill(child.id() as i32, signal) };
-}
-
-fn rest(rx: mpsc::Receiver<String>) -> String {
-    rx.iter().collect::<Vec<_>>().join("\n")
 }
 
 /// Nothing half-written: no scratch directory or temporary file beside dist/ or in target/xtask.

@@ -19,7 +19,7 @@ use crate::{
     flags::{self, Builder, Platform, Strategy},
     infra::{
         ctx::{human_size, secs, Ctx},
-        docker::{self, Engine},
+        docker::{self, Engine, Store},
         tools::{self, Go},
     },
     pipeline::{
@@ -150,7 +150,7 @@ impl flags::Image {
         let id = candidate.id.as_str();
         if self.smoke && !id.is_empty() {
             // The tag moves only once the candidate passed: until then it names what it named.
-            if let Err(e) = smoke::run(ctx, &record.checkout, id) {
+            if let Err(e) = smoke::run(ctx, &record.checkout, id, tag.as_str()) {
                 let kept = match previous.as_deref() {
                     Some(prev) if prev != id => format!("{tag} still names {prev}"),
                     Some(_) => format!("{tag} names it already (an earlier build)"),
@@ -161,9 +161,10 @@ impl flags::Image {
                     false => match record.discard(ctx, paths, id) {
                         Superseded::Removed => "; the candidate was removed".into(),
                         Superseded::Stays(why) => format!("; the candidate stays ({why})"),
-                        Superseded::NotOurs => {
-                            "; the candidate stays (it has a name of the user's)".into()
+                        Superseded::Named(names) => {
+                            format!("; the candidate stays, named {}", names.join(" "))
                         }
+                        Superseded::NotOurs => String::new(),
                     },
                 };
                 return Err(e.context(format!(
@@ -174,10 +175,21 @@ impl flags::Image {
         let superseded = record.place(ctx, paths, tag.as_str(), id, previous.as_deref())?;
         ctx.after_real_run(|| {
             let facts = Facts::ask(ctx, &record, tag.as_str(), &candidate, files.size)?;
-            if let Some((prev, Superseded::Stays(why))) = &superseded {
-                ctx.announce(format!(
-                    "the image {tag} named before, {prev}, stays: {why}"
-                ));
+            if let Some((prev, outcome)) = &superseded {
+                let why = match outcome {
+                    Superseded::Removed => None,
+                    Superseded::Stays(why) => Some(why.clone()),
+                    Superseded::Named(names) => Some(format!("still named {}", names.join(" "))),
+                    Superseded::NotOurs => Some(format!(
+                        "this checkout's record does not name it (a checkout's `clean` removes \
+                         what it built; else `docker image rm {prev}`)"
+                    )),
+                };
+                if let Some(why) = why {
+                    ctx.announce(format!(
+                        "the image {tag} named before, {prev}, stays: {why}"
+                    ));
+                }
             }
             summary(
                 ctx,
@@ -395,6 +407,14 @@ fn summary(
     );
     // The ID the engine knows it by (what `docker run` takes), then the digests that hold on
     // every engine.
+    if engine.store == Store::Containerd {
+        // That store's numbers are not the classic store's: say which this one is.
+        let what = match candidate.image {
+            Some(_) => "the files' bytes; this store also counts the compressed content",
+            None => "the compressed content, as this store counts it; the files take more",
+        };
+        println!("size: {what}");
+    }
     println!("image ID {}", candidate.id);
     println!("engine {} ({})", docker::engine_key(), engine.store);
     if let Some(image) = &candidate.image {

@@ -11,11 +11,7 @@ use anyhow::{bail, Context, Result};
 use xshell::cmd;
 
 use crate::{
-    infra::{
-        apt,
-        ctx::{Ctx, Running},
-        fsx, tools,
-    },
+    infra::{apt, ctx::Ctx, fsx, tools},
     project,
 };
 
@@ -305,23 +301,11 @@ pub fn image_id(ctx: &Ctx, reference: &str) -> Option<String> {
 
 /// `docker image inspect --format FORMAT REF`, when the engine has the image.
 pub fn inspect(ctx: &Ctx, reference: &str, format: &str) -> Option<String> {
-    let answer = inspect_start(ctx, reference, format).and_then(Running::wait_text);
-    answer.ok().filter(|a| !a.is_empty())
-}
-
-/// `inspect`, asked in the background.
-pub fn inspect_start(ctx: &Ctx, reference: &str, format: &str) -> Result<Running> {
     let sh = &ctx.sh;
-    ctx.start_read(cmd!(
+    ctx.try_read(cmd!(
         sh,
         "docker image inspect --format {format} {reference}"
     ))
-}
-
-/// The filter for the project's images (containers and derived images carry it too: it proves
-/// nothing about ownership, the record does).
-pub fn project_filter() -> String {
-    label_filter(project::LABEL_PROJECT, project::APP)
 }
 
 /// Images as one `docker image ls` lists them (without the intermediate images of builds): ID
@@ -558,37 +542,31 @@ pub fn created(ctx: &Ctx, ids: &[&str]) -> Result<Vec<(String, u64)>> {
 
 /// IDs of the images that match every `filter` (`label=…`, `dangling=true`), intermediate ones too.
 pub fn images(ctx: &Ctx, filters: &[String]) -> Result<Vec<String>> {
-    images_wait(images_start(ctx, filters)?)
+    ids(ctx, &["--all"], filters)
 }
 
 /// IDs of the dangling images (no name; on Podman also no child) that match every `filter`.
 pub fn dangling(ctx: &Ctx, filters: &[String]) -> Result<Vec<String>> {
+    ids(ctx, &["--filter", "dangling=true"], filters)
+}
+
+/// `docker image ls --quiet --no-trunc FLAGS --filter …`: the IDs, sorted, once each.
+fn ids(ctx: &Ctx, flags: &[&str], filters: &[String]) -> Result<Vec<String>> {
     let sh = &ctx.sh;
     let args = filter_args(filters);
-    let format = "dangling=true";
     let out = ctx
         .read_within(
             LIST_ANSWER,
             cmd!(
                 sh,
-                "docker image ls --quiet --no-trunc --filter {format} {args...}"
+                "docker image ls --quiet --no-trunc {flags...} {args...}"
             ),
         )
-        .context("listing dangling images")?;
+        .context("listing images")?;
     let mut ids: Vec<String> = out.lines().map(str::to_string).collect();
     ids.sort();
     ids.dedup();
     Ok(ids)
-}
-
-/// `images`, asked in the background.
-pub fn images_start(ctx: &Ctx, filters: &[String]) -> Result<Running> {
-    let sh = &ctx.sh;
-    let args = filter_args(filters);
-    ctx.start_read(cmd!(
-        sh,
-        "docker image ls --all --quiet --no-trunc {args...}"
-    ))
 }
 
 fn filter_args(filters: &[String]) -> Vec<&str> {
@@ -596,15 +574,6 @@ fn filter_args(filters: &[String]) -> Vec<&str> {
         .iter()
         .flat_map(|f| ["--filter", f.as_str()])
         .collect()
-}
-
-/// The answer of `images_start`.
-pub fn images_wait(running: Running) -> Result<Vec<String>> {
-    let out = running.wait_text().context("listing images")?;
-    let mut ids: Vec<String> = out.lines().map(str::to_string).collect();
-    ids.sort();
-    ids.dedup();
-    Ok(ids)
 }
 
 /// `label=KEY=VALUE`, as filters take it.

@@ -8,7 +8,7 @@ use xshell::cmd;
 use crate::{
     infra::{
         ctx::Ctx,
-        docker::{Engine, TempContainer},
+        docker::{self, Engine, TempContainer},
         tools,
     },
     pipeline::{
@@ -47,7 +47,9 @@ pub fn to_dist(
         build_builder(ctx, paths, plan, record, builder_tag)
     })?;
     let dist = paths.dist();
-    let origin = format!("{id} compress={compress}\n");
+    // What the builder image holds, by its layers (its ID changes with every build's label).
+    let layers = docker::inspect(ctx, &id, "{{json .RootFS.Layers}}").unwrap_or_default();
+    let origin = format!("{layers} compress={compress}\n");
     let current = std::fs::read_to_string(dist.join(distdir::ORIGIN)).unwrap_or_default();
     if !id.is_empty() && origin == current && dist.join(project::BINARY).is_file() {
         ctx.announce("dist/ already holds this builder image's output: copy skipped");

@@ -84,7 +84,9 @@ pub enum Superseded {
     Removed,
     /// Ours, but the engine keeps it (a container uses it, or an image is built on it): on record.
     Stays(String),
-    /// Not on this checkout's record, or still named: left alone.
+    /// Ours, and still named (these names): left alone.
+    Named(Vec<String>),
+    /// Not on this checkout's record: left alone.
     NotOurs,
 }
 
@@ -362,7 +364,7 @@ impl Record {
                 self.images.remove(id); // the engine dropped it already
                 Superseded::Removed
             }
-            Ok(Some(names)) if !names.is_empty() => return Superseded::NotOurs,
+            Ok(Some(names)) if !names.is_empty() => return Superseded::Named(names),
             Ok(Some(_)) => {
                 let ancestors = docker::ancestors(ctx, id).unwrap_or_default();
                 match docker::remove_image(ctx, id) {
@@ -497,8 +499,8 @@ mod tests {
             started: 100,
             ended: Some(200),
         };
-        assert!(ended.made(150) && ended.made(99) && ended.made(201));
-        assert!(!ended.made(50) && !ended.made(300));
+        assert!(ended.made(150) && ended.made(100) && ended.made(200));
+        assert!(!ended.made(99) && !ended.made(201));
         // Killed: it never said it ended.
         let killed = Build {
             started: 100,

@@ -20,11 +20,13 @@ use crate::{
 /// How long the container has to turn healthy.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(15);
 
-pub fn run(ctx: &Ctx, checkout: &str, image: &str) -> Result<()> {
+/// Smoke-tests the image `id`, the candidate for `tag` (which it does not name yet).
+pub fn run(ctx: &Ctx, checkout: &str, id: &str, tag: &str) -> Result<()> {
+    let image = format!("{tag} ({id})");
     ctx.step(&format!("smoke test {image}"), || {
         let publish = format!("127.0.0.1::{}", project::APP_PORT);
         let hardening = ["--read-only", "--cap-drop", "ALL", "-p", &publish];
-        let container = TempContainer::create(ctx, checkout, image, "smoke", &hardening, &[])?;
+        let container = TempContainer::create(ctx, checkout, id, "smoke", &hardening, &[])?;
         let sh = &ctx.sh;
         let name = &container.name;
         let endpoint = docker::endpoint(ctx);
@@ -34,7 +36,7 @@ pub fn run(ctx: &Ctx, checkout: &str, image: &str) -> Result<()> {
         ctx.after_real_run(|| {
             let started = Instant::now();
             let logs = || container_log(ctx, name);
-            wait_healthy(ctx, name, started).map_err(|e| anyhow::anyhow!("{e:#}; its log:\n{}", logs()))?;
+            wait_healthy(ctx, name, id, started).map_err(|e| anyhow::anyhow!("{e:#}; its log:\n{}", logs()))?;
             let healthy_after = started.elapsed();
             let port = format!("{}/tcp", project::APP_PORT);
             let addr = ctx.read(cmd!(sh, "docker port {name} {port}")).context("finding the published port")?;
@@ -73,13 +75,13 @@ pub fn run(ctx: &Ctx, checkout: &str, image: &str) -> Result<()> {
     })
 }
 
-/// Runs the image's own health check (`/main -healthcheck`) in the container until it passes;
-/// fails at once when the server exits, and after `HEALTHY_WITHIN`, with the real time.
-fn wait_healthy(ctx: &Ctx, name: &str, started: Instant) -> Result<()> {
+/// Runs the image's own health check (its HEALTHCHECK's command) in the container until it
+/// passes; fails at once when the server exits, and after `HEALTHY_WITHIN`, with the real time.
+fn wait_healthy(ctx: &Ctx, name: &str, id: &str, started: Instant) -> Result<()> {
     let sh = &ctx.sh;
     let format = "{{.State.Running}} {{.State.ExitCode}}";
-    let check = format!("/{}", project::BINARY);
-    let flag = project::HEALTHCHECK_FLAG;
+    let check = &health_command(ctx, id)?;
+    let shown = check.join(" ");
     loop {
         ctx.check_signal("waiting for the container to turn healthy")?;
         let state = ctx.read(cmd!(sh, "docker inspect --format {format} {name}"))?;
@@ -89,20 +91,37 @@ fn wait_healthy(ctx: &Ctx, name: &str, started: Instant) -> Result<()> {
                 started.elapsed().as_secs_f64()
             );
         }
-        let probe = ctx.read_output(
-            HEALTHY_WITHIN,
-            cmd!(sh, "docker exec {name} {check} {flag}"),
-        )?;
+        let probe = ctx.read_output(HEALTHY_WITHIN, cmd!(sh, "docker exec {name} {check...}"))?;
         if probe.status.success() {
             return Ok(());
         }
         if started.elapsed() >= HEALTHY_WITHIN {
             bail!(
-                "its health check (`{check} {flag}`) did not pass within {:.1} s",
+                "its health check (`{shown}`) did not pass within {:.1} s",
                 started.elapsed().as_secs_f64()
             );
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The command the image's HEALTHCHECK runs: `["CMD", args…]` as it is, `["CMD-SHELL", line]`
+/// through `sh -c`.
+fn health_command(ctx: &Ctx, id: &str) -> Result<Vec<String>> {
+    let format = "{{json .Config.Healthcheck.Test}}";
+    let test = docker::inspect(ctx, id, format).unwrap_or_default();
+    let test = jzon::parse(&test).unwrap_or(jzon::JsonValue::Null);
+    let words: Vec<String> = test
+        .members()
+        .filter_map(|w| w.as_str())
+        .map(str::to_string)
+        .collect();
+    match words.split_first() {
+        Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => Ok(rest.to_vec()),
+        Some((kind, [line])) if kind == "CMD-SHELL" => {
+            Ok(vec!["sh".into(), "-c".into(), line.clone()])
+        }
+        _ => bail!("{id} declares no health check: the smoke test needs one"),
     }
 }
 
