@@ -276,6 +276,11 @@ fn direct(
         None => files.go_version.clone(),
     };
     let meta = Meta::of_checkout(ctx, &paths.root, version, &go_version, builder_image);
+    // With host Go, the engine's side of the load starts while Go links.
+    let load = match host_build {
+        Some(_) => Some(direct::Load::start(ctx)?),
+        None => None,
+    };
     let staged = match host_build {
         Some((build, go)) => Some(build.wait(ctx, paths, &go, &[], version)?),
         None => {
@@ -313,21 +318,30 @@ fn direct(
         };
         let image = Image::assemble(&content, &meta, Platform::host())?;
         let id = image.engine_id(engine.store).to_string();
-        if present.has(&id) {
+        let loading = if present.has(&id) {
             ctx.announce(format!("the engine has {id} already: load skipped"));
+            None
         } else {
             record.intend_image(ctx, paths, &id)?;
-            if let Err(e) = direct::load(ctx, &image) {
+            let load = match load {
+                Some(load) => load,
+                None => direct::Load::start(ctx)?,
+            };
+            Some(load.send(&image)?)
+        };
+        // While the engine loads: dist/ and the OCI layout.
+        let written = staged
+            .map_or(Ok(()), |staged| staged.publish(ctx, paths))
+            .and_then(|()| Image::write_layout(ctx, &paths.oci_layout(), &[&image], tag));
+        if let Some(loading) = loading {
+            if let Err(e) = loading.wait().with_context(|| format!("loading {id}")) {
                 // Stopped or failed: what the engine made of it goes (and stays on record if
                 // it arrives later).
                 record.discard(ctx, paths, &id);
                 return Err(e);
             }
         }
-        if let Some(staged) = staged {
-            staged.publish(ctx, paths)?;
-        }
-        Image::write_layout(ctx, &paths.oci_layout(), &[&image], tag)?;
+        written?;
         Ok(Candidate {
             id,
             image: Some(image),

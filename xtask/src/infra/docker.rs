@@ -486,14 +486,34 @@ pub fn refusal(e: &anyhow::Error) -> String {
 /// How many images one `docker image inspect` asks about.
 const BATCH: usize = 1000;
 
-/// The names (`REPOSITORY:TAG`, as listings show them) of each of `ids` the engine has: an ID
-/// missing from the answer is not in the engine. One listing of every image, however many IDs
-/// are asked about (a record of any size takes one query).
+/// The names (`REPOSITORY:TAG`) of each of `ids` the engine has: an ID missing from the answer
+/// is not in the engine. A few IDs are asked with one inspect (a listing of every image is slow on
+/// the containerd store, which sizes each); many (a large record) with one listing, however many
+/// there are.
 pub fn names(ctx: &Ctx, ids: &[&str]) -> Result<BTreeMap<String, Vec<String>>> {
+    const FEW: usize = 64;
     if ids.is_empty() {
         return Ok(BTreeMap::new());
     }
     let sh = &ctx.sh;
+    let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if ids.len() <= FEW {
+        let format = "{{.Id}}{{range .RepoTags}} {{.}}{{end}}";
+        // Exit 1 when one is missing: the others are printed all the same.
+        let out = ctx
+            .read_output(
+                LIST_ANSWER,
+                cmd!(sh, "docker image inspect --format {format} {ids...}"),
+            )
+            .context("asking the engine about images")?;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let mut words = line.split(' ');
+            if let Some(id) = words.next().filter(|id| ids.contains(id)) {
+                found.insert(id.to_string(), words.map(str::to_string).collect());
+            }
+        }
+        return Ok(found);
+    }
     let format = "{{.ID}} {{.Repository}}:{{.Tag}}";
     let out = ctx
         .read_within(
@@ -502,7 +522,6 @@ pub fn names(ctx: &Ctx, ids: &[&str]) -> Result<BTreeMap<String, Vec<String>>> {
         )
         .context("listing images")?;
     let wanted: BTreeSet<&str> = ids.iter().copied().collect();
-    let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (id, name) in out.lines().filter_map(|l| l.split_once(' ')) {
         if wanted.contains(id) {
             let names = found.entry(id.to_string()).or_default();

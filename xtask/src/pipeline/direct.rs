@@ -19,7 +19,11 @@ use jzon::{array, object, JsonValue};
 
 use crate::{
     flags::Platform,
-    infra::{ctx::Ctx, docker::Store, fsx},
+    infra::{
+        ctx::{Ctx, Running},
+        docker::Store,
+        fsx,
+    },
     pipeline::meta::Meta,
     project,
 };
@@ -184,18 +188,33 @@ impl Image {
     }
 }
 
-/// Loads `image` into the engine, untagged (`docker load` of `Image::archive`).
-pub fn load(ctx: &Ctx, image: &Image) -> Result<()> {
-    let archive = image.archive()?;
-    let shown = format!(
-        "docker load -q < (the archive of {})",
-        image.manifest_digest
-    );
-    ctx.run_expr(
-        &shown,
-        duct::cmd!("docker", "load", "-q").stdin_bytes(archive),
-    )
-    .with_context(|| format!("loading {} into the engine", image.manifest_digest))
+/// A `docker load` started before its image is known (while Go links: the CLI and the engine's
+/// side are ready when the image is), fed `Image::archive` by `send`. Dropped unsent, its input
+/// ends empty, and nothing loads. Let finish after a signal: an image half-loaded is never left.
+pub struct Load {
+    input: os_pipe::PipeWriter,
+    running: Running,
+}
+
+impl Load {
+    pub fn start(ctx: &Ctx) -> Result<Load> {
+        let (reader, input) = os_pipe::pipe().context("making a pipe to docker load")?;
+        let running = ctx.start_fed(
+            "docker load -q < (the archive of the image, once built)",
+            duct::cmd!("docker", "load", "-q").stdin_file(reader),
+        )?;
+        Ok(Load { input, running })
+    }
+
+    /// Sends `image` (untagged): the load under way, to `wait` for.
+    pub fn send(self, image: &Image) -> Result<Running> {
+        let Load { mut input, running } = self;
+        let archive = image.archive()?;
+        // A CLI that failed says why when waited for; its error says more than the write's.
+        let _ = std::io::Write::write_all(&mut input, &archive);
+        drop(input);
+        Ok(running)
+    }
 }
 
 /// A runtime file: path, mode, content (None: a directory).
