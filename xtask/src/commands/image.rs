@@ -172,25 +172,11 @@ impl flags::Image {
                 )));
             }
         }
-        let superseded = record.place(ctx, paths, tag.as_str(), id, previous.as_deref())?;
+        let placed = record.place(ctx, paths, tag.as_str(), id, previous.as_deref())?;
+        // Said while the superseded image goes.
+        let going = placed.as_ref().map(|(prev, _)| prev.as_str());
         ctx.after_real_run(|| {
-            let facts = Facts::ask(ctx, &record, tag.as_str(), &candidate, files.size)?;
-            if let Some((prev, outcome)) = &superseded {
-                let why = match outcome {
-                    Superseded::Removed => None,
-                    Superseded::Stays(why) => Some(why.clone()),
-                    Superseded::Named(names) => Some(format!("still named {}", names.join(" "))),
-                    Superseded::NotOurs => Some(format!(
-                        "this checkout's record does not name it (a checkout's `clean` removes \
-                         what it built; else `docker image rm {prev}`)"
-                    )),
-                };
-                if let Some(why) = why {
-                    ctx.announce(format!(
-                        "the image {tag} named before, {prev}, stays: {why}"
-                    ));
-                }
-            }
+            let facts = Facts::ask(ctx, &record, tag.as_str(), &candidate, files.size, going)?;
             summary(
                 ctx,
                 &engine,
@@ -203,7 +189,24 @@ impl flags::Image {
                 elapsed,
             );
             Ok(())
-        })
+        })?;
+        if let Some((prev, outcome)) = record.settle(ctx, paths, placed)? {
+            let why = match outcome {
+                Superseded::Removed => None,
+                Superseded::Stays(why) => Some(why),
+                Superseded::Named(names) => Some(format!("still named {}", names.join(" "))),
+                Superseded::NotOurs => Some(format!(
+                    "this checkout's record does not name it (a checkout's `clean` removes what \
+                     it built; else `docker image rm {prev}`)"
+                )),
+            };
+            if let Some(why) = why {
+                ctx.announce(format!(
+                    "the image {tag} named before, {prev}, stays: {why}"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -229,6 +232,7 @@ impl Facts {
         tag: &str,
         candidate: &Candidate,
         builder_size: u64,
+        going: Option<&str>,
     ) -> Result<Facts> {
         let sh = &ctx.sh;
         let format = "{{.Size}}";
@@ -236,7 +240,13 @@ impl Facts {
             Some(_) => None,
             None => Some(ctx.start_read(cmd!(sh, "docker image inspect --format {format} {tag}"))?),
         };
-        let ours: Vec<&str> = record.images.keys().map(String::as_str).collect();
+        // What the record names, less the image being removed.
+        let ours: Vec<&str> = record
+            .images
+            .keys()
+            .map(String::as_str)
+            .filter(|id| Some(*id) != going)
+            .collect();
         let names = docker::names(ctx, &ours)?;
         let size = match (inspect, &candidate.image) {
             (Some(inspect), _) => inspect

@@ -11,7 +11,11 @@ use anyhow::{bail, Context, Result};
 use xshell::cmd;
 
 use crate::{
-    infra::{apt, ctx::Ctx, fsx, tools},
+    infra::{
+        apt,
+        ctx::{Ctx, Running},
+        fsx, tools,
+    },
     project,
 };
 
@@ -470,6 +474,12 @@ pub fn ancestors(ctx: &Ctx, id: &str) -> Result<Vec<String>> {
         chain.push(image);
     }
     Ok(chain)
+}
+
+/// `remove_image`, in the background: `wait` for its end (dropped, it is waited for).
+pub fn start_remove(ctx: &Ctx, reference: &str) -> Result<Running> {
+    let sh = &ctx.sh;
+    ctx.start_cleanup(cmd!(sh, "docker image rm {reference}"))
 }
 
 /// Docker's own words for why it refused a removal (a container uses the image, an image is

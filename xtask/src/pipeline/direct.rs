@@ -100,10 +100,18 @@ impl Image {
         }
     }
 
-    /// The archive `docker load` takes on every engine: the blobs, `oci-layout` and `index.json`
+    /// The archive `docker load` takes on every engine: `oci-layout`, the blobs and `index.json`
     /// (an OCI image layout), and a docker-archive `manifest.json` naming the same blobs. No name
     /// in either: the image loads untagged.
     pub fn archive(&self) -> Result<Vec<u8>> {
+        let mut tar = tar::Builder::new(Vec::with_capacity(self.layer.len() + 8192));
+        append_opening(&mut tar)?;
+        self.append_rest(&mut tar)?;
+        Ok(tar.into_inner()?)
+    }
+
+    /// The archive after its opening entry, `oci-layout` (the same for every image).
+    fn append_rest(&self, tar: &mut tar::Builder<impl std::io::Write>) -> Result<()> {
         let blob = |d: &str| format!("blobs/sha256/{}", d.trim_start_matches("sha256:"));
         let index = object! { "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [self.descriptor()] };
         let manifest = array![{
@@ -111,18 +119,16 @@ impl Image {
             "RepoTags": null,
             "Layers": [blob(&self.layer_digest)],
         }];
-        let mut tar = tar::Builder::new(Vec::with_capacity(self.layer.len() + 8192));
         for (path, bytes) in [
             (blob(&self.layer_digest), self.layer.as_slice()),
             (blob(&self.id), &self.config),
             (blob(&self.manifest_digest), &self.manifest),
-            ("oci-layout".into(), OCI_LAYOUT.as_bytes()),
             ("index.json".into(), index.dump().as_bytes()),
             ("manifest.json".into(), manifest.dump().as_bytes()),
         ] {
-            append_file(&mut tar, &path, bytes, 0o644, 0)?;
+            append_file(tar, &path, bytes, 0o644, 0)?;
         }
-        Ok(tar.into_inner()?)
+        Ok(())
     }
 
     /// This image's descriptor, as an index lists it.
@@ -188,11 +194,17 @@ impl Image {
     }
 }
 
-/// A `docker load` started before its image is known (while Go links: the CLI and the engine's
-/// side are ready when the image is), fed `Image::archive` by `send`. Dropped unsent, its input
-/// ends empty, and nothing loads. Let finish after a signal: an image half-loaded is never left.
+/// The archive's opening entry, the same for every image.
+fn append_opening(tar: &mut tar::Builder<impl std::io::Write>) -> Result<()> {
+    append_file(tar, "oci-layout", OCI_LAYOUT.as_bytes(), 0o644, 0)
+}
+
+/// A `docker load` started before its image is known (while Go links), and sent the archive's
+/// opening entry at once: the CLI and the engine's unpacking process are under way when the
+/// image is ready. `send` sends the rest. Dropped unsent, its input ends inside the archive, and
+/// nothing loads. Let finish after a signal: an image half-loaded is never left.
 pub struct Load {
-    input: os_pipe::PipeWriter,
+    archive: tar::Builder<os_pipe::PipeWriter>,
     running: Running,
 }
 
@@ -203,16 +215,21 @@ impl Load {
             "docker load -q < (the archive of the image, once built)",
             duct::cmd!("docker", "load", "-q").stdin_file(reader),
         )?;
-        Ok(Load { input, running })
+        let mut archive = tar::Builder::new(input);
+        // A CLI that failed says why when waited for: its error says more than a write's.
+        let _ = append_opening(&mut archive);
+        Ok(Load { archive, running })
     }
 
-    /// Sends `image` (untagged): the load under way, to `wait` for.
+    /// Sends the rest of `image`'s archive (untagged): the load under way, to `wait` for.
     pub fn send(self, image: &Image) -> Result<Running> {
-        let Load { mut input, running } = self;
-        let archive = image.archive()?;
-        // A CLI that failed says why when waited for; its error says more than the write's.
-        let _ = std::io::Write::write_all(&mut input, &archive);
-        drop(input);
+        let Load {
+            mut archive,
+            running,
+        } = self;
+        let _ = image
+            .append_rest(&mut archive)
+            .and_then(|()| archive.into_inner().map_err(Into::into));
         Ok(running)
     }
 }

@@ -176,7 +176,8 @@ impl Plan {
     ) -> Result<String> {
         let previous = docker::image_id(ctx, tag);
         let id = self.build(ctx, record, dockerfile, target, context)?;
-        record.place(ctx, &ctx.paths, tag, &id, previous.as_deref())?;
+        let placed = record.place(ctx, &ctx.paths, tag, &id, previous.as_deref())?;
+        record.settle(ctx, &ctx.paths, placed)?;
         Ok(id)
     }
 }

@@ -31,7 +31,10 @@ use camino::Utf8PathBuf;
 use jzon::{object, JsonValue};
 
 use crate::{
-    infra::{ctx::Ctx, docker, fsx},
+    infra::{
+        ctx::{Ctx, Running},
+        docker, fsx,
+    },
     project::{self, Paths},
 };
 
@@ -304,8 +307,8 @@ impl Record {
     }
 
     /// Moves `tag` onto `id` (an image of ours, made by this run), which `previous` named before,
-    /// and records it; the previous image goes when it is ours and nameless. Returns what became
-    /// of it, when it was another image.
+    /// and records it; the previous image starts going when it is ours and nameless. `settle`
+    /// waits for that (meanwhile, the caller may say what it built).
     pub fn place(
         &mut self,
         ctx: &Ctx,
@@ -313,7 +316,7 @@ impl Record {
         tag: &str,
         id: &str,
         previous: Option<&str>,
-    ) -> Result<Option<(String, Superseded)>> {
+    ) -> Result<Option<(String, Removal)>> {
         if id.is_empty() {
             return Ok(None); // --dry-run
         }
@@ -331,7 +334,7 @@ impl Record {
                 if let Some(tags) = self.images.get_mut(prev) {
                     tags.remove(tag);
                 }
-                Some((prev.to_string(), self.remove_if_ours(ctx, prev)))
+                Some((prev.to_string(), self.start_removal(ctx, prev)))
             }
             None => {
                 self.sweep(ctx, &[])?;
@@ -342,46 +345,92 @@ impl Record {
         Ok(superseded)
     }
 
+    /// What became of the image `place` superseded, once its removal is over; the record
+    /// written.
+    pub fn settle(
+        &mut self,
+        ctx: &Ctx,
+        paths: &Paths,
+        placed: Option<(String, Removal)>,
+    ) -> Result<Option<(String, Superseded)>> {
+        let Some((prev, removal)) = placed else {
+            return Ok(None);
+        };
+        let outcome = self.finish_removal(ctx, removal);
+        self.save(ctx, paths)?;
+        Ok(Some((prev, outcome)))
+    }
+
     /// A candidate this run made that is not wanted (it failed its smoke test): removed when it
     /// is ours and nameless.
     pub fn discard(&mut self, ctx: &Ctx, paths: &Paths, id: &str) -> Superseded {
-        let outcome = self.remove_if_ours(ctx, id);
+        let removal = self.start_removal(ctx, id);
+        let outcome = self.finish_removal(ctx, removal);
         if let Err(e) = self.save(ctx, paths) {
             ctx.warn(format!("{e:#}"));
         }
         outcome
     }
 
-    /// Removes `id` when it is ours and no name is left on it, never with `-f`, and then what
-    /// it was built on that is ours and dangling (`sweep`). Never fails the build: what stays is
-    /// said.
-    pub fn remove_if_ours(&mut self, ctx: &Ctx, id: &str) -> Superseded {
+    /// Starts removing `id` when it is ours and no name is left on it, never with `-f`; what it
+    /// was built on that is ours and dangling goes after it (`finish_removal`).
+    fn start_removal(&mut self, ctx: &Ctx, id: &str) -> Removal {
         if !self.owns(id) {
-            return Superseded::NotOurs;
+            return Removal::Done(Superseded::NotOurs);
         }
-        let outcome = match docker::names(ctx, &[id]).map(|mut found| found.remove(id)) {
+        match docker::names(ctx, &[id]).map(|mut found| found.remove(id)) {
             Ok(None) => {
                 self.images.remove(id); // the engine dropped it already
-                Superseded::Removed
+                Removal::Done(Superseded::Removed)
             }
-            Ok(Some(names)) if !names.is_empty() => return Superseded::Named(names),
+            Ok(Some(names)) if !names.is_empty() => Removal::Done(Superseded::Named(names)),
             Ok(Some(_)) => {
                 let ancestors = docker::ancestors(ctx, id).unwrap_or_default();
-                match docker::remove_image(ctx, id) {
-                    Ok(()) => {
-                        self.images.remove(id);
-                        if let Err(e) = self.sweep(ctx, &ancestors) {
-                            ctx.warn(format!("what {id} was built on stays: {e:#}"));
-                        }
-                        Superseded::Removed
-                    }
-                    Err(e) => Superseded::Stays(docker::refusal(&e)),
+                match docker::start_remove(ctx, id) {
+                    Ok(running) => Removal::Running {
+                        id: id.to_string(),
+                        ancestors,
+                        running: Box::new(running),
+                    },
+                    Err(e) => Removal::Done(Superseded::Stays(format!("{e:#}"))),
                 }
             }
-            Err(e) => Superseded::Stays(format!("{e:#}")),
-        };
-        outcome
+            Err(e) => Removal::Done(Superseded::Stays(format!("{e:#}"))),
+        }
     }
+
+    /// Waits for a removal `start_removal` started. Never fails the build: what stays is said.
+    fn finish_removal(&mut self, ctx: &Ctx, removal: Removal) -> Superseded {
+        let (id, ancestors, running) = match removal {
+            Removal::Done(outcome) => return outcome,
+            Removal::Running {
+                id,
+                ancestors,
+                running,
+            } => (id, ancestors, running),
+        };
+        match running.wait() {
+            Ok(_) => {
+                self.images.remove(&id);
+                if let Err(e) = self.sweep(ctx, &ancestors) {
+                    ctx.warn(format!("what {id} was built on stays: {e:#}"));
+                }
+                Superseded::Removed
+            }
+            Err(e) => Superseded::Stays(docker::refusal(&e)),
+        }
+    }
+}
+
+/// A removal of an image of ours, under way or decided.
+pub enum Removal {
+    Done(Superseded),
+    Running {
+        id: String,
+        /// What it was built on: `sweep` takes what is dangling of it afterwards.
+        ancestors: Vec<String>,
+        running: Box<Running>,
+    },
 }
 
 /// Where a damaged record is moved: a name of its own, never over an earlier one.
