@@ -242,15 +242,31 @@ fn a_stuck_engine_is_reported_and_ctrl_c_still_stops() {
         &env,
     );
     wait_for(&rx, "==> image (direct");
-    let pid = remote.pid();
-    // SAFETY: kill(2) on the test engine's process.
-    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    let stopped = Stopped::engine(remote.pid());
     let seen = wait_for(&rx, "still waiting for");
     assert!(seen.contains("Ctrl-C stops it"), "{seen}");
     signal_alone(&child, libc::SIGINT);
     let status = child.wait_with_output().unwrap().status;
-    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    drop(stopped);
     assert_eq!(status.code(), Some(130), "{}", rest(rx));
+}
+
+/// An engine stopped with SIGSTOP, continued however the test ends (else it could not stop).
+struct Stopped(i32);
+
+impl Stopped {
+    fn engine(pid: u32) -> Stopped {
+        // SAFETY: kill(2) on the test engine's process.
+        unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+        Stopped(pid as i32)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the test engine's process.
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
 }
 
 #[test]

@@ -12,7 +12,7 @@
 //! the image the tag named before stays an image on every store. Also written as an OCI image
 //! layout in target/ (what a registry push takes).
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, io::Write};
 
 use anyhow::{Context, Result};
 use jzon::{array, object, JsonValue};
@@ -104,14 +104,11 @@ impl Image {
     /// (an OCI image layout), and a docker-archive `manifest.json` naming the same blobs. No name
     /// in either: the image loads untagged.
     pub fn archive(&self) -> Result<Vec<u8>> {
-        let mut tar = tar::Builder::new(Vec::with_capacity(self.layer.len() + 8192));
-        append_opening(&mut tar)?;
-        self.append_rest(&mut tar)?;
-        Ok(tar.into_inner()?)
+        Ok([opening()?, self.rest_of_archive()?].concat())
     }
 
-    /// The archive after its opening entry, `oci-layout` (the same for every image).
-    fn append_rest(&self, tar: &mut tar::Builder<impl std::io::Write>) -> Result<()> {
+    /// The archive after its opening entry (`opening`), to its end.
+    fn rest_of_archive(&self) -> Result<Vec<u8>> {
         let blob = |d: &str| format!("blobs/sha256/{}", d.trim_start_matches("sha256:"));
         let index = object! { "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [self.descriptor()] };
         let manifest = array![{
@@ -119,6 +116,7 @@ impl Image {
             "RepoTags": null,
             "Layers": [blob(&self.layer_digest)],
         }];
+        let mut tar = tar::Builder::new(Vec::with_capacity(self.layer.len() + 8192));
         for (path, bytes) in [
             (blob(&self.layer_digest), self.layer.as_slice()),
             (blob(&self.id), &self.config),
@@ -126,9 +124,9 @@ impl Image {
             ("index.json".into(), index.dump().as_bytes()),
             ("manifest.json".into(), manifest.dump().as_bytes()),
         ] {
-            append_file(tar, &path, bytes, 0o644, 0)?;
+            append_file(&mut tar, &path, bytes, 0o644, 0)?;
         }
-        Ok(())
+        Ok(tar.into_inner()?)
     }
 
     /// This image's descriptor, as an index lists it.
@@ -194,9 +192,13 @@ impl Image {
     }
 }
 
-/// The archive's opening entry, the same for every image.
-fn append_opening(tar: &mut tar::Builder<impl std::io::Write>) -> Result<()> {
-    append_file(tar, "oci-layout", OCI_LAYOUT.as_bytes(), 0o644, 0)
+/// The archive's opening entry, the same for every image: `oci-layout`, without the archive's
+/// end.
+fn opening() -> Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    append_file(&mut tar, "oci-layout", OCI_LAYOUT.as_bytes(), 0o644, 0)?;
+    // The bytes so far: the builder would end the archive if asked for them by `into_inner`.
+    Ok(tar.get_ref().clone())
 }
 
 /// A `docker load` started before its image is known (while Go links), and sent the archive's
@@ -204,32 +206,31 @@ fn append_opening(tar: &mut tar::Builder<impl std::io::Write>) -> Result<()> {
 /// image is ready. `send` sends the rest. Dropped unsent, its input ends inside the archive, and
 /// nothing loads. Let finish after a signal: an image half-loaded is never left.
 pub struct Load {
-    archive: tar::Builder<os_pipe::PipeWriter>,
+    input: os_pipe::PipeWriter,
     running: Running,
 }
 
 impl Load {
     pub fn start(ctx: &Ctx) -> Result<Load> {
-        let (reader, input) = os_pipe::pipe().context("making a pipe to docker load")?;
+        let (reader, mut input) = os_pipe::pipe().context("making a pipe to docker load")?;
         let running = ctx.start_fed(
             "docker load -q < (the archive of the image, once built)",
             duct::cmd!("docker", "load", "-q").stdin_file(reader),
         )?;
-        let mut archive = tar::Builder::new(input);
         // A CLI that failed says why when waited for: its error says more than a write's.
-        let _ = append_opening(&mut archive);
-        Ok(Load { archive, running })
+        let _ = input.write_all(&opening()?);
+        Ok(Load { input, running })
     }
 
-    /// Sends the rest of `image`'s archive (untagged): the load under way, to `wait` for.
+    /// Sends the rest of `image`'s archive (untagged) from a thread of its own, so that an
+    /// engine that stops reading cannot block the xtask (`wait` says so, and a signal stops it):
+    /// the load under way, to `wait` for.
     pub fn send(self, image: &Image) -> Result<Running> {
-        let Load {
-            mut archive,
-            running,
-        } = self;
-        let _ = image
-            .append_rest(&mut archive)
-            .and_then(|()| archive.into_inner().map_err(Into::into));
+        let rest = image.rest_of_archive()?;
+        let Load { mut input, running } = self;
+        std::thread::spawn(move || {
+            let _ = input.write_all(&rest);
+        });
         Ok(running)
     }
 }

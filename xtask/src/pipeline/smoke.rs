@@ -106,23 +106,32 @@ fn wait_healthy(ctx: &Ctx, name: &str, id: &str, started: Instant) -> Result<()>
 }
 
 /// The command the image's HEALTHCHECK runs: `["CMD", args…]` as it is, `["CMD-SHELL", line]`
-/// through `sh -c`.
+/// through `sh -c`. An engine that does not show it (Podman's Docker API) gets the check every image
+/// of ours declares: its entrypoint with `-healthcheck`.
 fn health_command(ctx: &Ctx, id: &str) -> Result<Vec<String>> {
-    let format = "{{json .Config.Healthcheck.Test}}";
-    let test = docker::inspect(ctx, id, format).unwrap_or_default();
-    let test = jzon::parse(&test).unwrap_or(jzon::JsonValue::Null);
-    let words: Vec<String> = test
-        .members()
-        .filter_map(|w| w.as_str())
-        .map(str::to_string)
-        .collect();
-    match words.split_first() {
-        Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => Ok(rest.to_vec()),
+    let strings = |format: &str| -> Vec<String> {
+        let value = docker::inspect(ctx, id, format).unwrap_or_default();
+        jzon::parse(&value)
+            .unwrap_or(jzon::JsonValue::Null)
+            .members()
+            .filter_map(|w| w.as_str())
+            .map(str::to_string)
+            .collect()
+    };
+    let test = strings("{{json .Config.Healthcheck.Test}}");
+    match test.split_first() {
+        Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => return Ok(rest.to_vec()),
         Some((kind, [line])) if kind == "CMD-SHELL" => {
-            Ok(vec!["sh".into(), "-c".into(), line.clone()])
+            return Ok(vec!["sh".into(), "-c".into(), line.clone()])
         }
-        _ => bail!("{id} declares no health check: the smoke test needs one"),
+        _ => {}
     }
+    let mut entrypoint = strings("{{json .Config.Entrypoint}}");
+    if entrypoint.is_empty() {
+        bail!("{id} shows neither a health check nor an entrypoint: the smoke test needs one");
+    }
+    entrypoint.push(project::HEALTHCHECK_FLAG.to_string());
+    Ok(entrypoint)
 }
 
 /// The container's whole log, standard output and standard error as the app wrote them.
