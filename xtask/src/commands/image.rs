@@ -104,10 +104,12 @@ impl flags::Image {
         if strategy != Strategy::Direct {
             glide::vendor(ctx, paths, || Go::find(ctx))?;
         }
-        // One listing of the engine's images: the builder base, what the tag names now.
-        let present = docker::ImageList::ask(ctx, &engine, &[])?;
-        let previous = present.id_of(tag.as_str());
+        // One question to the engine: the builder base, what the tag names now.
         let requested = self.builder_image.as_ref().map(|i| i.as_str());
+        let mut names = vec![tag.as_str()];
+        names.extend(requested.map_or(base::candidates().to_vec(), |r| vec![r]));
+        let present = docker::ImageList::of(ctx, &engine, &names)?;
+        let previous = present.id_of(tag.as_str());
         let base_image = base::builder_base_among(ctx, requested, &present)?;
         let files = base::base_files(ctx, paths, &record.checkout, &base_image)?;
         let builder_image = base_image.image;
@@ -117,7 +119,7 @@ impl flags::Image {
                 &mut record,
                 &engine,
                 host_build,
-                &present,
+                previous.as_deref(),
                 &files,
                 &builder_image,
                 &version,
@@ -267,14 +269,14 @@ impl Facts {
 
 /// `dist/` on the host (`host_build`, started already, the engine asked meanwhile) or, without
 /// host Go, from the builder image; then the image assembled and loaded, untagged, unless the
-/// engine has it already.
+/// tag names it already (`previous`).
 #[allow(clippy::too_many_arguments)]
 fn direct(
     ctx: &Ctx,
     record: &mut Record,
     engine: &Engine,
     host_build: Option<(distdir::HostBuild, Go)>,
-    present: &docker::ImageList,
+    previous: Option<&str>,
     files: &BaseFiles,
     builder_image: &str,
     version: &str,
@@ -328,8 +330,8 @@ fn direct(
         };
         let image = Image::assemble(&content, &meta, Platform::host())?;
         let id = image.engine_id(engine.store).to_string();
-        let loading = if present.has(&id) {
-            ctx.announce(format!("the engine has {id} already: load skipped"));
+        let loading = if previous == Some(id.as_str()) {
+            ctx.announce(format!("{tag} is {id} already: load skipped"));
             None
         } else {
             record.intend_image(ctx, paths, &id)?;

@@ -312,9 +312,8 @@ pub fn inspect(ctx: &Ctx, reference: &str, format: &str) -> Option<String> {
     ))
 }
 
-/// Images as one `docker image ls` lists them (without the intermediate images of builds): ID
-/// and `repository:tag` in the store's normal form (a line per tag, `<none>:<none>` for an
-/// untagged image).
+/// Some images by name, as one `docker image inspect` finds them (a listing of every image is
+/// slow on the containerd store, which sizes each): ID and each name, in the store's normal form.
 #[derive(Default)]
 pub struct ImageList {
     store: Option<Store>,
@@ -322,31 +321,28 @@ pub struct ImageList {
 }
 
 impl ImageList {
-    /// The images that match every filter (`label=…`; `reference=…`, which several widen); all
-    /// of them without one.
-    pub fn ask(ctx: &Ctx, engine: &Engine, filters: &[String]) -> Result<ImageList> {
+    /// The images `names` name (those the engine has).
+    pub fn of(ctx: &Ctx, engine: &Engine, names: &[&str]) -> Result<ImageList> {
         let sh = &ctx.sh;
-        let args = filter_args(filters);
-        let format = "{{.ID}} {{.Repository}}:{{.Tag}}";
+        let format = "{{.Id}}{{range .RepoTags}} {{.}}{{end}}";
+        // Exit 1 when one is missing: the others are printed all the same.
         let out = ctx
-            .read_within(
+            .read_output(
                 LIST_ANSWER,
-                cmd!(sh, "docker image ls --no-trunc --format {format} {args...}"),
+                cmd!(sh, "docker image inspect --format {format} {names...}"),
             )
-            .context("listing images")?;
+            .context("asking the engine about images")?;
         let store = engine.store;
+        let mut images = Vec::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let mut words = line.split(' ');
+            let Some(id) = words.next() else { continue };
+            images.extend(words.map(|name| (id.to_string(), store.normalise(name))));
+        }
         Ok(ImageList {
             store: Some(store),
-            images: out
-                .lines()
-                .filter_map(|l| l.split_once(' '))
-                .map(|(id, r)| (id.to_string(), store.normalise(r)))
-                .collect(),
+            images,
         })
-    }
-
-    pub fn has(&self, id: &str) -> bool {
-        self.images.iter().any(|(i, _)| i == id)
     }
 
     /// The image `tag` names.

@@ -32,15 +32,19 @@ pub struct Base {
 /// else the local one when the engine has it (one query for both), else the official one pulled,
 /// else the local one made now. The local one is announced.
 pub fn builder_base(ctx: &Ctx, engine: &Engine, requested: Option<&str>) -> Result<Base> {
-    // Every image, unfiltered: a `reference=` filter does not match Podman's `localhost/` names.
     let present = match requested {
         Some(_) => docker::ImageList::default(), // the engine is asked for that one below
-        None => docker::ImageList::ask(ctx, engine, &[])?,
+        None => docker::ImageList::of(ctx, engine, &candidates())?,
     };
     builder_base_among(ctx, requested, &present)
 }
 
-/// `builder_base`, where `present` lists the engine's images (all of them, or the candidates).
+/// The builder bases asked for when none is requested: the official one, then the local one.
+pub fn candidates() -> [&'static str; 2] {
+    [project::DEFAULT_BUILDER_IMAGE, project::LOCAL_BUILDER_IMAGE]
+}
+
+/// `builder_base`, where `present` lists the engine's images (at least the `candidates`).
 pub fn builder_base_among(
     ctx: &Ctx,
     requested: Option<&str>,
