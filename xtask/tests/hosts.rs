@@ -12,7 +12,7 @@ use std::{
     process::Command,
 };
 
-use common::{RemoteEngine, Workspace};
+use common::{Kind, RemoteEngine, Workspace};
 
 /// The test user: made once, kept for later runs (its Rust is the slow part).
 const USER: &str = "xtask-ci";
@@ -174,6 +174,50 @@ echo "not mine: $(find "$top" ! -user "$(id -un)" | head -5)"
         "files the user does not own:\n{out}"
     );
     assert!(out.contains("images removed"), "{out}");
+}
+
+/// The same user on Docker's containerd image store and on Podman (each in its own namespaces):
+/// `direct` and the default image, smoke-tested, then `clean`.
+#[test]
+#[ignore = "needs root (makes a user), trixie's Docker and Podman: cargo xtask ci"]
+fn an_ordinary_user_builds_on_the_containerd_store_and_podman() {
+    let _engine = common::engine();
+    let user = SecondUser::ensure();
+    let ws = Workspace::copy();
+    ws.xtask(&["base-images"]).ok();
+    user.bare_copy_of(&ws);
+    for kind in [Kind::Containerd, Kind::Podman] {
+        let remote = RemoteEngine::start_kind(kind);
+        remote.load(common::project::LOCAL_BUILDER_IMAGE);
+        // Podman's socket is root's: the group the user is in reaches it.
+        let socket = remote.host.trim_start_matches("unix://");
+        run("chgrp", &["docker", socket]);
+        run("chmod", &["g+rw", socket]);
+        let out = user.sh(&format!(
+            r#"export DOCKER_HOST={host}
+top="$HOME/my wörk #2"
+rm -rf "$top"
+git clone -q "$HOME/src.git" "$top/checkout"
+cd "$top/checkout/go-app"
+cargo xtask image --offline --strategy direct --smoke --tag user-direct:1
+cargo xtask image --offline --smoke
+cargo xtask clean
+echo "not mine: $(find "$top" ! -user "$(id -un)" | head -5)"
+"#,
+            host = remote.host
+        ));
+        for tag in ["user-direct:1", "go-docker-prod:latest"] {
+            assert!(
+                out.contains(&format!("smoke: {tag} (sha256:")),
+                "{kind:?}: {tag} not smoke-tested:\n{out}"
+            );
+        }
+        assert!(
+            out.contains("not mine: \n") || out.trim_end().ends_with("not mine:"),
+            "{kind:?}: files the user does not own:\n{out}"
+        );
+        assert!(out.contains("images removed"), "{out}");
+    }
 }
 
 #[test]
