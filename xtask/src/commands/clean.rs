@@ -31,8 +31,8 @@ impl flags::Clean {
         let mut dirs = vec![paths.dist()];
         dirs.extend(glide::made_paths(paths));
         // What a killed run left beside them.
-        let made: Vec<_> = dirs.clone();
-        dirs.extend(made.iter().flat_map(|d| fsx::leftovers_beside(d)));
+        let leftovers: Vec<_> = dirs.iter().flat_map(|d| fsx::leftovers_beside(d)).collect();
+        dirs.extend(leftovers);
         let engine = tools::DOCKER
             .present()
             .then(|| Engine::find(ctx).ok())

@@ -334,7 +334,7 @@ fn direct(
             ctx.announce(format!("{tag} is {id} already: load skipped"));
             None
         } else {
-            record.intend_image(ctx, paths, &id)?;
+            record.note_image(ctx, paths, &id)?;
             let load = match load {
                 Some(load) => load,
                 None => direct::Load::start(ctx)?,

@@ -395,8 +395,7 @@ pub fn registry_of(reference: &str) -> String {
 /// Removes an image or a tag of ours without `-f`: an image a container uses, or one with another
 /// tag, stays. Errors say why.
 pub fn remove_image(ctx: &Ctx, reference: &str) -> Result<()> {
-    let sh = &ctx.sh;
-    ctx.cleanup(cmd!(sh, "docker image rm {reference}"))
+    start_remove(ctx, reference)?.wait().map(drop)
 }
 
 /// Removes images of ours in one `docker image rm` (without `-f`), which lets the engine order a

@@ -106,7 +106,7 @@ impl Plan {
         let built = self.docker_build(ctx, &paths.xtask_dir(), dockerfile, &extra, context);
         record.build_ended(ctx, paths, &build)?;
         let id = built?;
-        record.built(ctx, paths, &id)?;
+        record.note_image(ctx, paths, &id)?;
         Ok(id)
     }
 

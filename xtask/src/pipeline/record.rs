@@ -208,9 +208,12 @@ impl Record {
         self.images.contains_key(id)
     }
 
-    /// Intent: `direct` is about to load the image `id`.
-    pub fn intend_image(&mut self, ctx: &Ctx, paths: &Paths, id: &str) -> Result<()> {
-        self.images.entry(id.to_string()).or_default();
+    /// An image this run made, or is about to make (`direct` notes it before the load): on
+    /// record, untagged, and the record written. An empty ID (`--dry-run`): the record written.
+    pub fn note_image(&mut self, ctx: &Ctx, paths: &Paths, id: &str) -> Result<()> {
+        if !id.is_empty() {
+            self.images.entry(id.to_string()).or_default();
+        }
         self.save(ctx, paths)
     }
 
@@ -242,14 +245,6 @@ impl Record {
     pub fn build_ended(&mut self, ctx: &Ctx, paths: &Paths, build: &str) -> Result<()> {
         if let Some(b) = self.builds.get_mut(build) {
             b.ended = Some(now());
-        }
-        self.save(ctx, paths)
-    }
-
-    /// A build made `made` (empty: nothing, or `--dry-run`).
-    pub fn built(&mut self, ctx: &Ctx, paths: &Paths, made: &str) -> Result<()> {
-        if !made.is_empty() {
-            self.images.entry(made.to_string()).or_default();
         }
         self.save(ctx, paths)
     }
