@@ -16,7 +16,7 @@ use crate::{
     flags,
     infra::{
         ctx::{human_size, Ctx},
-        docker::{self, Engine, Store},
+        docker::{self, Engine, Present, Store},
         fsx, tools,
     },
     pipeline::{base, glide, record},
@@ -147,7 +147,7 @@ impl Tally {
         let ids: Vec<&str> = ours.keys().map(String::as_str).collect();
         let present = docker::names(ctx, &ids)?;
         self.kept = present.keys().cloned().collect();
-        for (id, names) in &present {
+        for (id, Present { names, parent }) in &present {
             ctx.check_signal("clean")?;
             let tags = &ours[id];
             let (mine, theirs): (Vec<&String>, Vec<&String>) = names.iter().partition(|n| {
@@ -175,7 +175,8 @@ impl Tally {
                     self.stayed.push(format!("{tag}: {}", docker::refusal(&e)));
                 }
             }
-            self.ancestors.extend(docker::ancestors(ctx, id)?);
+            self.ancestors
+                .extend(docker::ancestors(ctx, id, parent.clone())?);
             if let Err(e) = docker::remove_image(ctx, id) {
                 self.stayed.push(format!("{id}: {}", docker::refusal(&e)));
             }

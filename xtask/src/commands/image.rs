@@ -13,7 +13,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use xshell::cmd;
 
 use crate::{
     flags::{self, Builder, Platform, Strategy},
@@ -176,9 +175,8 @@ impl flags::Image {
         }
         let placed = record.place(ctx, paths, tag.as_str(), id, previous.as_deref())?;
         // Said while the superseded image goes.
-        let going = placed.as_ref().map(|(prev, _)| prev.as_str());
         ctx.after_real_run(|| {
-            let facts = Facts::ask(ctx, &record, tag.as_str(), &candidate, files.size, going)?;
+            let facts = Facts::ask(ctx, tag.as_str(), &candidate, files.size, placed.dangling)?;
             summary(
                 ctx,
                 &engine,
@@ -227,42 +225,26 @@ struct Facts {
 }
 
 impl Facts {
-    /// As the engine states them after a build (two queries at once; direct knows its size).
+    /// As the engine states them after a build (direct knows its size; `place` counted what is
+    /// dangling).
     fn ask(
         ctx: &Ctx,
-        record: &Record,
         tag: &str,
         candidate: &Candidate,
         builder_size: u64,
-        going: Option<&str>,
+        dangling: usize,
     ) -> Result<Facts> {
-        let sh = &ctx.sh;
-        let format = "{{.Size}}";
-        let inspect = match candidate.image {
-            Some(_) => None,
-            None => Some(ctx.start_read(cmd!(sh, "docker image inspect --format {format} {tag}"))?),
-        };
-        // What the record names, less the image being removed.
-        let ours: Vec<&str> = record
-            .images
-            .keys()
-            .map(String::as_str)
-            .filter(|id| Some(*id) != going)
-            .collect();
-        let names = docker::names(ctx, &ours)?;
-        let size = match (inspect, &candidate.image) {
-            (Some(inspect), _) => inspect
-                .wait_text()
+        let size = match &candidate.image {
+            Some(image) => image.size,
+            None => docker::inspect(ctx, tag, "{{.Size}}")
                 .with_context(|| format!("inspecting {tag} after the build"))?
                 .parse()
                 .unwrap_or(0),
-            (None, Some(image)) => image.size,
-            (None, None) => 0,
         };
         Ok(Facts {
             size,
             builder_size,
-            dangling: names.values().filter(|n| n.is_empty()).count(),
+            dangling,
         })
     }
 }

@@ -417,14 +417,14 @@ pub fn remove_images(ctx: &Ctx, ids: &[&str]) -> Vec<String> {
 /// stage sets in its first step: the chain stops at the base), nearest first, each made no later
 /// than its child (Podman names as parent any image with the same top layer, an image derived
 /// later from ours too). The legacy builder keeps intermediate images as parents, and Docker's
-/// containerd store keeps them when the result goes. One query for an image without a parent;
-/// else one inspect of every image.
-pub fn ancestors(ctx: &Ctx, id: &str) -> Result<Vec<String>> {
-    let with_prefix = |p: &str| {
-        let hex = p.trim().trim_start_matches("sha256:");
-        (!hex.is_empty()).then(|| format!("sha256:{hex}"))
+/// containerd store keeps them when the result goes. `parent`, when known (`names` says it): no
+/// query for an image without one; else one inspect of every image.
+pub fn ancestors(ctx: &Ctx, id: &str, parent: Option<Option<String>>) -> Result<Vec<String>> {
+    let parent = match parent {
+        Some(known) => known,
+        None => inspect(ctx, id, "{{.Parent}}").and_then(|p| with_prefix(&p)),
     };
-    let Some(first) = inspect(ctx, id, "{{.Parent}}").and_then(|p| with_prefix(&p)) else {
+    let Some(first) = parent else {
         return Ok(Vec::new());
     };
     let sh = &ctx.sh;
@@ -488,6 +488,21 @@ pub fn refusal(e: &anyhow::Error) -> String {
         .to_string()
 }
 
+/// An image ID as `sha256:…`, from what the engine prints of a parent (Podman: bare hex; none: empty).
+fn with_prefix(id: &str) -> Option<String> {
+    let hex = id.trim().trim_start_matches("sha256:");
+    (!hex.is_empty()).then(|| format!("sha256:{hex}"))
+}
+
+/// What the engine says of an image it has.
+#[derive(Debug, Default, Clone)]
+pub struct Present {
+    /// `REPOSITORY:TAG`, as the engine prints them.
+    pub names: Vec<String>,
+    /// Its parent (`Some(None)`: none), when the engine was asked.
+    pub parent: Option<Option<String>>,
+}
+
 /// How many images one `docker image inspect` asks about.
 const BATCH: usize = 1000;
 
@@ -495,15 +510,15 @@ const BATCH: usize = 1000;
 /// is not in the engine. A few IDs are asked with one inspect (a listing of every image is slow on
 /// the containerd store, which sizes each); many (a large record) with one listing, however many
 /// there are.
-pub fn names(ctx: &Ctx, ids: &[&str]) -> Result<BTreeMap<String, Vec<String>>> {
+pub fn names(ctx: &Ctx, ids: &[&str]) -> Result<BTreeMap<String, Present>> {
     const FEW: usize = 64;
     if ids.is_empty() {
         return Ok(BTreeMap::new());
     }
     let sh = &ctx.sh;
-    let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut found: BTreeMap<String, Present> = BTreeMap::new();
     if ids.len() <= FEW {
-        let format = "{{.Id}}{{range .RepoTags}} {{.}}{{end}}";
+        let format = "{{.Id}}|{{.Parent}}{{range .RepoTags}} {{.}}{{end}}";
         // Exit 1 when one is missing: the others are printed all the same.
         let out = ctx
             .read_output(
@@ -513,8 +528,15 @@ pub fn names(ctx: &Ctx, ids: &[&str]) -> Result<BTreeMap<String, Vec<String>>> {
             .context("asking the engine about images")?;
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let mut words = line.split(' ');
-            if let Some(id) = words.next().filter(|id| ids.contains(id)) {
-                found.insert(id.to_string(), words.map(str::to_string).collect());
+            let Some((id, parent)) = words.next().and_then(|w| w.split_once('|')) else {
+                continue;
+            };
+            if ids.contains(&id) {
+                let present = Present {
+                    names: words.map(str::to_string).collect(),
+                    parent: Some(with_prefix(parent)),
+                };
+                found.insert(id.to_string(), present);
             }
         }
         return Ok(found);
@@ -529,9 +551,9 @@ pub fn names(ctx: &Ctx, ids: &[&str]) -> Result<BTreeMap<String, Vec<String>>> {
     let wanted: BTreeSet<&str> = ids.iter().copied().collect();
     for (id, name) in out.lines().filter_map(|l| l.split_once(' ')) {
         if wanted.contains(id) {
-            let names = found.entry(id.to_string()).or_default();
+            let present = found.entry(id.to_string()).or_default();
             if name != "<none>:<none>" {
-                names.push(name.to_string());
+                present.names.push(name.to_string());
             }
         }
     }

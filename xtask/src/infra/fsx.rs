@@ -8,6 +8,7 @@ use std::{
 
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
+use sha2::{Digest, Sha256};
 
 /// A directory or file of ours under a fresh name (made exclusively: never someone else's),
 /// removed with what it holds when dropped, unless kept.
@@ -206,9 +207,9 @@ pub fn tree_digest(dir: &Utf8Path) -> Result<String> {
         }
         Ok(())
     }
-    let mut hash = Sha256::default();
+    let mut hash = Sha256::new();
     walk(dir, dir, &mut hash)?;
-    Ok(hash.hex())
+    Ok(format!("{:x}", hash.finalize()))
 }
 
 /// The files directly in `dir` (not dotfiles), sorted.
@@ -226,24 +227,7 @@ pub fn files_in(dir: &Utf8Path) -> Result<Vec<Utf8PathBuf>> {
 
 /// sha256 of bytes, as lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let mut hash = Sha256::default();
-    hash.update(bytes);
-    hash.hex()
-}
-
-/// A SHA-256 being computed.
-#[derive(Default)]
-pub struct Sha256(xtask_sha256::Sha256);
-
-impl Sha256 {
-    pub fn update(&mut self, bytes: &[u8]) {
-        self.0.update(bytes);
-    }
-
-    /// The digest, as lowercase hex.
-    pub fn hex(self) -> String {
-        hex(&self.0.finalize())
-    }
+    format!("{:x}", Sha256::digest(bytes))
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -287,6 +271,11 @@ mod tests {
         write_atomic(&file, b"two").unwrap();
         assert_eq!(fs::read(&file).unwrap(), b"two");
         assert_eq!(file.parent().unwrap().read_dir_utf8().unwrap().count(), 1);
+    }
+
+    #[test]
+    fn sha256_hex_gives_the_standard_digest() {
+        // FIPS 180-2's example.
         assert_eq!(
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

@@ -33,7 +33,8 @@ use jzon::{object, JsonValue};
 use crate::{
     infra::{
         ctx::{Ctx, Running},
-        docker, fsx,
+        docker::{self, Present},
+        fsx,
     },
     project::{self, Paths},
 };
@@ -302,8 +303,9 @@ impl Record {
     }
 
     /// Moves `tag` onto `id` (an image of ours, made by this run), which `previous` named before,
-    /// and records it; the previous image starts going when it is ours and nameless. `settle`
-    /// waits for that (meanwhile, the caller may say what it built).
+    /// and records it; the previous image starts going when it is ours and nameless. One question
+    /// to the engine after the tag moved says that and how many of ours are left dangling.
+    /// `settle` waits for the removal (meanwhile, the caller may say what it built).
     pub fn place(
         &mut self,
         ctx: &Ctx,
@@ -311,9 +313,9 @@ impl Record {
         tag: &str,
         id: &str,
         previous: Option<&str>,
-    ) -> Result<Option<(String, Removal)>> {
+    ) -> Result<Placed> {
         if id.is_empty() {
-            return Ok(None); // --dry-run
+            return Ok(Placed::default()); // --dry-run
         }
         if previous != Some(id) {
             let sh = &ctx.sh;
@@ -324,20 +326,25 @@ impl Record {
             .entry(id.to_string())
             .or_default()
             .insert(tag.to_string());
-        let superseded = match previous.filter(|p| *p != id) {
-            Some(prev) => {
-                if let Some(tags) = self.images.get_mut(prev) {
-                    tags.remove(tag);
-                }
-                Some((prev.to_string(), self.start_removal(ctx, prev)))
+        let previous = previous.filter(|p| *p != id);
+        if let Some(prev) = previous {
+            if let Some(tags) = self.images.get_mut(prev) {
+                tags.remove(tag);
             }
-            None => {
-                self.sweep(ctx, &[])?;
-                None
-            }
-        };
+        } else {
+            self.sweep(ctx, &[])?;
+        }
+        let ids: Vec<&str> = self.images.keys().map(String::as_str).collect();
+        let mut present = docker::names(ctx, &ids)?;
+        let superseded = previous.map(|prev| {
+            let removal = self.start_removal(ctx, prev, present.remove(prev));
+            (prev.to_string(), removal)
+        });
         self.save(ctx, paths)?;
-        Ok(superseded)
+        Ok(Placed {
+            superseded,
+            dangling: present.values().filter(|p| p.names.is_empty()).count(),
+        })
     }
 
     /// What became of the image `place` superseded, once its removal is over; the record
@@ -346,9 +353,9 @@ impl Record {
         &mut self,
         ctx: &Ctx,
         paths: &Paths,
-        placed: Option<(String, Removal)>,
+        placed: Placed,
     ) -> Result<Option<(String, Superseded)>> {
-        let Some((prev, removal)) = placed else {
+        let Some((prev, removal)) = placed.superseded else {
             return Ok(None);
         };
         let outcome = self.finish_removal(ctx, removal);
@@ -359,7 +366,10 @@ impl Record {
     /// A candidate this run made that is not wanted (it failed its smoke test): removed when it
     /// is ours and nameless.
     pub fn discard(&mut self, ctx: &Ctx, paths: &Paths, id: &str) -> Superseded {
-        let removal = self.start_removal(ctx, id);
+        let removal = match docker::names(ctx, &[id]) {
+            Ok(mut present) => self.start_removal(ctx, id, present.remove(id)),
+            Err(e) => Removal::Done(Superseded::Stays(format!("{e:#}"))),
+        };
         let outcome = self.finish_removal(ctx, removal);
         if let Err(e) = self.save(ctx, paths) {
             ctx.warn(format!("{e:#}"));
@@ -367,29 +377,27 @@ impl Record {
         outcome
     }
 
-    /// Starts removing `id` when it is ours and no name is left on it, never with `-f`; what it
-    /// was built on that is ours and dangling goes after it (`finish_removal`).
-    fn start_removal(&mut self, ctx: &Ctx, id: &str) -> Removal {
+    /// Starts removing `id` when it is ours and no name is left on it (`present`: what the engine
+    /// said of it; `None`: it has it no more), never with `-f`; what it was built on that is ours
+    /// and dangling goes after it (`finish_removal`).
+    fn start_removal(&mut self, ctx: &Ctx, id: &str, present: Option<Present>) -> Removal {
         if !self.owns(id) {
             return Removal::Done(Superseded::NotOurs);
         }
-        match docker::names(ctx, &[id]).map(|mut found| found.remove(id)) {
-            Ok(None) => {
-                self.images.remove(id); // the engine dropped it already
-                Removal::Done(Superseded::Removed)
-            }
-            Ok(Some(names)) if !names.is_empty() => Removal::Done(Superseded::Named(names)),
-            Ok(Some(_)) => {
-                let ancestors = docker::ancestors(ctx, id).unwrap_or_default();
-                match docker::start_remove(ctx, id) {
-                    Ok(running) => Removal::Running {
-                        id: id.to_string(),
-                        ancestors,
-                        running: Box::new(running),
-                    },
-                    Err(e) => Removal::Done(Superseded::Stays(format!("{e:#}"))),
-                }
-            }
+        let Some(present) = present else {
+            self.images.remove(id); // the engine dropped it already
+            return Removal::Done(Superseded::Removed);
+        };
+        if !present.names.is_empty() {
+            return Removal::Done(Superseded::Named(present.names));
+        }
+        let ancestors = docker::ancestors(ctx, id, present.parent).unwrap_or_default();
+        match docker::start_remove(ctx, id) {
+            Ok(running) => Removal::Running {
+                id: id.to_string(),
+                ancestors,
+                running: Box::new(running),
+            },
             Err(e) => Removal::Done(Superseded::Stays(format!("{e:#}"))),
         }
     }
@@ -415,6 +423,14 @@ impl Record {
             Err(e) => Superseded::Stays(docker::refusal(&e)),
         }
     }
+}
+
+/// What `place` did: the superseded image's removal, and how many images on record are left
+/// dangling besides it.
+#[derive(Default)]
+pub struct Placed {
+    pub superseded: Option<(String, Removal)>,
+    pub dangling: usize,
 }
 
 /// A removal of an image of ours, under way or decided.
