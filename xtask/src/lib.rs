@@ -8,9 +8,12 @@
 //! - `infra`: `Ctx` (the only door to anything that changes state: it echoes, honours `--dry-run`
 //!   and signals), the docker CLI, tools and apt, files, git, network, signals.
 //!
-//! `project` holds the facts (names, paths, labels, the Go line) every floor reads.
+//! `project` holds the facts (names, paths, labels, the Go line) every floor reads; `domain` the
+//! values they speak of (`Strategy`, `Builder`, `Platform`, `Version`, `ImageRef`), which `flags`
+//! parses and the pipeline takes.
 
 pub mod commands;
+pub mod domain;
 pub mod flags;
 pub mod infra;
 pub mod pipeline;

@@ -12,7 +12,8 @@ use jzon::object;
 use xshell::cmd;
 
 use crate::{
-    flags::{self, Builder, Strategy},
+    domain::{Builder, Strategy},
+    flags,
     infra::{
         ctx::{human_size, Ctx},
         docker::{self, BuildKit, Engine},

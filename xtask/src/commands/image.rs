@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::{
-    flags::{self, Builder, Platform, Strategy},
+    domain::{Builder, Platform, Strategy},
+    flags,
     infra::{
         ctx::{human_size, secs, Ctx},
         docker::{self, Engine, Store},
@@ -353,7 +354,7 @@ fn build(
     compress: bool,
 ) -> Result<String> {
     let paths = &ctx.paths;
-    let builder_tag = flags::ImageRef(tag.to_string()).builder_tag();
+    let builder_tag = crate::domain::ImageRef(tag.to_string()).builder_tag();
     match strategy {
         Strategy::Multistage => {
             let file = Plan::dockerfile(paths, dockerfile::MULTISTAGE);

@@ -9,7 +9,8 @@ use anyhow::{bail, Context, Result};
 use xshell::cmd;
 
 use crate::{
-    flags::{self, Platform},
+    domain::Platform,
+    flags,
     infra::{
         ctx::Ctx,
         docker::{self, Engine},

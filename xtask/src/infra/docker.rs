@@ -60,7 +60,7 @@ impl Store {
     /// uses: `REPOSITORY:TAG` without Docker Hub's `docker.io/library/` (and, on Podman, without
     /// `localhost/`, its name for images from no registry).
     pub fn normalise(self, name: &str) -> String {
-        let familiar = crate::flags::ImageRef(name.to_string()).familiar();
+        let familiar = crate::domain::ImageRef(name.to_string()).familiar();
         match familiar.strip_prefix("localhost/") {
             Some(rest) if self == Store::Podman => rest.to_string(),
             _ => familiar,
@@ -366,7 +366,7 @@ pub fn label(ctx: &Ctx, reference: &str, key: &str) -> Option<String> {
 /// Tries `docker pull`; false when it cannot (`--offline`, or the registry did not answer in
 /// this run already).
 pub fn try_pull(ctx: &Ctx, reference: &str) -> bool {
-    let registry = registry_of(reference);
+    let registry = crate::domain::registry_of(reference);
     if ctx.offline || ctx.is_unreachable(&registry) {
         return false;
     }
@@ -381,14 +381,6 @@ pub fn try_pull(ctx: &Ctx, reference: &str) -> bool {
             }
             false
         }
-    }
-}
-
-/// `docker.io` for `golang:1.27`, `127.0.0.1:5000` for `127.0.0.1:5000/app`.
-pub fn registry_of(reference: &str) -> String {
-    match reference.split_once('/') {
-        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first.to_string(),
-        _ => "docker.io".to_string(),
     }
 }
 
@@ -776,13 +768,5 @@ mod tests {
         assert!(!publishes_here("ssh://me@build-host"));
         assert!(!publishes_here("tcp://10.0.0.5:2376"));
         assert!(!publishes_here("unix:///var/tmp/xr-1/docker.sock"));
-    }
-
-    #[test]
-    fn registries() {
-        assert_eq!(registry_of("golang:1.27-bookworm"), "docker.io");
-        assert_eq!(registry_of("127.0.0.1:5000/app:1"), "127.0.0.1:5000");
-        assert_eq!(registry_of("library/golang"), "docker.io");
-        assert_eq!(registry_of("ghcr.io/a/b"), "ghcr.io");
     }
 }

@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use jzon::{array, object, JsonValue};
 
 use crate::{
-    flags::Platform,
+    domain::Platform,
     infra::{
         ctx::{Ctx, Running},
         docker::Store,

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use camino::Utf8Path;
 
 use crate::{
-    flags::Platform,
+    domain::Platform,
     infra::{
         ctx::{human_size, Ctx, Running, Step},
         fsx,

@@ -9,7 +9,7 @@ use camino::Utf8Path;
 use xshell::cmd;
 
 use crate::{
-    flags::Builder,
+    domain::Builder,
     infra::{
         ctx::Ctx,
         docker::{self, BuildKit, Engine},

@@ -6,7 +6,7 @@ use camino::Utf8Path;
 use xshell::cmd;
 
 use crate::{
-    flags::Platform,
+    domain::Platform,
     infra::{
         ctx::{Ctx, Running},
         git,
@@ -139,7 +139,7 @@ mod tests {
         assert_eq!(sanitize_version("v1 ü"), "v1--");
         assert_eq!(sanitize_version(&"x".repeat(300)).len(), 128);
         assert!(sanitize_version("release/1.2.0")
-            .parse::<crate::flags::Version>()
+            .parse::<crate::domain::Version>()
             .is_ok());
     }
 

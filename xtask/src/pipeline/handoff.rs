@@ -110,7 +110,7 @@ pub fn dist_in_builder(
         &meta,
         project::DEFAULT_RUNTIME_IMAGE,
     );
-    let builder_tag = crate::flags::ImageRef(project::DEFAULT_TAG.into()).builder_tag();
+    let builder_tag = crate::domain::ImageRef(project::DEFAULT_TAG.into()).builder_tag();
     to_dist(ctx, paths, &plan, record, &builder_tag, false)
 }
 

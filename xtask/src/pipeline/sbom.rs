@@ -11,7 +11,7 @@ use camino::Utf8Path;
 use jzon::{object, JsonValue};
 
 use crate::{
-    flags::Platform,
+    domain::Platform,
     pipeline::{gobuild, meta::Meta},
     project,
 };

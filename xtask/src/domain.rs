@@ -1,0 +1,402 @@
+//! The values every floor speaks of: how to build (`Strategy`, `Builder`), for which `Platform`,
+//! stamped with which `Version`, named by which `ImageRef`. Parsed and shown in one place; no
+//! process, no engine.
+
+use std::{fmt, str::FromStr};
+
+/// How `image` builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// docker/Dockerfile in one build.
+    #[default]
+    Multistage,
+    /// ex1, its /out copied to dist/, ex2 from dist/.
+    Handoff,
+    /// ex1 as the production image: the fat image, for comparison.
+    Single,
+    /// The xtask writes the image itself from dist/ and hands it to the engine (no Dockerfile).
+    Direct,
+}
+
+/// Which builder runs a Dockerfile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builder {
+    BuildKit,
+    Legacy,
+}
+
+/// Names, written once: parsing, display and the error's list of valid values all use them.
+trait Named: Sized + Copy + 'static {
+    const WHAT: &'static str;
+    const PLURAL: &'static str;
+    const ALL: &'static [(Self, &'static str)];
+    fn name(self) -> &'static str
+    where
+        Self: PartialEq,
+    {
+        Self::ALL
+            .iter()
+            .find(|(v, _)| *v == self)
+            .map(|(_, n)| *n)
+            .unwrap_or("?")
+    }
+    fn parse_name(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .iter()
+            .find(|(_, n)| *n == s)
+            .map(|(v, _)| *v)
+            .ok_or_else(|| {
+                let valid: Vec<&str> = Self::ALL.iter().map(|(_, n)| *n).collect();
+                format!(
+                    "unknown {} `{s}`; valid {}: {}",
+                    Self::WHAT,
+                    Self::PLURAL,
+                    valid.join(", ")
+                )
+            })
+    }
+}
+
+impl Named for Strategy {
+    const WHAT: &'static str = "strategy";
+    const PLURAL: &'static str = "strategies";
+    const ALL: &'static [(Strategy, &'static str)] = &[
+        (Strategy::Multistage, "multistage"),
+        (Strategy::Handoff, "handoff"),
+        (Strategy::Single, "single"),
+        (Strategy::Direct, "direct"),
+    ];
+}
+
+impl Named for Builder {
+    const WHAT: &'static str = "builder";
+    const PLURAL: &'static str = "builders";
+    const ALL: &'static [(Builder, &'static str)] =
+        &[(Builder::BuildKit, "buildkit"), (Builder::Legacy, "legacy")];
+}
+
+macro_rules! named_str {
+    ($($t:ty),*) => {$(
+        impl FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                <$t as Named>::parse_name(s)
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.pad(Named::name(*self))
+            }
+        }
+    )*};
+}
+named_str!(Strategy, Builder);
+
+/// A Linux platform Go can cross-compile to without cgo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Platform {
+    pub arch: &'static str,
+    pub variant: Option<&'static str>,
+}
+
+impl Platform {
+    pub const ALL: [Platform; 8] = [
+        Platform::new("amd64", None),
+        Platform::new("arm64", None),
+        Platform::new("386", None),
+        Platform::new("arm", Some("v6")),
+        Platform::new("arm", Some("v7")),
+        Platform::new("ppc64le", None),
+        Platform::new("s390x", None),
+        Platform::new("riscv64", None),
+    ];
+    const fn new(arch: &'static str, variant: Option<&'static str>) -> Platform {
+        Platform { arch, variant }
+    }
+    /// The platform of the machine the xtask runs on (Go's GOARCH names).
+    pub fn host() -> Platform {
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            "powerpc64" => "ppc64le",
+            "s390x" => "s390x",
+            "riscv64" => "riscv64",
+            _ => "amd64",
+        };
+        Platform::new(arch, None)
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.variant {
+            Some(v) => write!(f, "linux/{}/{v}", self.arch),
+            None => write!(f, "linux/{}", self.arch),
+        }
+    }
+}
+
+impl FromStr for Platform {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Platform, String> {
+        Platform::ALL
+            .iter()
+            .copied()
+            .find(|p| p.to_string() == s)
+            .ok_or_else(|| {
+                let valid: Vec<String> = Platform::ALL.iter().map(ToString::to_string).collect();
+                format!(
+                    "unknown platform `{s}`; valid platforms: {}",
+                    valid.join(", ")
+                )
+            })
+    }
+}
+
+/// A comma-separated list of platforms, deduplicated, in the order given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Platforms(pub Vec<Platform>);
+
+impl FromStr for Platforms {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Platforms, String> {
+        let mut out: Vec<Platform> = Vec::new();
+        for p in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let p: Platform = p.parse()?;
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+        Ok(Platforms(out))
+    }
+}
+
+/// A version to stamp: letters, digits and `._+-` only (it goes into ldflags and labels).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version(pub String);
+
+impl FromStr for Version {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Version, String> {
+        if s.is_empty()
+            || s.len() > 128
+            || !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c))
+        {
+            return Err(format!(
+                "invalid version `{s}`: use letters, digits and `._+-` (at most 128)"
+            ));
+        }
+        Ok(Version(s.to_string()))
+    }
+}
+
+/// An image reference as docker takes it: `[REGISTRY/]NAME[:TAG][@sha256:DIGEST]`, or `scratch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef(pub String);
+
+impl ImageRef {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// Without the digest: what can be used as a tag.
+    pub fn has_digest(&self) -> bool {
+        self.0.contains('@')
+    }
+    /// `NAME-builder:TAG`: where the builder image sits beside this tag.
+    pub fn builder_tag(&self) -> String {
+        let (name, tag) = split_tag(&self.0);
+        format!("{name}-builder:{}", tag.unwrap_or("latest"))
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `host:5000/a/b:tag` → (`host:5000/a/b`, Some(`tag`)); a `:` before the last `/` is a port.
+fn split_tag(reference: &str) -> (&str, Option<&str>) {
+    let reference = reference.split('@').next().unwrap_or(reference);
+    match reference.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, Some(tag)),
+        _ => (reference, None),
+    }
+}
+
+impl FromStr for ImageRef {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ImageRef, String> {
+        let bad = |why: &str| {
+            Err(format!(
+                "invalid image reference `{s}` ({why}); expected [REGISTRY/]NAME[:TAG][@sha256:DIGEST], \
+                 lowercase name, e.g. go-docker-prod:latest"
+            ))
+        };
+        let (rest, digest) = match s.split_once('@') {
+            Some((r, d)) => (r, Some(d)),
+            None => (s, None),
+        };
+        if let Some(d) = digest {
+            let hex = d.strip_prefix("sha256:").unwrap_or("");
+            if hex.len() != 64
+                || !hex
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            {
+                return bad("a digest is sha256: and 64 lowercase hex digits");
+            }
+        }
+        if rest.is_empty() || rest.len() > 255 {
+            return bad("empty or too long");
+        }
+        let (name, tag) = split_tag(rest);
+        if let Some(tag) = tag {
+            let ok = !tag.is_empty()
+                && tag.len() <= 128
+                && !tag.starts_with(['.', '-'])
+                && tag
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+            if !ok {
+                return bad("the tag takes letters, digits, `_.-`, at most 128");
+            }
+        }
+        let mut parts: Vec<&str> = name.split('/').collect();
+        // A first part with a `.` or `:` (or `localhost`) is a registry host.
+        if parts.len() > 1 && (parts[0].contains(['.', ':']) || parts[0] == "localhost") {
+            let host = parts.remove(0);
+            if !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+            {
+                return bad("the registry host");
+            }
+        }
+        let component_ok = |p: &str| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+                && p.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && p.ends_with(|c: char| c.is_ascii_alphanumeric())
+        };
+        if !parts.iter().all(|p| component_ok(p)) {
+            return bad("each path component: lowercase letters, digits, `._-`");
+        }
+        Ok(ImageRef(s.to_string()))
+    }
+}
+
+impl ImageRef {
+    /// `REGISTRY/REPO` and the tag, if any.
+    pub fn repository_and_tag(&self) -> (&str, Option<&str>) {
+        split_tag(&self.0)
+    }
+
+    /// The registry host (`docker.io` when none is named).
+    pub fn registry(&self) -> String {
+        registry_of(&self.0)
+    }
+
+    /// As `docker images` shows it: `REPOSITORY:TAG`, without Docker Hub's `docker.io/` and
+    /// `library/`, `:latest` when no tag is named.
+    pub fn familiar(&self) -> String {
+        let (name, tag) = split_tag(&self.0);
+        let hub = self.registry() == "docker.io";
+        let name = match name.strip_prefix("docker.io/") {
+            Some(rest) if hub => rest,
+            _ => name,
+        };
+        let name = match name.strip_prefix("library/") {
+            Some(rest) if hub => rest,
+            _ => name,
+        };
+        format!("{name}:{}", tag.unwrap_or("latest"))
+    }
+}
+
+/// `docker.io` for `golang:1.27`, `127.0.0.1:5000` for `127.0.0.1:5000/app`.
+pub fn registry_of(reference: &str) -> String {
+    match reference.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first.to_string(),
+        _ => "docker.io".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms_are_deduplicated_and_named_once() {
+        let p: Platforms = "linux/arm64, linux/arm/v7,linux/arm64".parse().unwrap();
+        assert_eq!(
+            p.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["linux/arm64", "linux/arm/v7"]
+        );
+        for p in Platform::ALL {
+            assert_eq!(p.to_string().parse::<Platform>().unwrap(), p);
+        }
+        for (s, name) in <Strategy as Named>::ALL {
+            assert_eq!(name.parse::<Strategy>().unwrap(), *s);
+            assert_eq!(s.to_string(), *name);
+        }
+    }
+
+    #[test]
+    fn image_references() {
+        for ok in [
+            "go-docker-prod:latest",
+            "a/b/c",
+            "localhost:5000/x/y:1.0",
+            "127.0.0.1:5000/app:v1",
+            "golang@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "golang:1.27@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "scratch",
+        ] {
+            assert!(ok.parse::<ImageRef>().is_ok(), "{ok}");
+        }
+        for bad in [
+            "Bad Tag",
+            "UPPER:1",
+            "a:",
+            "a:-x",
+            "x@sha256:12",
+            "",
+            "a//b",
+        ] {
+            assert!(bad.parse::<ImageRef>().is_err(), "{bad}");
+        }
+        assert_eq!(
+            ImageRef("r:5000/a:t".into()).builder_tag(),
+            "r:5000/a-builder:t"
+        );
+        assert_eq!(
+            ImageRef("r:5000/a".into()).builder_tag(),
+            "r:5000/a-builder:latest"
+        );
+        for (reference, registry) in [
+            ("golang:1.27-bookworm", "docker.io"),
+            ("127.0.0.1:5000/app:1", "127.0.0.1:5000"),
+            ("library/golang", "docker.io"),
+            ("ghcr.io/a/b", "ghcr.io"),
+        ] {
+            assert_eq!(registry_of(reference), registry);
+        }
+        for (given, shown) in [
+            ("app", "app:latest"),
+            ("docker.io/library/app:1", "app:1"),
+            ("library/app:1", "app:1"),
+            ("docker.io/me/app", "me/app:latest"),
+            (
+                "localhost:5000/library/app:2",
+                "localhost:5000/library/app:2",
+            ),
+        ] {
+            assert_eq!(ImageRef(given.into()).familiar(), shown);
+        }
+    }
+}
