@@ -115,11 +115,11 @@ fn every_strategy_ships_the_same_files_hardened_and_labelled() {
         .map(|l| l.rsplit(' ').next().unwrap().to_string())
         .collect();
     // The files `direct` writes: the one list of what a runtime image holds.
-    let content = xtask::pipeline::direct::Content {
+    let content = xtask::pipeline::oci::Content {
         binary: b"",
         ca_bundle: b"",
     };
-    let runtime: Vec<&str> = xtask::pipeline::direct::runtime_files(&content)
+    let runtime: Vec<&str> = xtask::pipeline::oci::runtime_files(&content)
         .iter()
         .map(|f| f.0)
         .collect();

@@ -24,11 +24,11 @@ use crate::{
     },
     pipeline::{
         base::{self, BaseFiles},
-        direct::{self, Content, Image},
         distdir,
         dockerfile::{self, Plan},
-        glide, gobuild, handoff,
+        glide, gobuild, handoff, load,
         meta::Meta,
+        oci::{Content, Image},
         record::{Record, Superseded},
         smoke,
     },
@@ -273,7 +273,7 @@ fn direct(
     let meta = Meta::of_checkout(ctx, &paths.root, version, &go_version, builder_image);
     // With host Go, the engine's side of the load starts while Go links.
     let load = match host_build {
-        Some(_) => Some(direct::Load::start(ctx)?),
+        Some(_) => Some(load::Load::start(ctx)?),
         None => None,
     };
     let staged = match host_build {
@@ -320,14 +320,14 @@ fn direct(
             record.note_image(ctx, paths, &id)?;
             let load = match load {
                 Some(load) => load,
-                None => direct::Load::start(ctx)?,
+                None => load::Load::start(ctx)?,
             };
             Some(load.send(&image)?)
         };
         // While the engine loads: dist/ and the OCI layout.
         let written = staged
             .map_or(Ok(()), |staged| staged.publish(ctx, paths))
-            .and_then(|()| Image::write_layout(ctx, &paths.oci_layout(), &[&image], tag));
+            .and_then(|()| load::write_layout(ctx, &paths.oci_layout(), &[&image], tag));
         if let Some(loading) = loading {
             if let Err(e) = loading.wait().with_context(|| format!("loading {id}")) {
                 // Stopped or failed: what the engine made of it goes (and stays on record if

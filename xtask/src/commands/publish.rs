@@ -16,10 +16,9 @@ use crate::{
         tools::{self, Go},
     },
     pipeline::{
-        base,
-        direct::{Content, Image},
-        distdir, glide, gobuild,
+        base, distdir, glide, gobuild, load,
         meta::Meta,
+        oci::{Content, Image},
         publish::{self, PROVENANCE_FILE, PROVENANCE_TYPE, SBOM_FILE, SBOM_TYPE},
         record::Record,
         sbom,
@@ -109,7 +108,7 @@ impl flags::Publish {
         }
         let images: Vec<&Image> = built.iter().map(|(_, i, _, _)| i).collect();
         let layout = paths.xtask_dir().join("publish-oci");
-        let index = Image::write_layout(ctx, &layout, &images, &tag)?;
+        let index = load::write_layout(ctx, &layout, &images, &tag)?;
         let index_digest = match &index {
             Some((_, d)) => d.clone(),
             None => images[0].manifest_digest.clone(),

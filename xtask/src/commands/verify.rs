@@ -18,10 +18,9 @@ use crate::{
         tools::Go,
     },
     pipeline::{
-        base, compare,
-        direct::{Content, Image},
-        distdir, glide,
+        base, compare, distdir, glide,
         meta::Meta,
+        oci::{Content, Image},
         record::Record,
     },
     project::{self, Paths},

@@ -3,13 +3,14 @@
 
 pub mod base;
 pub mod compare;
-pub mod direct;
 pub mod distdir;
 pub mod dockerfile;
 pub mod glide;
 pub mod gobuild;
 pub mod handoff;
+pub mod load;
 pub mod meta;
+pub mod oci;
 pub mod publish;
 pub mod record;
 pub mod sbom;

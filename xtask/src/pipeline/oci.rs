@@ -1,5 +1,6 @@
-//! `--strategy direct`: the xtask writes the runtime image itself, as ko and Jib do, and the
-//! engine only loads it. One layer, a tar with entries in a fixed order, owner 0:0, fixed modes and
+//! The runtime image as bytes, computed from its inputs with no engine and no process: layer,
+//! config, manifest, index and layout, as ko and Jib write them (`direct`, `verify` and `publish`
+//! use it; `load` hands it to an engine). One layer, a tar with entries in a fixed order, owner 0:0, fixed modes and
 //! the commit's time as every mtime; a config whose every value comes from the commit. The same
 //! commit, flags and base give the same image ID on every machine and engine: its ID is the
 //! sha256 of the config, which names the layer's sha256.
@@ -12,18 +13,14 @@
 //! the image the tag named before stays an image on every store. Also written as an OCI image
 //! layout in target/ (what a registry push takes).
 
-use std::{collections::BTreeMap, io::Write};
+use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use jzon::{array, object, JsonValue};
 
 use crate::{
     domain::Platform,
-    infra::{
-        ctx::{Ctx, Running},
-        docker::Store,
-        fsx,
-    },
+    infra::{docker::Store, fsx},
     pipeline::meta::Meta,
     project,
 };
@@ -108,7 +105,7 @@ impl Image {
     }
 
     /// The archive after its opening entry (`opening`), to its end.
-    fn rest_of_archive(&self) -> Result<Vec<u8>> {
+    pub fn rest_of_archive(&self) -> Result<Vec<u8>> {
         let blob = |d: &str| format!("blobs/sha256/{}", d.trim_start_matches("sha256:"));
         let index = object! { "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [self.descriptor()] };
         let manifest = array![{
@@ -139,14 +136,9 @@ impl Image {
         }
     }
 
-    /// Writes an OCI image layout at `dir` (built aside, swapped in whole) holding `images` and,
-    /// named `tag`: the one image, or an image index over all of them (returned: bytes, digest).
-    pub fn write_layout(
-        ctx: &Ctx,
-        dir: &camino::Utf8Path,
-        images: &[&Image],
-        tag: &str,
-    ) -> Result<Option<(Vec<u8>, String)>> {
+    /// The files of an OCI image layout holding `images` and, named `tag`, the one image or an
+    /// image index over all of them (`index`: its bytes and digest).
+    pub fn layout(images: &[&Image], tag: &str) -> Layout {
         let index = match images {
             [_] => None,
             _ => {
@@ -159,80 +151,46 @@ impl Image {
                 Some((bytes, digest))
             }
         };
-        ctx.change(format!("write the OCI image layout {dir}"), || {
-            let tmp = fsx::scratch_beside(dir)?;
-            let root = tmp.path();
-            let blobs = root.join("blobs/sha256");
-            std::fs::create_dir_all(&blobs)?;
-            let write = |d: &str, bytes: &[u8]| {
-                std::fs::write(blobs.join(d.trim_start_matches("sha256:")), bytes)
-            };
-            for image in images {
-                write(&image.layer_digest, &image.layer)?;
-                write(&image.id, &image.config)?;
-                write(&image.manifest_digest, &image.manifest)?;
+        let blob = |d: &str| format!("blobs/sha256/{}", d.trim_start_matches("sha256:"));
+        let mut files = Vec::new();
+        for image in images {
+            files.push((blob(&image.layer_digest), image.layer.clone()));
+            files.push((blob(&image.id), image.config.clone()));
+            files.push((blob(&image.manifest_digest), image.manifest.clone()));
+        }
+        let mut top = match &index {
+            Some((bytes, d)) => {
+                files.push((blob(d), bytes.clone()));
+                object! { "mediaType": OCI_INDEX, "digest": d.as_str(), "size": bytes.len() }
             }
-            let mut top = match &index {
-                Some((bytes, d)) => {
-                    write(d, bytes)?;
-                    object! { "mediaType": OCI_INDEX, "digest": d.as_str(), "size": bytes.len() }
-                }
-                None => images[0].descriptor(),
-            };
-            top["annotations"] = object! { "org.opencontainers.image.ref.name": tag };
-            let layout_index =
-                object! { "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [top] };
-            std::fs::write(root.join("index.json"), layout_index.pretty(2) + "\n")?;
-            std::fs::write(root.join("oci-layout"), OCI_LAYOUT)?;
-            fsx::replace_dir(root, dir)?;
-            tmp.keep();
-            Ok(())
-        })?;
-        Ok(index)
+            None => images[0].descriptor(),
+        };
+        top["annotations"] = object! { "org.opencontainers.image.ref.name": tag };
+        let layout_index =
+            object! { "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [top] };
+        files.push((
+            "index.json".into(),
+            (layout_index.pretty(2) + "\n").into_bytes(),
+        ));
+        files.push(("oci-layout".into(), OCI_LAYOUT.as_bytes().to_vec()));
+        Layout { files, index }
     }
+}
+
+/// An OCI image layout: its files (path, bytes), and the image index it holds when there are
+/// several images.
+pub struct Layout {
+    pub files: Vec<(String, Vec<u8>)>,
+    pub index: Option<(Vec<u8>, String)>,
 }
 
 /// The archive's opening entry, the same for every image: `oci-layout`, without the archive's
 /// end.
-fn opening() -> Result<Vec<u8>> {
+pub fn opening() -> Result<Vec<u8>> {
     let mut tar = tar::Builder::new(Vec::new());
     append_file(&mut tar, "oci-layout", OCI_LAYOUT.as_bytes(), 0o644, 0)?;
     // The bytes so far: the builder would end the archive if asked for them by `into_inner`.
     Ok(tar.get_ref().clone())
-}
-
-/// A `docker load` started before its image is known (while Go links), and sent the archive's
-/// opening entry at once: the CLI and the engine's unpacking process are under way when the
-/// image is ready. `send` sends the rest. Dropped unsent, its input ends inside the archive, and
-/// nothing loads. Let finish after a signal: an image half-loaded is never left.
-pub struct Load {
-    input: os_pipe::PipeWriter,
-    running: Running,
-}
-
-impl Load {
-    pub fn start(ctx: &Ctx) -> Result<Load> {
-        let (reader, mut input) = os_pipe::pipe().context("making a pipe to docker load")?;
-        let running = ctx.start_fed(
-            "docker load -q < (the archive of the image, once built)",
-            duct::cmd!("docker", "load", "-q").stdin_file(reader),
-        )?;
-        // A CLI that failed says why when waited for: its error says more than a write's.
-        let _ = input.write_all(&opening()?);
-        Ok(Load { input, running })
-    }
-
-    /// Sends the rest of `image`'s archive (untagged) from a thread of its own, so that an
-    /// engine that stops reading cannot block the xtask (`wait` says so, and a signal stops it):
-    /// the load under way, to `wait` for.
-    pub fn send(self, image: &Image) -> Result<Running> {
-        let rest = image.rest_of_archive()?;
-        let Load { mut input, running } = self;
-        std::thread::spawn(move || {
-            let _ = input.write_all(&rest);
-        });
-        Ok(running)
-    }
 }
 
 /// A runtime file: path, mode, content (None: a directory).
@@ -360,38 +318,114 @@ mod tests {
         }
     }
 
-    #[test]
-    fn same_inputs_same_image_and_every_input_counts() {
-        let content = Content {
+    fn content() -> Content<'static> {
+        Content {
             binary: b"\x7fELF binary",
             ca_bundle: b"certs",
+        }
+    }
+
+    fn amd64() -> Platform {
+        "linux/amd64".parse().unwrap()
+    }
+
+    /// Fixed inputs, fixed digests: a change here changes every image ID users have.
+    #[test]
+    fn fixed_inputs_give_fixed_digests() {
+        let image = Image::assemble(&content(), &meta(), amd64()).unwrap();
+        assert_eq!(image.layer_digest, PINNED_LAYER);
+        assert_eq!(image.id, PINNED_CONFIG);
+        assert_eq!(image.manifest_digest, PINNED_MANIFEST);
+    }
+
+    const PINNED_LAYER: &str =
+        "sha256:ef448e2209d696bc3a60918fe5c5cfcdf90894bc33f24e87bdf6a4b95107708a";
+    const PINNED_CONFIG: &str =
+        "sha256:8b6036b6e2164ebfa9cb04d25a44109665983151e5609355987670ecf5ad4d42";
+    const PINNED_MANIFEST: &str =
+        "sha256:df315b09ed1da84b3e35f9ceecb61e9e05c6fcc5dbb6e96d0616759a36b8019d";
+
+    #[test]
+    fn every_input_changes_the_image_id() {
+        let base = Image::assemble(&content(), &meta(), amd64()).unwrap().id;
+        let id = |content: Content<'_>, meta: Meta, platform: Platform| {
+            Image::assemble(&content, &meta, platform).unwrap().id
         };
-        let a = Image::assemble(&content, &meta(), Platform::host()).unwrap();
-        let b = Image::assemble(&content, &meta(), Platform::host()).unwrap();
-        assert_eq!(
-            (a.id.clone(), a.layer.clone()),
-            (b.id.clone(), b.layer.clone())
-        );
-        let other = Content {
-            binary: b"\x7fELF binarY",
-            ..content
-        };
-        assert_ne!(
-            Image::assemble(&other, &meta(), Platform::host())
-                .unwrap()
-                .id,
-            a.id
-        );
-        let later = Meta {
-            epoch: 1_735_689_601,
-            ..meta()
-        };
-        assert_ne!(
-            Image::assemble(&content, &later, Platform::host())
-                .unwrap()
-                .id,
-            a.id
-        );
+        let changed = [
+            (
+                "binary",
+                id(
+                    Content {
+                        binary: b"\x7fELF binarY",
+                        ..content()
+                    },
+                    meta(),
+                    amd64(),
+                ),
+            ),
+            (
+                "CA bundle",
+                id(
+                    Content {
+                        ca_bundle: b"certS",
+                        ..content()
+                    },
+                    meta(),
+                    amd64(),
+                ),
+            ),
+            (
+                "commit time",
+                id(
+                    content(),
+                    Meta {
+                        epoch: 1_735_689_601,
+                        ..meta()
+                    },
+                    amd64(),
+                ),
+            ),
+            (
+                "version",
+                id(
+                    content(),
+                    Meta {
+                        version: "v2".into(),
+                        ..meta()
+                    },
+                    amd64(),
+                ),
+            ),
+            (
+                "revision",
+                id(
+                    content(),
+                    Meta {
+                        revision: "abd".into(),
+                        ..meta()
+                    },
+                    amd64(),
+                ),
+            ),
+            (
+                "Go release",
+                id(
+                    content(),
+                    Meta {
+                        go: "go1.27.5".into(),
+                        ..meta()
+                    },
+                    amd64(),
+                ),
+            ),
+            (
+                "platform",
+                id(content(), meta(), "linux/arm64".parse().unwrap()),
+            ),
+        ];
+        for (input, changed) in changed {
+            assert_ne!(changed, base, "the {input} did not change the image ID");
+        }
     }
 
     /// The archive names the same blobs both ways, with no name: every store loads it untagged.
