@@ -35,7 +35,7 @@ impl flags::Ci {
                 if ctx.no_setup {
                     tools::require(ctx, &missing)?;
                 }
-                apt::install(ctx, &missing)?;
+                apt::install(ctx, &tools::debian(&missing))?;
             }
             Engine::ensure(ctx).map(drop)
         })?;

@@ -20,7 +20,7 @@ impl flags::Setup {
         } else if ctx.no_setup {
             anyhow::bail!("--no-setup: not installing {}", tools::names(&missing));
         } else {
-            apt::install(ctx, &missing)?;
+            apt::install(ctx, &tools::debian(&missing))?;
         }
         let engine = Engine::ensure(ctx)?;
         println!(

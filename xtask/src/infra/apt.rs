@@ -12,7 +12,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use xshell::cmd;
 
 use crate::{
-    infra::{ctx::Ctx, fsx, tools::Tool},
+    infra::{ctx::Ctx, fsx},
     project,
 };
 
@@ -51,6 +51,20 @@ impl Host {
     }
 }
 
+/// A tool as apt sees it: the Debian package that brings it, from which suite, what may come
+/// with it, and what a user elsewhere does instead.
+#[derive(Debug, Clone, Copy)]
+pub struct Package {
+    /// The tool's name, for messages.
+    pub name: &'static str,
+    pub package: &'static str,
+    /// None: the host's own suites.
+    pub suite: Option<&'static str>,
+    /// Packages apt may install along with it (and nothing else).
+    pub companions: &'static [&'static str],
+    pub elsewhere: &'static str,
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
@@ -75,8 +89,8 @@ enum Privilege {
 }
 
 /// Installs the packages behind `tools`, each decision announced.
-pub fn install(ctx: &Ctx, tools: &[Tool]) -> Result<()> {
-    let mut wanted: Vec<Tool> = Vec::new();
+pub fn install(ctx: &Ctx, tools: &[Package]) -> Result<()> {
+    let mut wanted: Vec<Package> = Vec::new();
     for t in tools {
         if !wanted.iter().any(|w| w.package == t.package) {
             wanted.push(*t);
@@ -132,7 +146,7 @@ pub fn install(ctx: &Ctx, tools: &[Tool]) -> Result<()> {
         ));
         ctx.run(cmd!(sh, "{program} {prefix...} apt-get {opts...} update -q"))?;
         // What the host's own suites provide comes from them.
-        let (native, other): (Vec<Tool>, Vec<Tool>) =
+        let (native, other): (Vec<Package>, Vec<Package>) =
             wanted.iter().partition(|t| t.suite.is_none() || host_provides(ctx, t.package));
         if !native.is_empty() {
             let packages: Vec<&str> = native.iter().map(|t| t.package).collect();
@@ -235,7 +249,7 @@ fn host_provides(ctx: &Ctx, package: &str) -> bool {
 
 /// Refuses an install that would bring, upgrade or remove anything besides the tool's packages (a
 /// trixie package would happily upgrade libc6 to trixie's).
-fn check_installs_alone(ctx: &Ctx, opts: &[String], spec: &str, tool: Tool) -> Result<()> {
+fn check_installs_alone(ctx: &Ctx, opts: &[String], spec: &str, tool: Package) -> Result<()> {
     let sh = &ctx.sh;
     let plan = ctx
         .read(cmd!(
@@ -254,7 +268,7 @@ fn check_installs_alone(ctx: &Ctx, opts: &[String], spec: &str, tool: Tool) -> R
 }
 
 /// What an `apt-get -s` plan does beyond installing the tool's packages.
-fn unexpected(plan: &str, tool: Tool) -> Vec<String> {
+fn unexpected(plan: &str, tool: Package) -> Vec<String> {
     plan.lines()
         .filter_map(|l| {
             let (verb, rest) = l.split_once(' ')?;
@@ -269,7 +283,7 @@ fn unexpected(plan: &str, tool: Tool) -> Vec<String> {
         .collect()
 }
 
-fn hints(tools: &[Tool]) -> String {
+fn hints(tools: &[Package]) -> String {
     tools
         .iter()
         .map(|t| format!("  {}: {}", t.name, t.elsewhere))
@@ -280,7 +294,7 @@ fn hints(tools: &[Tool]) -> String {
 /// Not root and no sudo without a password: the exact commands, for the user to run.
 fn print_for_user(
     ctx: &Ctx,
-    tools: &[Tool],
+    tools: &[Package],
     host: &Host,
     config: Option<PrivateConfig>,
     opts: &[String],
@@ -433,13 +447,16 @@ mod tests {
         let go = "Inst golang-1.27-src (1.27.4-1~bpo13+1 Debian Backports [all])\n\
                   Inst golang-1.27-go (1.27.4-1~bpo13+1 Debian Backports [amd64])\n\
                   Conf golang-1.27-go (1.27.4-1~bpo13+1 Debian Backports [amd64])\n";
-        assert!(unexpected(go, tools::GO).is_empty());
+        assert!(unexpected(go, tools::GO.debian()).is_empty());
         let libc = "Inst libc6 [2.36-9] (2.41-12 Debian:13 [amd64])\nInst docker-buildx (0.13 Debian:13 [amd64])\n";
         assert_eq!(
-            unexpected(libc, tools::BUILDX),
+            unexpected(libc, tools::BUILDX.debian()),
             ["install or upgrade libc6"]
         );
         let remv = "Remv golang-1.19-go [1.19.8-2]\nInst golang-glide (0.13.1 Debian:11 [amd64])\n";
-        assert_eq!(unexpected(remv, tools::GLIDE), ["remove golang-1.19-go"]);
+        assert_eq!(
+            unexpected(remv, tools::GLIDE.debian()),
+            ["remove golang-1.19-go"]
+        );
     }
 }

@@ -195,6 +195,17 @@ pub const REGISTRY: Tool = tool(
 );
 
 impl Tool {
+    /// What apt needs to know of it.
+    pub fn debian(&self) -> apt::Package {
+        apt::Package {
+            name: self.name,
+            package: self.package,
+            suite: self.suite,
+            companions: self.companions,
+            elsewhere: self.elsewhere,
+        }
+    }
+
     pub fn present(&self) -> bool {
         match self.probe {
             Probe::OnPath(bin) => which::which(bin).is_ok(),
@@ -211,6 +222,11 @@ impl Tool {
     }
 }
 
+/// What apt needs to know of `tools`.
+pub fn debian(tools: &[Tool]) -> Vec<apt::Package> {
+    tools.iter().map(Tool::debian).collect()
+}
+
 /// Makes sure every tool in `tools` is there. Missing ones are installed (announced) when we may
 /// (root on Debian/Ubuntu, not `--no-setup`); otherwise the first missing one is named with the fix.
 pub fn require(ctx: &Ctx, tools: &[Tool]) -> Result<()> {
@@ -220,7 +236,7 @@ pub fn require(ctx: &Ctx, tools: &[Tool]) -> Result<()> {
     };
     if !ctx.no_setup && apt::may_install_unasked() {
         ctx.announce(format!("{} missing: installing", names(&missing)));
-        apt::install(ctx, &missing)?;
+        apt::install(ctx, &debian(&missing))?;
         if let Some(still) = missing.iter().find(|t| !t.present()) {
             bail!(
                 "`{}` is still missing after installing {}",
