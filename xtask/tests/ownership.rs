@@ -85,7 +85,12 @@ fn a_huge_record_is_cleaned_by_one_listing_and_stops_on_sigterm() {
     // 200,000 images that are not in the engine, under this engine's key.
     let fake = |n: usize| format!("\"sha256:{n:064x}\": [\"fake:{n}\"]");
     let images: Vec<String> = (0..200_000).map(fake).collect();
-    let key = xtask::infra::docker::engine_key();
+    let ctx = xtask::infra::ctx::Ctx::new(
+        Default::default(),
+        xtask::project::Paths::discover().unwrap(),
+    )
+    .unwrap();
+    let key = xtask::infra::docker::engine_key(&ctx);
     fs::create_dir_all(ws.path("target/xtask")).unwrap();
     fs::write(
         ws.path("target/xtask/record.json"),

@@ -9,9 +9,9 @@ use std::{fs, time::Instant};
 use anyhow::{Context, Result};
 use camino::Utf8PathBuf;
 use jzon::object;
-use xshell::cmd;
 
 use crate::{
+    cmd,
     domain::{Builder, Strategy},
     flags,
     infra::{
@@ -122,6 +122,7 @@ struct Row {
     cold_vs_limit: Option<f64>,
 }
 
+#[derive(Clone)]
 struct Bench<'a> {
     ctx: &'a Ctx,
     /// The scratch copy of the workspace.
@@ -265,9 +266,7 @@ impl<'a> Bench<'a> {
             .context("the xtask's path is not UTF-8")?;
         let builder_image = base::builder_base(ctx, &Engine::ensure(ctx)?, None)?.image;
         if let Some(host) = &remote {
-            let sh = &ctx.sh;
-            let _host = sh.push_env("DOCKER_HOST", host);
-            if docker::image_id(ctx, &builder_image).is_none() {
+            if docker::image_id(&ctx.with_env("DOCKER_HOST", host), &builder_image).is_none() {
                 anyhow::bail!(
                     "the engine at {host} has no {builder_image}: copy it there with \
                      `docker save {builder_image} | DOCKER_HOST={host} docker load`"
@@ -307,12 +306,20 @@ impl<'a> Bench<'a> {
 
     fn measure(&self, who: Contender) -> Result<Row> {
         // The remote row: every command and query of it goes to the other engine.
-        let _engine = match (who, &self.remote) {
-            (Contender::DirectRemote, Some(host)) => {
-                Some(self.ctx.sh.push_env("DOCKER_HOST", host))
+        if let (Contender::DirectRemote, Some(host)) = (who, &self.remote) {
+            let remote = self.ctx.with_env("DOCKER_HOST", host);
+            return Bench {
+                ctx: &remote,
+                remote: None,
+                ..self.clone()
             }
-            _ => None,
-        };
+            .measure_here(who);
+        }
+        self.measure_here(who)
+    }
+
+    /// `measure` on this bench's engine.
+    fn measure_here(&self, who: Contender) -> Result<Row> {
         let mut row = Row {
             name: who.name(),
             ..Row::default()
@@ -392,7 +399,6 @@ impl<'a> Bench<'a> {
     fn build(&self, who: Contender, cold: bool) -> Result<f64> {
         let ctx = self.ctx;
         let ws = &self.ws;
-        let sh = &ctx.sh;
         let started = Instant::now();
         let tag = who.tag();
         match who {
@@ -404,9 +410,10 @@ impl<'a> Bench<'a> {
                 if cold {
                     fsx::remove_dir(&cache)?;
                 }
-                let _cache = sh.push_env("GOCACHE", &cache);
                 let out = ws.target().join("limit-main");
-                gobuild::start(ctx, &self.go, &ws.gopath(), &app, &out, None, "bench")?.wait()?;
+                let cached = ctx.with_env("GOCACHE", cache.as_str());
+                gobuild::start(&cached, &self.go, &ws.gopath(), &app, &out, None, "bench")?
+                    .wait()?;
             }
             Contender::Ours {
                 strategy,
@@ -429,10 +436,7 @@ impl<'a> Bench<'a> {
                 let dist = ws.target().join("dist-seed");
                 fs::create_dir_all(&dist)?;
                 let volume = format!("{dist}:/dist");
-                ctx.run_captured(cmd!(
-                    sh,
-                    "docker run --rm -v {volume} {fat} cp ./main /dist/"
-                ))?;
+                ctx.run(cmd!("docker run --rm -v {volume} {fat} cp ./main /dist/").kept())?;
                 self.fixture(builder, "seed-ex2.Dockerfile", &tag, &dist, cold)?;
             }
             Contender::DockerInit => {
@@ -503,10 +507,10 @@ impl<'a> Bench<'a> {
         if self.ctx.no_setup {
             all.push("--no-setup");
         }
-        let sh = &self.ctx.sh;
-        let _dir = sh.push_dir(&self.ws.root);
         let exe = &self.exe;
-        self.ctx.run_captured(cmd!(sh, "{exe} {all...}"))
+        self.ctx
+            .run(cmd!("{exe} {all...}").kept().dir(&self.ws.root))
+            .map(drop)
     }
 
     fn dangling(&self) -> Result<Vec<String>> {
@@ -524,14 +528,12 @@ impl<'a> Bench<'a> {
     /// Removes the bench's images (also after a signal): ours by the copy's record (`clean` in
     /// the copy), the fixtures' by their tags and label.
     fn cleanup(&self) {
-        let sh = &self.ctx.sh;
         if let Some(host) = &self.remote {
-            let _engine = sh.push_env("DOCKER_HOST", host);
-            let _ = docker::remove_image(self.ctx, &Contender::DirectRemote.tag());
+            let remote = self.ctx.with_env("DOCKER_HOST", host);
+            let _ = docker::remove_image(&remote, &Contender::DirectRemote.tag());
         }
-        let _dir = sh.push_dir(&self.ws.root);
         let exe = &self.exe;
-        let _ = self.ctx.cleanup(cmd!(sh, "{exe} clean"));
+        let _ = self.ctx.cleanup(cmd!("{exe} clean").dir(&self.ws.root));
         let ids = docker::images(self.ctx, &[fixture_filter()]).unwrap_or_default();
         for id in ids {
             let tags =
@@ -565,9 +567,8 @@ fn cold_compile(ctx: &Ctx) -> Result<f64> {
     let target = ctx.paths.bench_dir().join("cargo-cold");
     ctx.change(format!("rm -rf {target}"), || fsx::remove_dir(&target))?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let sh = &ctx.sh;
     let started = Instant::now();
-    ctx.run_captured(cmd!(sh, "{cargo} build -q -p xtask --target-dir {target}"))?;
+    ctx.run(cmd!("{cargo} build -q -p xtask --target-dir {target}").kept())?;
     let secs = started.elapsed().as_secs_f64();
     ctx.change(format!("rm -rf {target}"), || fsx::remove_dir(&target))?;
     Ok(secs)

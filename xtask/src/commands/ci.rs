@@ -4,10 +4,9 @@
 //! an engine, root or a second user included (plain `cargo test` skips them).
 
 use anyhow::{bail, Result};
-use xshell::cmd;
 
 use crate::{
-    flags,
+    cmd, flags,
     infra::{
         apt,
         ctx::Ctx,
@@ -55,15 +54,14 @@ impl flags::Ci {
         ctx.step("local builder base image", || {
             base::ensure_local(ctx, None).map(drop)
         })?;
-        let sh = &ctx.sh;
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         if which::which("rustup").is_ok() {
             ctx.step(&format!("Debian's Rust ({DEBIAN_RUST}) builds the xtask"), || {
-                ctx.run_quiet(cmd!(sh, "rustup toolchain install {DEBIAN_RUST} --profile minimal"))?;
+                ctx.run(cmd!("rustup toolchain install {DEBIAN_RUST} --profile minimal").quiet())?;
                 // Built with it, the xtask runs a whole build: the direct image, smoke-tested.
                 let target = paths.target().join("rust-1.85");
                 let run = |args: &[&str]| {
-                    ctx.run(cmd!(sh, "rustup run {DEBIAN_RUST} cargo run --quiet --locked -p xtask --target-dir {target} -- {args...}"))
+                    ctx.run(cmd!("rustup run {DEBIAN_RUST} cargo run --quiet --locked -p xtask --target-dir {target} -- {args...}"))
                 };
                 run(&["--help"])?;
                 let tag = format!("{}-rust-{DEBIAN_RUST}:check", project::APP);
@@ -76,20 +74,19 @@ impl flags::Ci {
             ));
         }
         ctx.step("cargo fmt --check", || {
-            ctx.run(cmd!(sh, "{cargo} fmt --all -- --check"))
+            ctx.run(cmd!("{cargo} fmt --all -- --check"))
         })?;
         ctx.step("cargo clippy", || {
             ctx.run(cmd!(
-                sh,
                 "{cargo} clippy --workspace --all-targets --quiet -- -D warnings"
             ))
         })?;
         ctx.step("go vet, gofmt, go test", || {
             let go = Go::find(ctx)?;
             glide::vendor(ctx, paths, || Ok(go.clone()))?;
-            let _dir = sh.push_dir(paths.gopath_app());
+            let app = paths.gopath_app();
             let env = gobuild::go_env(&go, &paths.gopath());
-            ctx.run_env(&env, cmd!(sh, "go vet ."))?;
+            ctx.run(cmd!("go vet .").envs(&env).dir(&app))?;
             let sources: Vec<String> = paths
                 .go_app()
                 .read_dir_utf8()?
@@ -98,19 +95,23 @@ impl flags::Ci {
                 .map(|e| e.path().to_string())
                 .collect();
             let gofmt = go.bin.join("gofmt");
-            let unformatted = ctx.read(cmd!(sh, "{gofmt} -l {sources...}"))?;
+            let unformatted = ctx.read(cmd!("{gofmt} -l {sources...}"))?;
             if !unformatted.is_empty() {
                 bail!("not gofmt-clean (run `gofmt -w` on them):\n{unformatted}");
             }
-            ctx.run_env(&env, cmd!(sh, "go test -count=1 ."))
+            ctx.run(cmd!("go test -count=1 .").envs(&env).dir(&app))
+                .map(drop)
         })?;
         ctx.step("cargo xtask bench --quick", || {
             let exe = std::env::current_exe()?;
-            ctx.run(cmd!(sh, "{exe} bench --quick"))
+            ctx.run(cmd!("{exe} bench --quick")).map(drop)
         })?;
         ctx.step(
             "cargo test (all, engine and second-user tests included)",
-            || ctx.run(cmd!(sh, "{cargo} test --workspace -- --include-ignored")),
+            || {
+                ctx.run(cmd!("{cargo} test --workspace -- --include-ignored"))
+                    .map(drop)
+            },
         )
     }
 }

@@ -10,10 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Result;
-use xshell::cmd;
 
 use crate::{
-    flags,
+    cmd, flags,
     infra::{
         ctx::{human_size, Ctx},
         docker::{self, Engine, Present, Store},
@@ -44,16 +43,15 @@ impl flags::Clean {
             return Ok(());
         };
         let before = docker::disk_usage(ctx, &["Images"]);
-        let sh = &ctx.sh;
         let temp = docker::label_filter(project::LABEL_TEMP, &record.checkout);
         let containers: Vec<String> = ctx
-            .read(cmd!(sh, "docker ps -a -q --no-trunc --filter {temp}"))?
+            .read(cmd!("docker ps -a -q --no-trunc --filter {temp}"))?
             .lines()
             .map(str::to_string)
             .collect();
         if !containers.is_empty() {
             let ids = &containers;
-            ctx.run_quiet(cmd!(sh, "docker rm -f {ids...}"))?;
+            ctx.run(cmd!("docker rm -f {ids...}").quiet())?;
         }
         // Ours: the record's images and those a damaged record still names; then the nameless
         // images of the builds on record.

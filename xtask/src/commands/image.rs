@@ -425,7 +425,7 @@ fn summary(
         println!("size: {what}");
     }
     println!("image ID {}", candidate.id);
-    println!("engine {} ({})", docker::engine_key(), engine.store);
+    println!("engine {} ({})", docker::engine_key(ctx), engine.store);
     if let Some(image) = &candidate.image {
         println!(
             "config {}  OCI manifest {}",

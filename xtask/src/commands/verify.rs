@@ -6,9 +6,9 @@
 use std::io::Read;
 
 use anyhow::{bail, Context, Result};
-use xshell::cmd;
 
 use crate::{
+    cmd,
     domain::Platform,
     flags,
     infra::{
@@ -138,8 +138,7 @@ impl Drop for Worktree<'_> {
 fn differences(ctx: &Ctx, image: &str, rebuilt: &Image) -> Result<Vec<String>> {
     let saved = fsx::Temp::file_in(&ctx.paths.xtask_dir(), ".save-")?;
     let out = saved.path();
-    let sh = &ctx.sh;
-    ctx.read(cmd!(sh, "docker save -o {out} {image}"))?;
+    ctx.read(cmd!("docker save -o {out} {image}"))?;
     let mut files = std::collections::BTreeMap::new();
     let mut archive = tar::Archive::new(std::fs::File::open(out)?);
     for entry in archive.entries()? {

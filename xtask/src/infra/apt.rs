@@ -9,9 +9,9 @@ use std::fs;
 
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
-use xshell::cmd;
 
 use crate::{
+    cmd,
     infra::{ctx::Ctx, fsx},
     project,
 };
@@ -109,10 +109,9 @@ pub fn install(ctx: &Ctx, tools: &[Package]) -> Result<()> {
             );
         }
         let host = Host::read();
-        let sh = &ctx.sh;
         let privilege = if is_root() {
             Privilege::Root
-        } else if which::which("sudo").is_ok() && ctx.read(cmd!(sh, "sudo -n true")).is_ok() {
+        } else if which::which("sudo").is_ok() && ctx.read(cmd!("sudo -n true")).is_ok() {
             ctx.announce("not root: apt runs through sudo");
             Privilege::Sudo
         } else {
@@ -144,16 +143,14 @@ pub fn install(ctx: &Ctx, tools: &[Package]) -> Result<()> {
         ctx.announce(format!(
             "apt-get update (waits up to {LOCK_TIMEOUT_S} s for another apt or dpkg to finish)"
         ));
-        ctx.run(cmd!(sh, "{program} {prefix...} apt-get {opts...} update -q"))?;
+        ctx.run(cmd!("{program} {prefix...} apt-get {opts...} update -q"))?;
         // What the host's own suites provide comes from them.
         let (native, other): (Vec<Package>, Vec<Package>) =
             wanted.iter().partition(|t| t.suite.is_none() || host_provides(ctx, t.package));
         if !native.is_empty() {
             let packages: Vec<&str> = native.iter().map(|t| t.package).collect();
             ctx.announce(format!("installing {} from the host's suites", packages.join(" ")));
-            ctx.run(cmd!(
-                sh,
-                "{program} {prefix...} apt-get -o {lock} install -y -q --no-install-recommends {packages...}"
+            ctx.run(cmd!("{program} {prefix...} apt-get -o {lock} install -y -q --no-install-recommends {packages...}"
             ))?;
         }
         for tool in other {
@@ -169,9 +166,7 @@ pub fn install(ctx: &Ctx, tools: &[Package]) -> Result<()> {
             let spec = format!("{}/{suite}", tool.package);
             check_installs_alone(ctx, opts, &spec, tool)?;
             ctx.announce(format!("installing {spec} (alone: nothing else comes from {suite})"));
-            ctx.run(cmd!(
-                sh,
-                "{program} {prefix...} apt-get {opts...} install -y -q --no-install-recommends {spec}"
+            ctx.run(cmd!("{program} {prefix...} apt-get {opts...} install -y -q --no-install-recommends {spec}"
             ))?;
         }
         Ok(())
@@ -215,16 +210,12 @@ pub fn unpack(ctx: &Ctx, suite: &str, packages: &[&str], into: &Utf8Path) -> Res
         "-o".into(),
         format!("Dir::Cache={cache}"),
     ];
-    let sh = &ctx.sh;
-    ctx.run(cmd!(sh, "apt-get {options...} update -q"))?;
-    {
-        let _dir = sh.push_dir(&debs);
-        ctx.run(cmd!(sh, "apt-get {options...} download {packages...}"))?;
-    }
+    ctx.run(cmd!("apt-get {options...} update -q"))?;
+    ctx.run(cmd!("apt-get {options...} download {packages...}").dir(&debs))?;
     let unpacked = fsx::scratch_beside(into)?;
     for deb in fsx::files_in(&debs)? {
         let to = unpacked.path();
-        ctx.run_quiet(cmd!(sh, "dpkg-deb -x {deb} {to}"))?;
+        ctx.run(cmd!("dpkg-deb -x {deb} {to}").quiet())?;
     }
     ctx.change(format!("move the unpacked packages to {into}"), || {
         fsx::replace_dir(unpacked.path(), into)
@@ -235,8 +226,7 @@ pub fn unpack(ctx: &Ctx, suite: &str, packages: &[&str], into: &Utf8Path) -> Res
 
 /// Whether the host's own configuration has a candidate for `package`.
 fn host_provides(ctx: &Ctx, package: &str) -> bool {
-    let sh = &ctx.sh;
-    ctx.try_read(cmd!(sh, "apt-cache policy {package}"))
+    ctx.try_read(cmd!("apt-cache policy {package}"))
         .and_then(|out| {
             out.lines().find_map(|l| {
                 l.trim()
@@ -250,10 +240,8 @@ fn host_provides(ctx: &Ctx, package: &str) -> bool {
 /// Refuses an install that would bring, upgrade or remove anything besides the tool's packages (a
 /// trixie package would happily upgrade libc6 to trixie's).
 fn check_installs_alone(ctx: &Ctx, opts: &[String], spec: &str, tool: Package) -> Result<()> {
-    let sh = &ctx.sh;
     let plan = ctx
         .read(cmd!(
-            sh,
             "apt-get {opts...} -s install --no-install-recommends {spec}"
         ))
         .with_context(|| format!("simulating `apt-get install {spec}`"))?;

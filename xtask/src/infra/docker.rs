@@ -8,13 +8,15 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use xshell::cmd;
 
 use crate::{
+    cmd,
     infra::{
         apt,
-        ctx::{Ctx, Running},
-        fsx, tools,
+        ctx::Ctx,
+        fsx,
+        process::{ProcessError, Running},
+        tools,
     },
     project,
 };
@@ -102,15 +104,14 @@ impl Engine {
     /// The engine, or a clear error that says why there is none and what to do.
     pub fn find(ctx: &Ctx) -> Result<Engine> {
         tools::require(ctx, &[tools::DOCKER])?;
-        let sh = &ctx.sh;
         let format = "{{.Server.APIVersion}} {{.Client.Version}} {{range .Server.Components}}{{.Name}};{{end}}";
         let versions = ctx
-            .read_within(ANSWER, cmd!(sh, "docker version --format {format}"))
-            .map_err(|e| diagnose(ctx, &format!("{e:#}")))?;
+            .read(cmd!("docker version --format {format}").within(ANSWER))
+            .map_err(|e| diagnose(ctx, e))?;
         let format = "{{json .DriverStatus}}";
         let status = ctx
-            .read_within(ANSWER, cmd!(sh, "docker info --format {format}"))
-            .map_err(|e| diagnose(ctx, &format!("{e:#}")))?;
+            .read(cmd!("docker info --format {format}").within(ANSWER))
+            .map_err(|e| diagnose(ctx, e))?;
         parse_versions(&versions, &status)
     }
 
@@ -122,10 +123,12 @@ impl Engine {
             Ok(engine) => return Ok(engine),
             Err(e) => e,
         };
-        let pointed_elsewhere = std::env::var_os("DOCKER_HOST").is_some()
-            || std::env::var_os("DOCKER_CONTEXT").is_some()
+        let pointed_elsewhere = ctx.var("DOCKER_HOST").is_some()
+            || ctx.var("DOCKER_CONTEXT").is_some()
             || current_context(ctx).is_some_and(|c| c != "default");
-        let refused = format!("{down:#}").contains("permission denied");
+        let refused = down
+            .downcast_ref::<EngineDown>()
+            .is_some_and(|d| d.kind == Down::Refused);
         if ctx.no_setup || pointed_elsewhere || refused || !apt::may_install_unasked() {
             return Err(down);
         }
@@ -133,8 +136,7 @@ impl Engine {
         ctx.step("setup: start dockerd", || {
             let log = camino::Utf8Path::new("/var/log/go-docker-prod-dockerd.log");
             ctx.announce("no Docker engine answers on the default socket: starting dockerd in the background");
-            let sh = &ctx.sh;
-            ctx.start_daemon(cmd!(sh, "dockerd"), log)?;
+            ctx.start_daemon(cmd!("dockerd"), log)?;
             for _ in 0..120 {
                 ctx.check_signal("waiting for dockerd")?;
                 if Engine::find(ctx).is_ok() {
@@ -170,12 +172,11 @@ fn parse_versions(versions: &str, driver_status: &str) -> Result<Engine> {
 
 /// Where the CLI sends requests: DOCKER_HOST, else the current context's endpoint.
 pub fn endpoint(ctx: &Ctx) -> String {
-    if let Ok(host) = std::env::var("DOCKER_HOST") {
+    if let Some(host) = ctx.var("DOCKER_HOST") {
         return host;
     }
-    let sh = &ctx.sh;
     let format = "{{.Endpoints.docker.Host}}";
-    ctx.try_read(cmd!(sh, "docker context inspect --format {format}"))
+    ctx.try_read(cmd!("docker context inspect --format {format}"))
         .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
 }
 
@@ -195,9 +196,9 @@ pub fn publishes_here(endpoint: &str) -> bool {
 /// Which engine the CLI speaks to, as the key of what the record holds per engine, resolved as
 /// the CLI resolves it: DOCKER_HOST, else the context (DOCKER_CONTEXT, else the CLI
 /// configuration's current one); the default context is the default socket.
-pub fn engine_key() -> String {
+pub fn engine_key(ctx: &Ctx) -> String {
     const DEFAULT: &str = "unix:///var/run/docker.sock";
-    let set = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let set = |name: &str| ctx.var(name).filter(|v| !v.is_empty());
     if let Some(host) = set("DOCKER_HOST") {
         return host;
     }
@@ -217,40 +218,79 @@ pub fn engine_key() -> String {
 }
 
 fn current_context(ctx: &Ctx) -> Option<String> {
-    let sh = &ctx.sh;
-    ctx.try_read(cmd!(sh, "docker context show"))
+    ctx.try_read(cmd!("docker context show"))
 }
 
 /// Turns "the engine did not answer" into which case it is, and the fix.
-fn diagnose(ctx: &Ctx, why: &str) -> anyhow::Error {
+fn diagnose(ctx: &Ctx, e: anyhow::Error) -> anyhow::Error {
+    let why = ProcessError::of(&e).map_or_else(|| format!("{e:#}"), ProcessError::stderr_text);
     let at = endpoint(ctx);
-    let why = why.trim();
-    if why.contains("permission denied") {
-        return anyhow::anyhow!(
+    let kind = Down::classify(&at, &why);
+    let message = match kind {
+        Down::Refused => format!(
             "the Docker engine at {at} refused this user (permission denied): you are not in the \
              `docker` group. Run `sudo usermod -aG docker $USER`, then log in again (or `newgrp docker`). \
              ({why})"
-        );
-    }
-    if why.contains("template") || why.contains("can't evaluate field") {
-        return anyhow::anyhow!(
+        ),
+        Down::NotDocker => format!(
             "the engine at {at} answers, but its `docker version` lacks the server's API version \
              (podman's docker shim?). This tool needs Docker's engine API: run Docker Engine, or point \
              DOCKER_HOST at one. ({why})"
-        );
-    }
-    let rootless = at.contains("/run/user/") || at.contains("/.docker/run/");
-    if rootless && (why.contains("no such file") || why.contains("connect:")) {
-        return anyhow::anyhow!(
+        ),
+        Down::RootlessNotStarted => format!(
             "cannot reach the rootless Docker engine at {at}: it is not started. Run \
              `systemctl --user start docker` (or `dockerd-rootless.sh`). ({why})"
-        );
+        ),
+        Down::Unreachable => format!(
+            "cannot reach the Docker engine at {at}: {why}\n\
+             Start it (`sudo systemctl start docker`; as root `cargo xtask setup` starts a local dockerd), \
+             or point DOCKER_HOST or DOCKER_CONTEXT at a running engine."
+        ),
+    };
+    anyhow::Error::new(EngineDown { kind, message })
+}
+
+/// `Engine::find`'s error: why no engine answered (`kind`, for callers to match on) and what the
+/// user does about it.
+#[derive(Debug)]
+pub struct EngineDown {
+    pub kind: Down,
+    message: String,
+}
+
+impl std::fmt::Display for EngineDown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
-    anyhow::anyhow!(
-        "cannot reach the Docker engine at {at}: {why}\n\
-         Start it (`sudo systemctl start docker`; as root `cargo xtask setup` starts a local dockerd), \
-         or point DOCKER_HOST or DOCKER_CONTEXT at a running engine."
-    )
+}
+
+impl std::error::Error for EngineDown {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Down {
+    /// The socket refused this user.
+    Refused,
+    /// Something answered that is not Docker's engine API.
+    NotDocker,
+    /// A rootless engine's socket, not there.
+    RootlessNotStarted,
+    Unreachable,
+}
+
+impl Down {
+    /// From where the CLI went (`at`) and what it said.
+    fn classify(at: &str, said: &str) -> Down {
+        let rootless = at.contains("/run/user/") || at.contains("/.docker/run/");
+        if said.contains("permission denied") {
+            Down::Refused
+        } else if said.contains("template") || said.contains("can't evaluate field") {
+            Down::NotDocker
+        } else if rootless && (said.contains("no such file") || said.contains("connect:")) {
+            Down::RootlessNotStarted
+        } else {
+            Down::Unreachable
+        }
+    }
 }
 
 /// How BuildKit builds reach the engine from this client.
@@ -266,25 +306,22 @@ pub struct BuildKit {
 impl BuildKit {
     /// BuildKit from this client, if it has it.
     pub fn detect(ctx: &Ctx, engine: &Engine) -> Option<BuildKit> {
-        let sh = &ctx.sh;
         if engine.client_major > 0 && engine.client_major < 23 {
             return Some(BuildKit {
                 buildx: false,
                 load: false,
             });
         }
-        if !tools::BUILDX.present() && ctx.try_read(cmd!(sh, "docker buildx version")).is_none() {
+        if !tools::BUILDX.present() && ctx.try_read(cmd!("docker buildx version")).is_none() {
             return None;
         }
-        let driver = ctx
-            .try_read(cmd!(sh, "docker buildx inspect"))
-            .and_then(|out| {
-                out.lines().find_map(|l| {
-                    l.trim()
-                        .strip_prefix("Driver:")
-                        .map(|d| d.trim().to_string())
-                })
-            });
+        let driver = ctx.try_read(cmd!("docker buildx inspect")).and_then(|out| {
+            out.lines().find_map(|l| {
+                l.trim()
+                    .strip_prefix("Driver:")
+                    .map(|d| d.trim().to_string())
+            })
+        });
         Some(BuildKit::through_buildx(driver.as_deref()))
     }
 
@@ -305,11 +342,7 @@ pub fn image_id(ctx: &Ctx, reference: &str) -> Option<String> {
 
 /// `docker image inspect --format FORMAT REF`, when the engine has the image.
 pub fn inspect(ctx: &Ctx, reference: &str, format: &str) -> Option<String> {
-    let sh = &ctx.sh;
-    ctx.try_read(cmd!(
-        sh,
-        "docker image inspect --format {format} {reference}"
-    ))
+    ctx.try_read(cmd!("docker image inspect --format {format} {reference}"))
 }
 
 /// Some images by name, as one `docker image inspect` finds them (a listing of every image is
@@ -323,18 +356,11 @@ pub struct ImageList {
 impl ImageList {
     /// The images `names` name (those the engine has).
     pub fn of(ctx: &Ctx, engine: &Engine, names: &[&str]) -> Result<ImageList> {
-        let sh = &ctx.sh;
         let format = "{{.Id}}{{range .RepoTags}} {{.}}{{end}}";
-        // Exit 1 when one is missing: the others are printed all the same.
-        let out = ctx
-            .read_output(
-                LIST_ANSWER,
-                cmd!(sh, "docker image inspect --format {format} {names...}"),
-            )
-            .context("asking the engine about images")?;
+        let out = inspect_each(ctx, format, names).context("asking the engine about images")?;
         let store = engine.store;
         let mut images = Vec::new();
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
+        for line in out.lines() {
             let mut words = line.split(' ');
             let Some(id) = words.next() else { continue };
             images.extend(words.map(|name| (id.to_string(), store.normalise(name))));
@@ -370,12 +396,11 @@ pub fn try_pull(ctx: &Ctx, reference: &str) -> bool {
     if ctx.offline || ctx.is_unreachable(&registry) {
         return false;
     }
-    let sh = &ctx.sh;
-    match ctx.run_quiet(cmd!(sh, "docker pull -q {reference}")) {
-        Ok(()) => true,
+    match ctx.run(cmd!("docker pull -q {reference}").quiet()) {
+        Ok(_) => true,
         Err(e) => {
-            let why = format!("{e:#}");
             // Not "not found": the registry itself did not answer; do not ask it again this run.
+            let why = ProcessError::of(&e).map_or_else(|| format!("{e:#}"), |p| p.stderr_text());
             if !why.contains("not found") && !why.contains("manifest unknown") {
                 ctx.mark_unreachable(&registry);
             }
@@ -398,8 +423,7 @@ pub fn remove_images(ctx: &Ctx, ids: &[&str]) -> Vec<String> {
     if ids.is_empty() {
         return Vec::new();
     }
-    let sh = &ctx.sh;
-    match ctx.cleanup(cmd!(sh, "docker image rm {ids...}")) {
+    match ctx.cleanup(cmd!("docker image rm {ids...}")) {
         Ok(()) => Vec::new(),
         Err(e) => refusal(&e).lines().map(str::to_string).collect(),
     }
@@ -419,19 +443,16 @@ pub fn ancestors(ctx: &Ctx, id: &str, parent: Option<Option<String>>) -> Result<
     let Some(first) = parent else {
         return Ok(Vec::new());
     };
-    let sh = &ctx.sh;
     let all = images(ctx, &[])?;
     let format = format!(
         "{{{{.Id}}}}|{{{{index .Config.Labels \"{}\"}}}}|{{{{.Created}}}}|{{{{.Parent}}}}",
         project::LABEL_PROJECT
     );
-    let out = ctx.read_output(
-        LIST_ANSWER,
-        cmd!(sh, "docker image inspect --format {format} {all...}"),
-    )?;
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let out = inspect_each(ctx, &format, &all)?;
     // Image → (parent, made at), for the images our Dockerfiles made.
     let mut ours: BTreeMap<String, (Option<String>, std::time::SystemTime)> = BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
+    for line in out.lines() {
         let fields: Vec<&str> = line.split('|').collect();
         let [image, label, created, parent] = fields[..] else {
             continue;
@@ -465,19 +486,19 @@ pub fn ancestors(ctx: &Ctx, id: &str, parent: Option<Option<String>>) -> Result<
 
 /// `remove_image`, in the background: `wait` for its end (dropped, it is waited for).
 pub fn start_remove(ctx: &Ctx, reference: &str) -> Result<Running> {
-    let sh = &ctx.sh;
-    ctx.start_cleanup(cmd!(sh, "docker image rm {reference}"))
+    ctx.start(cmd!("docker image rm {reference}").as_cleanup())
 }
 
 /// Docker's own words for why it refused a removal (a container uses the image, an image is
 /// built on it).
 pub fn refusal(e: &anyhow::Error) -> String {
-    let text = format!("{e:#}");
-    text.rsplit("Error response from daemon: ")
-        .next()
-        .unwrap_or(&text)
-        .trim()
-        .to_string()
+    let text = ProcessError::of(e).map_or_else(|| format!("{e:#}"), |p| p.stderr_text());
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|l| l.trim().trim_start_matches("Error response from daemon: "))
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.join("\n")
 }
 
 /// An image ID as `sha256:…`, from what the engine prints of a parent (Podman: bare hex; none: empty).
@@ -495,6 +516,33 @@ pub struct Present {
     pub parent: Option<Option<String>>,
 }
 
+/// `docker image inspect --format FORMAT REFS…`: what it printed of the images the engine has.
+/// A missing image makes it exit 1, saying so for each: an answer, not a failure.
+fn inspect_each(ctx: &Ctx, format: &str, refs: &[&str]) -> Result<String> {
+    let asked = cmd!("docker image inspect --format {format} {refs...}").within(LIST_ANSWER);
+    match ctx.read(asked) {
+        Ok(out) => Ok(out),
+        Err(e) => match ProcessError::of(&e) {
+            Some(failed) if failed.code() == Some(1) && missing_only(&failed.stderr_text()) => {
+                Ok(failed.stdout_text())
+            }
+            _ => Err(e),
+        },
+    }
+}
+
+/// Whether every line of an inspect's error output says an image is missing (Docker: `No such
+/// image`, `No such object`; Podman: `image not known`).
+fn missing_only(stderr: &str) -> bool {
+    let mut lines = stderr.lines().map(str::trim).filter(|l| !l.is_empty());
+    lines.all(|l| {
+        let l = l.to_ascii_lowercase();
+        ["no such image", "no such object", "image not known"]
+            .iter()
+            .any(|m| l.contains(m))
+    })
+}
+
 /// How many images one `docker image inspect` asks about.
 const BATCH: usize = 1000;
 
@@ -507,18 +555,11 @@ pub fn names(ctx: &Ctx, ids: &[&str]) -> Result<BTreeMap<String, Present>> {
     if ids.is_empty() {
         return Ok(BTreeMap::new());
     }
-    let sh = &ctx.sh;
     let mut found: BTreeMap<String, Present> = BTreeMap::new();
     if ids.len() <= FEW {
         let format = "{{.Id}}|{{.Parent}}{{range .RepoTags}} {{.}}{{end}}";
-        // Exit 1 when one is missing: the others are printed all the same.
-        let out = ctx
-            .read_output(
-                LIST_ANSWER,
-                cmd!(sh, "docker image inspect --format {format} {ids...}"),
-            )
-            .context("asking the engine about images")?;
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let out = inspect_each(ctx, format, ids).context("asking the engine about images")?;
+        for line in out.lines() {
             let mut words = line.split(' ');
             let Some((id, parent)) = words.next().and_then(|w| w.split_once('|')) else {
                 continue;
@@ -535,10 +576,7 @@ pub fn names(ctx: &Ctx, ids: &[&str]) -> Result<BTreeMap<String, Present>> {
     }
     let format = "{{.ID}} {{.Repository}}:{{.Tag}}";
     let out = ctx
-        .read_within(
-            LIST_ANSWER,
-            cmd!(sh, "docker image ls --all --no-trunc --format {format}"),
-        )
+        .read(cmd!("docker image ls --all --no-trunc --format {format}").within(LIST_ANSWER))
         .context("listing images")?;
     let wanted: BTreeSet<&str> = ids.iter().copied().collect();
     for (id, name) in out.lines().filter_map(|l| l.split_once(' ')) {
@@ -554,16 +592,12 @@ pub fn names(ctx: &Ctx, ids: &[&str]) -> Result<BTreeMap<String, Present>> {
 
 /// When each of `ids` the engine has was made, in Unix milliseconds (batched).
 pub fn created(ctx: &Ctx, ids: &[&str]) -> Result<Vec<(String, u64)>> {
-    let sh = &ctx.sh;
     let format = "{{.Id}} {{.Created}}";
     let mut found = Vec::new();
     for batch in ids.chunks(BATCH) {
         ctx.check_signal("asking the engine about images")?;
-        let out = ctx.read_output(
-            LIST_ANSWER,
-            cmd!(sh, "docker image inspect --format {format} {batch...}"),
-        )?;
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let out = inspect_each(ctx, format, batch)?;
+        for line in out.lines() {
             let Some((id, created)) = line.split_once(' ') else {
                 continue;
             };
@@ -590,16 +624,9 @@ pub fn dangling(ctx: &Ctx, filters: &[String]) -> Result<Vec<String>> {
 
 /// `docker image ls --quiet --no-trunc FLAGS --filter …`: the IDs, sorted, once each.
 fn ids(ctx: &Ctx, flags: &[&str], filters: &[String]) -> Result<Vec<String>> {
-    let sh = &ctx.sh;
     let args = filter_args(filters);
     let out = ctx
-        .read_within(
-            LIST_ANSWER,
-            cmd!(
-                sh,
-                "docker image ls --quiet --no-trunc {flags...} {args...}"
-            ),
-        )
+        .read(cmd!("docker image ls --quiet --no-trunc {flags...} {args...}").within(LIST_ANSWER))
         .context("listing images")?;
     let mut ids: Vec<String> = out.lines().map(str::to_string).collect();
     ids.sort();
@@ -638,14 +665,13 @@ impl<'a> TempContainer<'a> {
     ) -> Result<TempContainer<'a>> {
         let name = format!("{}-{purpose}-{}", project::APP, fsx::random_hex(6));
         let label = format!("{}={checkout_id}", project::LABEL_TEMP);
-        let sh = &ctx.sh;
         // The guard first: a `docker create` stopped by Ctrl-C may still have made the container.
         let container = TempContainer { ctx, name };
         let name = &container.name;
-        ctx.run_quiet(cmd!(
-            sh,
-            "docker create --name {name} --label {label} {extra...} {image} {command...}"
-        ))
+        ctx.run(
+            cmd!("docker create --name {name} --label {label} {extra...} {image} {command...}")
+                .quiet(),
+        )
         .with_context(|| format!("creating a container from {image}"))?;
         Ok(container)
     }
@@ -653,14 +679,13 @@ impl<'a> TempContainer<'a> {
 
 impl Drop for TempContainer<'_> {
     fn drop(&mut self) {
-        let sh = &self.ctx.sh;
         let name = &self.name;
-        if let Err(e) = self.ctx.cleanup(cmd!(sh, "docker rm -f {name}")) {
+        if let Err(e) = self.ctx.cleanup(cmd!("docker rm -f {name}")) {
             // Not an error when it was never made (its `docker create` failed).
             let filter = format!("name=^{name}$");
             if self
                 .ctx
-                .try_read(cmd!(sh, "docker ps -a -q --filter {filter}"))
+                .try_read(cmd!("docker ps -a -q --filter {filter}"))
                 .is_some()
             {
                 self.ctx
@@ -673,10 +698,9 @@ impl Drop for TempContainer<'_> {
 /// What `docker system df` says these kinds ("Images", "Build Cache", …) take, in bytes; 0 when
 /// unknown.
 pub fn disk_usage(ctx: &Ctx, kinds: &[&str]) -> u64 {
-    let sh = &ctx.sh;
     let format = "{{.Type}}\t{{.Size}}";
     let out = ctx
-        .try_read(cmd!(sh, "docker system df --format {format}"))
+        .try_read(cmd!("docker system df --format {format}"))
         .unwrap_or_default();
     out.lines()
         .filter_map(|l| l.split_once('\t'))

@@ -1,9 +1,9 @@
 //! What the pipeline asks git: the commit (its hash and time), a version to stamp, the source URL
 //! for the image label, and throwaway worktrees.
 
+use crate::cmd;
 use anyhow::{Context, Result};
 use camino::Utf8Path;
-use xshell::cmd;
 
 use crate::infra::ctx::Ctx;
 
@@ -17,8 +17,7 @@ pub struct Commit {
 
 /// HEAD of the repository at `dir`, if it is one.
 pub fn head(ctx: &Ctx, dir: &Utf8Path) -> Option<Commit> {
-    let sh = &ctx.sh;
-    let out = ctx.try_read(cmd!(sh, "git -C {dir} log -1 --format=%H%x20%ct"))?;
+    let out = ctx.try_read(cmd!("git -C {dir} log -1 --format=%H%x20%ct"))?;
     let (hash, time) = out.split_once(' ')?;
     Some(Commit {
         hash: hash.to_string(),
@@ -28,16 +27,14 @@ pub fn head(ctx: &Ctx, dir: &Utf8Path) -> Option<Commit> {
 
 /// `git describe --tags --always --dirty`, as git says it (outside a repository: None).
 pub fn describe(ctx: &Ctx, dir: &Utf8Path) -> Option<String> {
-    let sh = &ctx.sh;
-    ctx.try_read(cmd!(sh, "git -C {dir} describe --tags --always --dirty"))
+    ctx.try_read(cmd!("git -C {dir} describe --tags --always --dirty"))
 }
 
 /// The `origin` remote as configured (never through `url.*.insteadOf`, which is where tokens
 /// live), made safe to publish: an `https://` URL without user info, query or fragment; anything
 /// else (scp-style `user@host:path`, `ssh://`, local paths) is left out.
 pub fn public_source(ctx: &Ctx, dir: &Utf8Path) -> Option<String> {
-    let sh = &ctx.sh;
-    let raw = ctx.try_read(cmd!(sh, "git -C {dir} config --get remote.origin.url"))?;
+    let raw = ctx.try_read(cmd!("git -C {dir} config --get remote.origin.url"))?;
     public_url(&raw)
 }
 
@@ -62,18 +59,14 @@ pub fn public_url(raw: &str) -> Option<String> {
 
 /// Checks `revision` out into `dir` (a new detached worktree of the repository at `repo`).
 pub fn add_worktree(ctx: &Ctx, repo: &Utf8Path, dir: &Utf8Path, revision: &str) -> Result<()> {
-    let sh = &ctx.sh;
-    ctx.run_quiet(cmd!(
-        sh,
-        "git -C {repo} worktree add --detach --quiet {dir} {revision}"
-    ))
-    .with_context(|| format!("checking out {revision} into {dir}"))
+    ctx.run(cmd!("git -C {repo} worktree add --detach --quiet {dir} {revision}").quiet())
+        .map(drop)
+        .with_context(|| format!("checking out {revision} into {dir}"))
 }
 
 /// Removes a worktree made by `add_worktree` (also after a signal).
 pub fn remove_worktree(ctx: &Ctx, repo: &Utf8Path, dir: &Utf8Path) -> Result<()> {
-    let sh = &ctx.sh;
-    ctx.cleanup(cmd!(sh, "git -C {repo} worktree remove --force {dir}"))
+    ctx.cleanup(cmd!("git -C {repo} worktree remove --force {dir}"))
 }
 
 #[cfg(test)]

@@ -7,5 +7,6 @@ pub mod fsx;
 pub mod git;
 pub mod http;
 pub mod net;
+pub mod process;
 pub mod signals;
 pub mod tools;

@@ -3,9 +3,9 @@
 
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
-use xshell::cmd;
 
 use crate::{
+    cmd,
     infra::{apt, ctx::Ctx},
     project,
 };
@@ -302,8 +302,7 @@ impl Go {
     }
 
     fn at(ctx: &Ctx, go: &Utf8Path) -> Option<Go> {
-        let sh = &ctx.sh;
-        let out = ctx.try_read(cmd!(sh, "{go} version"))?;
+        let out = ctx.try_read(cmd!("{go} version"))?;
         let version = out.split_whitespace().nth(2)?.to_string();
         // Resolve symlinks (/usr/bin/go → /usr/lib/go-1.19/bin/go): gofmt sits beside the real one.
         let real = go.canonicalize_utf8().ok()?;

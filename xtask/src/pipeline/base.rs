@@ -9,13 +9,15 @@ use std::fs;
 
 use anyhow::{bail, Context, Result};
 use camino::Utf8PathBuf;
-use xshell::cmd;
 
 use crate::{
+    cmd,
     infra::{
         ctx::Ctx,
         docker::{self, Engine},
-        fsx, tools,
+        fsx,
+        process::Cmd,
+        tools,
     },
     project::{self, Paths},
 };
@@ -153,15 +155,12 @@ pub fn ensure_local(ctx: &Ctx, mirror: Option<&str>) -> Result<Option<String>> {
         }
         import.extend(["-".to_string(), image.to_string()]);
         let epoch = project::BASE_EPOCH.to_string();
-        let shown = format!(
-            "SOURCE_DATE_EPOCH={epoch} mmdebstrap {} | docker {}",
-            args.join(" "),
-            import.join(" ")
-        );
-        let pipeline = duct::cmd("mmdebstrap", &args)
-            .env("SOURCE_DATE_EPOCH", &epoch)
-            .pipe(duct::cmd("docker", &import));
-        ctx.run_expr(&shown, pipeline)
+        let pipeline = Cmd::new("mmdebstrap")
+            .args(&args)
+            .env("SOURCE_DATE_EPOCH", epoch)
+            .pipe(Cmd::new("docker").args(&import))
+            .quiet();
+        ctx.run(pipeline)
             .context("mmdebstrap needs Debian's mirror (and, as an ordinary user, subuids in /etc/subuid)")
     })?;
     Ok(layer(ctx, image))
@@ -221,9 +220,8 @@ pub fn base_files(ctx: &Ctx, paths: &Paths, checkout: &str, base: &Base) -> Resu
         || {
             let go = ["go", "version"];
             let container = docker::TempContainer::create(ctx, checkout, image, "base", &[], &go)?;
-            let sh = &ctx.sh;
             let name = &container.name;
-            let out = ctx.run_read(cmd!(sh, "docker start --attach {name}"))?;
+            let out = ctx.run(cmd!("docker start --attach {name}").kept())?;
             let go_version = out
                 .split_whitespace()
                 .nth(2)
@@ -232,12 +230,9 @@ pub fn base_files(ctx: &Ctx, paths: &Paths, checkout: &str, base: &Base) -> Resu
             let tmp = fsx::scratch_beside(&dir)?;
             let staged = tmp.path().to_path_buf();
             let bundle = format!("{name}:/{}", project::CA_BUNDLE);
-            ctx.run_quiet(cmd!(
-                sh,
-                "docker cp --follow-link {bundle} {staged}/ca-certificates.crt"
-            ))?;
+            ctx.run(cmd!("docker cp --follow-link {bundle} {staged}/ca-certificates.crt").quiet())?;
             let status = format!("{name}:/var/lib/dpkg/status");
-            ctx.run_quiet(cmd!(sh, "docker cp {status} {staged}/dpkg-status"))?;
+            ctx.run(cmd!("docker cp {status} {staged}/dpkg-status").quiet())?;
             let size = docker::inspect(ctx, id, "{{.Size}}").unwrap_or_default();
             let ca_version = ctx
                 .change(format!("keep them in {dir}"), || {

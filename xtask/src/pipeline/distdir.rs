@@ -9,8 +9,9 @@ use camino::Utf8Path;
 use crate::{
     domain::Platform,
     infra::{
-        ctx::{human_size, Ctx, Running, Step},
+        ctx::{human_size, Ctx, Step},
         fsx,
+        process::Running,
         tools::Go,
     },
     pipeline::gobuild,

@@ -6,9 +6,9 @@
 
 use anyhow::{Context, Result};
 use camino::Utf8Path;
-use xshell::cmd;
 
 use crate::{
+    cmd,
     domain::Builder,
     infra::{
         ctx::Ctx,
@@ -145,13 +145,9 @@ impl Plan {
             .iter()
             .flat_map(|(k, v)| ["--build-arg".to_string(), format!("{k}={v}")])
             .collect();
-        let sh = &ctx.sh;
-        ctx.run_env(
-            &[("DOCKER_BUILDKIT", buildkit.to_string())],
-            cmd!(
-                sh,
-                "docker build {force_rm...} {no_cache...} {load...} {extra...} --iidfile {iidfile} -f {dockerfile} {args...} {context}"
-            ),
+        ctx.run(
+            cmd!("docker build {force_rm...} {no_cache...} {load...} {extra...} --iidfile {iidfile} -f {dockerfile} {args...} {context}")
+                .env("DOCKER_BUILDKIT", buildkit),
         )
         .with_context(|| format!("building {dockerfile} ({} builder)", self.builder))?;
         let id = ctx.change("read the image ID", || {

@@ -8,9 +8,9 @@ use std::{fs, time::Duration};
 
 use anyhow::{Context, Result};
 use camino::Utf8Path;
-use xshell::cmd;
 
 use crate::{
+    cmd,
     infra::{ctx::Ctx, fsx, net, tools, tools::Go},
     project::Paths,
 };
@@ -104,14 +104,17 @@ fn install(ctx: &Ctx, paths: &Paths, go: &Go, offline: bool) -> Result<()> {
             Ok(())
         })?;
     }
-    let sh = &ctx.sh;
-    let _dir = sh.push_dir(&app);
     // Glide asks `go` for its version and environment.
     let env = [
         ("GOPATH", paths.gopath().to_string()),
         ("PATH", go.path_env()),
     ];
-    ctx.run_env(&env, cmd!(sh, "glide --no-color --home {home} install"))
+    ctx.run(
+        cmd!("glide --no-color --home {home} install")
+            .envs(&env)
+            .dir(&app),
+    )
+    .map(drop)
 }
 
 /// Copies the app's Go files and glide files into the GOPATH workspace, dropping stale Go files.
@@ -140,7 +143,6 @@ fn copy_sources(go_app: &Utf8Path, app: &Utf8Path) -> Result<()> {
 /// Makes the git mirror of httprouter from Debian's source (once) and points glide at it.
 fn ensure_mirror(ctx: &Ctx, paths: &Paths, go: &Go, home: &Utf8Path) -> Result<()> {
     let mirror = paths.glide_mirror();
-    let sh = &ctx.sh;
     if !mirror.join(".git").is_dir() {
         tools::require(ctx, &[tools::HTTPROUTER_SRC])?;
         ctx.announce(format!(
@@ -168,13 +170,10 @@ fn ensure_mirror(ctx: &Ctx, paths: &Paths, go: &Go, home: &Utf8Path) -> Result<(
             ("GIT_AUTHOR_DATE", MIRROR_DATE.to_string()),
             ("GIT_COMMITTER_DATE", MIRROR_DATE.to_string()),
         ];
-        ctx.run_quiet(cmd!(sh, "git {git...} init -q"))?;
-        ctx.run_quiet(cmd!(sh, "git {git...} add -A"))?;
-        ctx.run_env(
-            &dates,
-            cmd!(sh, "git {git...} commit -q -m {HTTPROUTER_VERSION}"),
-        )?;
-        ctx.run_quiet(cmd!(sh, "git {git...} tag {HTTPROUTER_VERSION}"))?;
+        ctx.run(cmd!("git {git...} init -q").quiet())?;
+        ctx.run(cmd!("git {git...} add -A").quiet())?;
+        ctx.run(cmd!("git {git...} commit -q -m {HTTPROUTER_VERSION}").envs(&dates))?;
+        ctx.run(cmd!("git {git...} tag {HTTPROUTER_VERSION}").quiet())?;
     }
     ctx.change(format!("mkdir -p {home}"), || {
         fs::create_dir_all(home).with_context(|| format!("creating {home}"))
@@ -184,13 +183,9 @@ fn ensure_mirror(ctx: &Ctx, paths: &Paths, go: &Go, home: &Utf8Path) -> Result<(
     let mirrors = home.join("mirrors.yaml");
     if !fs::read_to_string(&mirrors).is_ok_and(|m| m.contains(&url)) {
         // Glide asks `go` for its version before anything else.
-        ctx.run_env(
-            &[("PATH", go.path_env())],
-            cmd!(
-                sh,
-                "glide --no-color --home {home} mirror set {HTTPROUTER_URL} {url} --vcs git"
-            ),
-        )?;
+        let set =
+            cmd!("glide --no-color --home {home} mirror set {HTTPROUTER_URL} {url} --vcs git");
+        ctx.run(set.env("PATH", go.path_env()))?;
     }
     Ok(())
 }

@@ -3,15 +3,11 @@
 
 use anyhow::Result;
 use camino::Utf8Path;
-use xshell::cmd;
 
 use crate::{
+    cmd,
     domain::Platform,
-    infra::{
-        ctx::{Ctx, Running},
-        git,
-        tools::Go,
-    },
+    infra::{ctx::Ctx, git, process::Running, tools::Go},
     project,
 };
 
@@ -117,12 +113,14 @@ pub fn start(
     platform: Option<Platform>,
     version: &str,
 ) -> Result<Running> {
-    let sh = &ctx.sh;
-    let _dir = sh.push_dir(app_dir);
     let mut env = go_env(go, gopath);
     env.extend(platform.map(arch_env).unwrap_or_default());
     let ldflags = ldflags(version);
-    ctx.start(&env, cmd!(sh, "go build -ldflags {ldflags} -o {out} ."))
+    ctx.start(
+        cmd!("go build -ldflags {ldflags} -o {out} .")
+            .envs(&env)
+            .dir(app_dir),
+    )
 }
 
 #[cfg(test)]

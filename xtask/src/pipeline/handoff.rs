@@ -3,9 +3,9 @@
 //! is on another host), make that `dist/`, and build ex2 (the runtime image) from `dist/` alone.
 
 use anyhow::{Context, Result};
-use xshell::cmd;
 
 use crate::{
+    cmd,
     infra::{
         ctx::Ctx,
         docker::{self, Engine, TempContainer},
@@ -60,9 +60,8 @@ pub fn to_dist(
             TempContainer::create(ctx, &record.checkout, builder_tag, "handoff", &[], &[])?;
         let tmp = distdir::scratch(paths)?;
         let to = tmp.path().to_path_buf();
-        let sh = &ctx.sh;
         let from = format!("{}:/out/.", container.name);
-        ctx.run_quiet(cmd!(sh, "docker cp {from} {to}"))
+        ctx.run(cmd!("docker cp {from} {to}").quiet())
             .context("copying /out from the builder container")?;
         if compress {
             let binary = to.join(project::BINARY);
@@ -73,7 +72,7 @@ pub fn to_dist(
                     .with_context(|| format!("chmod {m:o} {binary}"))
             };
             ctx.change(format!("chmod 755 {binary}"), || mode(0o755))?;
-            ctx.run_quiet(cmd!(sh, "upx -q --best --lzma {binary}"))
+            ctx.run(cmd!("upx -q --best --lzma {binary}").quiet())
                 .context("compressing the binary with UPX")?;
             ctx.change(format!("chmod 555 {binary}"), || mode(0o555))?;
         }

@@ -6,10 +6,7 @@ use std::io::Write;
 use anyhow::{Context, Result};
 
 use crate::{
-    infra::{
-        ctx::{Ctx, Running},
-        fsx,
-    },
+    infra::{ctx::Ctx, fsx, process::Running},
     pipeline::oci::{self, Image},
 };
 
@@ -25,10 +22,9 @@ pub struct Load {
 impl Load {
     pub fn start(ctx: &Ctx) -> Result<Load> {
         let (reader, mut input) = os_pipe::pipe().context("making a pipe to docker load")?;
-        let running = ctx.start_fed(
-            "docker load -q < (the archive of the image, once built)",
-            duct::cmd!("docker", "load", "-q").stdin_file(reader),
-        )?;
+        let load =
+            crate::cmd!("docker load -q").stdin(reader, "(the archive of the image, once built)");
+        let running = ctx.start(load.fed())?;
         // A CLI that failed says why when waited for: its error says more than a write's.
         let _ = input.write_all(&oci::opening()?);
         Ok(Load { input, running })

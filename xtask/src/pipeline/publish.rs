@@ -8,10 +8,10 @@
 
 use anyhow::{Context, Result};
 use camino::Utf8Path;
-use xshell::cmd;
 
 use crate::{
-    infra::{ctx::Ctx, fsx},
+    cmd,
+    infra::{ctx::Ctx, fsx, process::ProcessError},
     pipeline::sbom,
 };
 
@@ -29,26 +29,23 @@ pub fn push(
     destination: &str,
     registry: &str,
 ) -> Result<()> {
-    let sh = &ctx.sh;
     let source = format!("oci:{layout}:{tag}");
     let dest = format!("docker://{destination}");
     let tls = format!("--dest-tls-verify={}", !plain_http(registry));
     let auth = auth_file_args("--dest-authfile");
-    ctx.run_captured(cmd!(
-        sh,
-        "skopeo copy --all --preserve-digests {tls} {auth...} {source} {dest}"
-    ))
-    .map_err(|e| explain(e, registry, destination))
+    ctx.run(cmd!("skopeo copy --all --preserve-digests {tls} {auth...} {source} {dest}").kept())
+        .map(drop)
+        .map_err(|e| explain(e, registry, destination))
 }
 
 /// The registry's own digest of `reference` (the sha256 of the manifest it serves).
 pub fn remote_digest(ctx: &Ctx, reference: &str, registry: &str) -> Result<String> {
-    let sh = &ctx.sh;
     let tls = format!("--tls-verify={}", !plain_http(registry));
     let auth = auth_file_args("--authfile");
     let target = format!("docker://{reference}");
     let raw = ctx
-        .read_bytes(cmd!(sh, "skopeo inspect --raw {tls} {auth...} {target}"))
+        .start(cmd!("skopeo inspect --raw {tls} {auth...} {target}").as_query())
+        .and_then(|query| query.wait())
         .map_err(|e| explain(e, registry, reference))?;
     Ok(format!("sha256:{}", fsx::sha256_hex(&raw)))
 }
@@ -64,16 +61,12 @@ pub fn attach(
     artifact_type: &str,
     created: &str,
 ) -> Result<()> {
-    let sh = &ctx.sh;
-    let _dir = sh.push_dir(dir);
     let plain = plain_http(registry).then_some("--plain-http");
     let auth = auth_file_args("--registry-config");
     let annotation = format!("org.opencontainers.image.created={created}");
     let file = format!("{name}:{artifact_type}");
-    ctx.run_captured(cmd!(
-        sh,
-        "oras attach {plain...} {auth...} --distribution-spec v1.1-referrers-tag --artifact-type {artifact_type} --annotation {annotation} {subject} {file}"
-    ))
+    ctx.run(cmd!("oras attach {plain...} {auth...} --distribution-spec v1.1-referrers-tag --artifact-type {artifact_type} --annotation {annotation} {subject} {file}").kept().dir(dir))
+    .map(drop)
     .map_err(|e| explain(e, registry, subject))
 }
 
@@ -84,12 +77,9 @@ pub fn referrers(
     registry: &str,
     artifact_type: &str,
 ) -> Result<Vec<String>> {
-    let sh = &ctx.sh;
     let plain = plain_http(registry).then_some("--plain-http");
     let auth = auth_file_args("--registry-config");
-    let out = ctx.read(cmd!(
-        sh,
-        "oras discover {plain...} {auth...} --distribution-spec v1.1-referrers-tag --artifact-type {artifact_type} --format json {subject}"
+    let out = ctx.read(cmd!("oras discover {plain...} {auth...} --distribution-spec v1.1-referrers-tag --artifact-type {artifact_type} --format json {subject}"
     ))?;
     let value = jzon::parse(&out).context("reading oras discover's answer")?;
     Ok(value["manifests"]
@@ -100,21 +90,16 @@ pub fn referrers(
 
 /// Signs `subject` (`REPO@sha256:…`) with the cosign key at `key`: no transparency log (offline).
 pub fn sign(ctx: &Ctx, subject: &str, registry: &str, key: &str) -> Result<()> {
-    let sh = &ctx.sh;
     let http = plain_http(registry).then_some("--allow-http-registry");
-    ctx.run_captured(cmd!(
-        sh,
-        "cosign sign --yes --tlog-upload=false {http...} --key {key} {subject}"
-    ))
-    .map_err(|e| explain(e, registry, subject))
+    ctx.run(cmd!("cosign sign --yes --tlog-upload=false {http...} --key {key} {subject}").kept())
+        .map(drop)
+        .map_err(|e| explain(e, registry, subject))
 }
 
 /// Checks the signature of `subject` with the cosign public key at `key`.
 pub fn verify_signature(ctx: &Ctx, subject: &str, registry: &str, key: &str) -> Result<()> {
-    let sh = &ctx.sh;
     let http = plain_http(registry).then_some("--allow-http-registry");
     ctx.read(cmd!(
-        sh,
         "cosign verify --insecure-ignore-tlog=true {http...} --key {key} {subject}"
     ))
     .map(drop)
@@ -133,9 +118,7 @@ fn auth_file_args(flag: &str) -> Vec<String> {
 fn explain(e: anyhow::Error, registry: &str, what: &str) -> anyhow::Error {
     let text = format!("{e:#}");
     // What the tool said, not the command line (which spells `--dest-tls-verify`).
-    let said = text
-        .split_once("): ")
-        .map_or(text.as_str(), |(_, said)| said);
+    let said = ProcessError::of(&e).map_or_else(|| text.clone(), ProcessError::stderr_text);
     let lower = said.to_lowercase();
     let why = if lower.contains("unauthorized")
         || lower.contains("authentication required")

@@ -31,10 +31,12 @@ use camino::Utf8PathBuf;
 use jzon::{object, JsonValue};
 
 use crate::{
+    cmd,
     infra::{
-        ctx::{Ctx, Running},
+        ctx::Ctx,
         docker::{self, Present},
         fsx,
+        process::Running,
     },
     project::{self, Paths},
 };
@@ -100,7 +102,7 @@ impl Record {
     /// read is moved aside, and said so.
     pub fn load(ctx: &Ctx, paths: &Paths) -> Result<Record> {
         let path = paths.record();
-        let engine = docker::engine_key();
+        let engine = docker::engine_key(ctx);
         let fresh = |checkout: Option<String>| Record {
             checkout: checkout.unwrap_or_else(|| fsx::random_hex(8)),
             engine: engine.clone(),
@@ -318,8 +320,7 @@ impl Record {
             return Ok(Placed::default()); // --dry-run
         }
         if previous != Some(id) {
-            let sh = &ctx.sh;
-            ctx.run_quiet(xshell::cmd!(sh, "docker tag {id} {tag}"))
+            ctx.run(cmd!("docker tag {id} {tag}").quiet())
                 .with_context(|| format!("tagging {id} as {tag}"))?;
         }
         self.images

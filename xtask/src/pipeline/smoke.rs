@@ -6,9 +6,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use xshell::cmd;
 
 use crate::{
+    cmd,
+    infra::process::ProcessError,
     infra::{
         ctx::Ctx,
         docker::{self, TempContainer},
@@ -27,19 +28,18 @@ pub fn run(ctx: &Ctx, checkout: &str, id: &str, tag: &str) -> Result<()> {
         let publish = format!("127.0.0.1::{}", project::APP_PORT);
         let hardening = ["--read-only", "--cap-drop", "ALL", "-p", &publish];
         let container = TempContainer::create(ctx, checkout, id, "smoke", &hardening, &[])?;
-        let sh = &ctx.sh;
         let name = &container.name;
         let endpoint = docker::endpoint(ctx);
         // The engine's published ports are ours to reach only when it runs on this host's network.
         let local = docker::publishes_here(&endpoint);
-        ctx.run_quiet(cmd!(sh, "docker start {name}")).context("starting the container")?;
+        ctx.run(cmd!("docker start {name}").quiet()).context("starting the container")?;
         ctx.after_real_run(|| {
             let started = Instant::now();
             let logs = || container_log(ctx, name);
             wait_healthy(ctx, name, id, started).map_err(|e| anyhow::anyhow!("{e:#}; its log:\n{}", logs()))?;
             let healthy_after = started.elapsed();
             let port = format!("{}/tcp", project::APP_PORT);
-            let addr = ctx.read(cmd!(sh, "docker port {name} {port}")).context("finding the published port")?;
+            let addr = ctx.read(cmd!("docker port {name} {port}")).context("finding the published port")?;
             let addr = addr
                 .lines()
                 .find(|l| l.starts_with("127.0.0.1:"))
@@ -59,9 +59,9 @@ pub fn run(ctx: &Ctx, checkout: &str, id: &str, tag: &str) -> Result<()> {
                      passed, /hello/x was not checked from here"
                 ));
             }
-            ctx.run_quiet(cmd!(sh, "docker stop -t 5 {name}")).context("stopping the container")?;
+            ctx.run(cmd!("docker stop -t 5 {name}").quiet()).context("stopping the container")?;
             let format = "{{.State.ExitCode}}";
-            let code = ctx.read(cmd!(sh, "docker inspect --format {format} {name}"))?;
+            let code = ctx.read(cmd!("docker inspect --format {format} {name}"))?;
             if code.trim() != "0" {
                 bail!("{image} exited with {code} after SIGTERM, expected 0; its log:\n{}", logs());
             }
@@ -78,22 +78,23 @@ pub fn run(ctx: &Ctx, checkout: &str, id: &str, tag: &str) -> Result<()> {
 /// Runs the image's own health check (its HEALTHCHECK's command) in the container until it
 /// passes; fails at once when the server exits, and after `HEALTHY_WITHIN`, with the real time.
 fn wait_healthy(ctx: &Ctx, name: &str, id: &str, started: Instant) -> Result<()> {
-    let sh = &ctx.sh;
     let format = "{{.State.Running}} {{.State.ExitCode}}";
     let check = &health_command(ctx, id)?;
     let shown = check.join(" ");
     loop {
         ctx.check_signal("waiting for the container to turn healthy")?;
-        let state = ctx.read(cmd!(sh, "docker inspect --format {format} {name}"))?;
+        let state = ctx.read(cmd!("docker inspect --format {format} {name}"))?;
         if let Some(("false", code)) = state.split_once(' ') {
             bail!(
                 "the server exited with code {code} {:.1} s after it started",
                 started.elapsed().as_secs_f64()
             );
         }
-        let probe = ctx.read_output(HEALTHY_WITHIN, cmd!(sh, "docker exec {name} {check...}"))?;
-        if probe.status.success() {
-            return Ok(());
+        match ctx.read(cmd!("docker exec {name} {check...}").within(HEALTHY_WITHIN)) {
+            Ok(_) => return Ok(()),
+            // It answered, not healthy (yet).
+            Err(e) if ProcessError::of(&e).is_some_and(|p| p.code().is_some()) => {}
+            Err(e) => return Err(e),
         }
         if started.elapsed() >= HEALTHY_WITHIN {
             bail!(
@@ -136,12 +137,10 @@ fn health_command(ctx: &Ctx, id: &str) -> Result<Vec<String>> {
 
 /// The container's whole log, standard output and standard error as the app wrote them.
 fn container_log(ctx: &Ctx, name: &str) -> String {
-    let sh = &ctx.sh;
-    match ctx.read_output(Duration::from_secs(10), cmd!(sh, "docker logs {name}")) {
-        Ok(out) => {
-            let text = String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr);
-            if text.trim().is_empty() {
+    let logs = cmd!("docker logs {name}").both_outputs();
+    match ctx.read(logs.within(Duration::from_secs(10))) {
+        Ok(text) => {
+            if text.is_empty() {
                 "(empty)".into()
             } else {
                 text
