@@ -146,47 +146,7 @@ impl flags::Bench {
         let engine = Engine::ensure(ctx)?;
         let go = Go::find(ctx)?;
         let buildkit = BuildKit::detect(ctx, &engine);
-        let mut builders = vec![Builder::Legacy];
-        if buildkit.is_some() {
-            builders.insert(0, Builder::BuildKit);
-        }
-        let mut contenders = vec![
-            Contender::Limit,
-            Contender::Ours {
-                strategy: Strategy::Direct,
-                builder: None,
-                compress: false,
-            },
-        ];
-        for &b in &builders {
-            contenders.push(Contender::SeedMultistage(b));
-            contenders.push(Contender::Ours {
-                strategy: Strategy::Multistage,
-                builder: Some(b),
-                compress: false,
-            });
-            if !quick {
-                contenders.push(Contender::SeedTwoDockerfiles(b));
-                for strategy in [Strategy::Handoff, Strategy::Single] {
-                    contenders.push(Contender::Ours {
-                        strategy,
-                        builder: Some(b),
-                        compress: false,
-                    });
-                }
-                contenders.push(Contender::Ours {
-                    strategy: Strategy::Handoff,
-                    builder: Some(b),
-                    compress: true,
-                });
-            }
-        }
-        if buildkit.is_some() && !quick {
-            contenders.push(Contender::DockerInit);
-        }
-        if self.remote.is_some() {
-            contenders.push(Contender::DirectRemote);
-        }
+        let mut contenders = contenders(quick, buildkit.is_some(), self.remote.is_some());
         if let Some(only) = &self.only {
             contenders.retain(|c| *c == Contender::Limit || c.name().contains(only.as_str()));
         }
@@ -197,22 +157,7 @@ impl flags::Bench {
         if rows.is_empty() {
             return Ok(()); // --dry-run
         }
-        for i in 0..rows.len() {
-            let find = |c: Contender| {
-                contenders
-                    .iter()
-                    .position(|x| *x == c)
-                    .map(|j| rows[j].clone())
-            };
-            let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
-            let seed = contenders[i].seed().and_then(find);
-            let limit = find(Contender::Limit);
-            rows[i].edit_vs_seed = ratio(rows[i].edit, seed.and_then(|s| s.edit));
-            if contenders[i] == Contender::Limit {
-                rows[i].edit_vs_limit = Some(1.0);
-            }
-            rows[i].cold_vs_limit = ratio(rows[i].cold, limit.and_then(|l| l.cold));
-        }
+        ratios(&mut rows, &contenders);
         let mut table = render(&rows, runs, quick);
         let compile = if quick {
             None
@@ -223,23 +168,87 @@ impl flags::Bench {
             table += &format!("\nxtask cold compile (cargo build, empty target dir): {secs:.2}s\n");
         }
         println!("{table}");
-        let out = ctx.paths.bench_dir();
-        fs::create_dir_all(&out)?;
-        let json = object! {
-            "quick": quick,
-            "runs": runs,
-            "xtask_cold_compile_s": compile,
-            "rows": rows.iter().map(|r| object! {
-                "contender": r.name.as_str(), "cold_s": r.cold, "noop_s": r.noop, "edit_s": r.edit,
-                "image_bytes": r.size, "disk_per_cycle_bytes": r.disk_per_cycle, "dangling": r.dangling,
-                "edit_vs_seed": r.edit_vs_seed, "edit_vs_limit": r.edit_vs_limit, "cold_vs_limit": r.cold_vs_limit,
-            }).collect::<Vec<_>>(),
-        };
-        fs::write(out.join("results.json"), json.pretty(2) + "\n")?;
-        fs::write(out.join("results.md"), &table)?;
-        println!("saved: {out}/results.json, {out}/results.md");
-        Ok(())
+        save(ctx, &rows, &table, quick, runs, compile)
     }
+}
+
+/// What one run measures: the limit and direct always; the seed's and our Dockerfile strategies
+/// on each builder the engine serves (all of them unless `quick`); the remote row when asked.
+fn contenders(quick: bool, buildkit: bool, remote: bool) -> Vec<Contender> {
+    let mut builders = vec![Builder::Legacy];
+    if buildkit {
+        builders.insert(0, Builder::BuildKit);
+    }
+    let ours = |strategy, builder, compress| Contender::Ours {
+        strategy,
+        builder,
+        compress,
+    };
+    let mut contenders = vec![Contender::Limit, ours(Strategy::Direct, None, false)];
+    for &b in &builders {
+        contenders.push(Contender::SeedMultistage(b));
+        contenders.push(ours(Strategy::Multistage, Some(b), false));
+        if !quick {
+            contenders.push(Contender::SeedTwoDockerfiles(b));
+            contenders.push(ours(Strategy::Handoff, Some(b), false));
+            contenders.push(ours(Strategy::Single, Some(b), false));
+            contenders.push(ours(Strategy::Handoff, Some(b), true));
+        }
+    }
+    if buildkit && !quick {
+        contenders.push(Contender::DockerInit);
+    }
+    if remote {
+        contenders.push(Contender::DirectRemote);
+    }
+    contenders
+}
+
+/// Each row's ratios to its seed and to the limit (edit ÷ limit is measured pair by pair).
+fn ratios(rows: &mut [Row], contenders: &[Contender]) {
+    for i in 0..rows.len() {
+        let find = |c: Contender| {
+            contenders
+                .iter()
+                .position(|x| *x == c)
+                .map(|j| rows[j].clone())
+        };
+        let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
+        let seed = contenders[i].seed().and_then(find);
+        let limit = find(Contender::Limit);
+        rows[i].edit_vs_seed = ratio(rows[i].edit, seed.and_then(|s| s.edit));
+        if contenders[i] == Contender::Limit {
+            rows[i].edit_vs_limit = Some(1.0);
+        }
+        rows[i].cold_vs_limit = ratio(rows[i].cold, limit.and_then(|l| l.cold));
+    }
+}
+
+/// The results, as JSON and as the table, in target/bench/.
+fn save(
+    ctx: &Ctx,
+    rows: &[Row],
+    table: &str,
+    quick: bool,
+    runs: usize,
+    compile: Option<f64>,
+) -> Result<()> {
+    let out = ctx.paths.bench_dir();
+    fs::create_dir_all(&out)?;
+    let json = object! {
+        "quick": quick,
+        "runs": runs,
+        "xtask_cold_compile_s": compile,
+        "rows": rows.iter().map(|r| object! {
+            "contender": r.name.as_str(), "cold_s": r.cold, "noop_s": r.noop, "edit_s": r.edit,
+            "image_bytes": r.size, "disk_per_cycle_bytes": r.disk_per_cycle, "dangling": r.dangling,
+            "edit_vs_seed": r.edit_vs_seed, "edit_vs_limit": r.edit_vs_limit, "cold_vs_limit": r.cold_vs_limit,
+        }).collect::<Vec<_>>(),
+    };
+    fs::write(out.join("results.json"), json.pretty(2) + "\n")?;
+    fs::write(out.join("results.md"), table)?;
+    println!("saved: {out}/results.json, {out}/results.md");
+    Ok(())
 }
 
 impl<'a> Bench<'a> {

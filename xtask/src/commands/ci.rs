@@ -22,22 +22,7 @@ const DEBIAN_RUST: &str = "1.85.0";
 
 impl flags::Ci {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
-        let paths = &ctx.paths;
-        ctx.step("setup", || {
-            let missing: Vec<tools::Tool> = tools::ALL
-                .iter()
-                .chain(&tools::TEST_ONLY)
-                .copied()
-                .filter(|t| !t.present())
-                .collect();
-            if !missing.is_empty() {
-                if ctx.no_setup {
-                    tools::require(ctx, &missing)?;
-                }
-                apt::install(ctx, &tools::debian(&missing))?;
-            }
-            Engine::ensure(ctx).map(drop)
-        })?;
+        ctx.step("setup", || provision(ctx))?;
         // The tests' Docker with the containerd image store: trixie's, unpacked, not installed.
         let docker_root = camino::Utf8Path::new(project::TEST_DOCKER_ROOT);
         if !docker_root.join("usr/sbin/dockerd").exists() {
@@ -56,18 +41,8 @@ impl flags::Ci {
         })?;
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         if which::which("rustup").is_ok() {
-            ctx.step(&format!("Debian's Rust ({DEBIAN_RUST}) builds the xtask"), || {
-                ctx.run(cmd!("rustup toolchain install {DEBIAN_RUST} --profile minimal").quiet())?;
-                // Built with it, the xtask runs a whole build: the direct image, smoke-tested.
-                let target = paths.target().join("rust-1.85");
-                let run = |args: &[&str]| {
-                    ctx.run(cmd!("rustup run {DEBIAN_RUST} cargo run --quiet --locked -p xtask --target-dir {target} -- {args...}"))
-                };
-                run(&["--help"])?;
-                let tag = format!("{}-rust-{DEBIAN_RUST}:check", project::APP);
-                run(&["image", "--offline", "--strategy", "direct", "--smoke", "--tag", &tag])?;
-                run(&["clean"])
-            })?;
+            let step = format!("Debian's Rust ({DEBIAN_RUST}) builds the xtask");
+            ctx.step(&step, || debian_rust_builds(ctx))?;
         } else {
             ctx.announce(format!(
                 "no rustup: the build with Rust {DEBIAN_RUST} is not checked"
@@ -81,37 +56,77 @@ impl flags::Ci {
                 "{cargo} clippy --workspace --all-targets --quiet -- -D warnings"
             ))
         })?;
-        ctx.step("go vet, gofmt, go test", || {
-            let go = Go::find(ctx)?;
-            glide::vendor(ctx, paths, || Ok(go.clone()))?;
-            let app = paths.gopath_app();
-            let env = gobuild::go_env(&go, &paths.gopath());
-            ctx.run(cmd!("go vet .").envs(&env).dir(&app))?;
-            let sources: Vec<String> = paths
-                .go_app()
-                .read_dir_utf8()?
-                .filter_map(|e| e.ok())
-                .filter(|e| e.file_name().ends_with(".go"))
-                .map(|e| e.path().to_string())
-                .collect();
-            let gofmt = go.bin.join("gofmt");
-            let unformatted = ctx.read(cmd!("{gofmt} -l {sources...}"))?;
-            if !unformatted.is_empty() {
-                bail!("not gofmt-clean (run `gofmt -w` on them):\n{unformatted}");
-            }
-            ctx.run(cmd!("go test -count=1 .").envs(&env).dir(&app))
-                .map(drop)
-        })?;
+        ctx.step("go vet, gofmt, go test", || go_checks(ctx))?;
         ctx.step("cargo xtask bench --quick", || {
             let exe = std::env::current_exe()?;
-            ctx.run(cmd!("{exe} bench --quick")).map(drop)
+            ctx.run(cmd!("{exe} bench --quick"))
         })?;
-        ctx.step(
-            "cargo test (all, engine and second-user tests included)",
-            || {
-                ctx.run(cmd!("{cargo} test --workspace -- --include-ignored"))
-                    .map(drop)
-            },
-        )
+        let all = "cargo test (all, engine and second-user tests included)";
+        ctx.step(all, || {
+            ctx.run(cmd!("{cargo} test --workspace -- --include-ignored"))
+        })
+        .map(drop)
     }
+}
+
+/// Every tool the tests need, installed when missing; an engine answering.
+fn provision(ctx: &Ctx) -> Result<()> {
+    let missing: Vec<tools::Tool> = tools::ALL
+        .iter()
+        .chain(&tools::TEST_ONLY)
+        .copied()
+        .filter(|t| !t.present())
+        .collect();
+    if !missing.is_empty() {
+        if ctx.no_setup {
+            tools::require(ctx, &missing)?;
+        }
+        apt::install(ctx, &tools::debian(&missing))?;
+    }
+    Engine::ensure(ctx).map(drop)
+}
+
+/// Built with Debian's Rust, the xtask runs a whole build: the direct image, smoke-tested.
+fn debian_rust_builds(ctx: &Ctx) -> Result<()> {
+    ctx.run(cmd!("rustup toolchain install {DEBIAN_RUST} --profile minimal").quiet())?;
+    let target = ctx.paths.target().join("rust-1.85");
+    let run = |args: &[&str]| {
+        ctx.run(cmd!("rustup run {DEBIAN_RUST} cargo run --quiet --locked -p xtask --target-dir {target} -- {args...}"))
+    };
+    run(&["--help"])?;
+    let tag = format!("{}-rust-{DEBIAN_RUST}:check", project::APP);
+    run(&[
+        "image",
+        "--offline",
+        "--strategy",
+        "direct",
+        "--smoke",
+        "--tag",
+        &tag,
+    ])?;
+    run(&["clean"]).map(drop)
+}
+
+/// The Go app: vet, gofmt and its own tests.
+fn go_checks(ctx: &Ctx) -> Result<()> {
+    let paths = &ctx.paths;
+    let go = Go::find(ctx)?;
+    glide::vendor(ctx, paths, || Ok(go.clone()))?;
+    let app = paths.gopath_app();
+    let env = gobuild::go_env(&go, &paths.gopath());
+    ctx.run(cmd!("go vet .").envs(&env).dir(&app))?;
+    let sources: Vec<String> = paths
+        .go_app()
+        .read_dir_utf8()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().ends_with(".go"))
+        .map(|e| e.path().to_string())
+        .collect();
+    let gofmt = go.bin.join("gofmt");
+    let unformatted = ctx.read(cmd!("{gofmt} -l {sources...}"))?;
+    if !unformatted.is_empty() {
+        bail!("not gofmt-clean (run `gofmt -w` on them):\n{unformatted}");
+    }
+    ctx.run(cmd!("go test -count=1 .").envs(&env).dir(&app))
+        .map(drop)
 }

@@ -7,23 +7,20 @@ use anyhow::Result;
 use crate::{
     flags,
     infra::{ctx::Ctx, docker::Engine, tools::Go},
-    pipeline::{base, distdir, glide, gobuild, handoff, record::Record},
+    pipeline::{checkout::Checkout, distdir, handoff},
 };
 
 impl flags::Dist {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
         let paths = &ctx.paths;
-        let _lock = ctx.lock()?;
+        let mut checkout = Checkout::open(ctx, self.app_version.as_ref().map(|v| v.0.as_str()))?;
         let go = Go::find(ctx);
-        glide::vendor(ctx, paths, || {
-            go.as_ref().cloned().map_err(|e| anyhow::anyhow!("{e:#}"))
-        })?;
-        let version = gobuild::version(
+        checkout.vendor(
             ctx,
-            &paths.root,
-            self.app_version.as_ref().map(|v| v.0.as_str()),
-        );
+            go.as_ref().cloned().map_err(|e| anyhow::anyhow!("{e:#}")),
+        )?;
         let platforms = self.platform.map(|p| p.0).unwrap_or_default();
+        let version = checkout.version.clone();
         match go {
             Ok(go) => distdir::build_on_host(ctx, paths, &go, &platforms, &version)?,
             Err(no_go) if handoff::can_build_without_go() && platforms.is_empty() => {
@@ -33,16 +30,14 @@ impl flags::Dist {
                 ctx.announce(
                     "no Go on this host: building in the builder image and copying the binary out",
                 );
-                let mut record = Record::load(ctx, paths)?;
-                let base_image = base::builder_base(ctx, &engine, None)?;
-                let files = base::base_files(ctx, paths, &record.checkout, &base_image)?;
+                let builder = checkout.builder(ctx, &engine, None)?;
                 handoff::dist_in_builder(
                     ctx,
                     paths,
                     &engine,
-                    &mut record,
-                    &files,
-                    &base_image.image,
+                    &mut checkout.record,
+                    &builder.files,
+                    &builder.base.image,
                     &version,
                 )?;
             }

@@ -18,17 +18,16 @@ use crate::{
         tools::Go,
     },
     pipeline::{
-        base, compare, distdir, glide,
+        checkout::Checkout,
+        compare, distdir, glide,
         meta::Meta,
         oci::{Content, Image},
-        record::Record,
     },
     project::{self, Paths},
 };
 
 impl flags::Verify {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
-        let paths = &ctx.paths;
         let image = self
             .image
             .map_or_else(|| project::DEFAULT_TAG.to_string(), |i| i.0);
@@ -62,41 +61,13 @@ impl flags::Verify {
                 go.version
             );
         }
-        let _lock = ctx.lock()?;
-        let record = Record::load(ctx, paths)?;
-        let dir = paths.worktrees().join(fsx::random_hex(4));
-        ctx.step(&format!("check out {revision} into {dir}"), || {
-            git::add_worktree(ctx, &paths.root, &dir, &revision).with_context(|| {
-                format!("is {revision} in this repository? (`git fetch` it first)")
-            })
-        })?;
-        let worktree = Worktree {
-            ctx,
-            repo: paths.root.clone(),
-            dir: dir.clone(),
+        let checkout = Checkout::open(ctx, Some(&version))?;
+        let origin = Origin {
+            revision: &revision,
+            version: &version,
+            builder_base: &builder_base,
         };
-        let rebuilt = ctx.step(&format!("rebuild {revision} (direct)"), || {
-            let wt = Paths::at(worktree.dir.clone())?;
-            glide::vendor(ctx, &wt, || Ok(go.clone()))?;
-            distdir::build_on_host(ctx, &wt, &go, &[], &version)?;
-            let base_image = base::builder_base(ctx, &engine, Some(&builder_base))?;
-            let files = base::base_files(ctx, paths, &record.checkout, &base_image)?;
-            let meta = Meta::of_checkout(ctx, &wt.root, &version, &go.version, &builder_base);
-            ctx.change("assemble the image", || {
-                let binary = std::fs::read(wt.dist().join(project::BINARY))
-                    .context("reading the rebuilt dist/main")?;
-                let ca_bundle = std::fs::read(&files.ca_bundle).context("reading the CA bundle")?;
-                Image::assemble(
-                    &Content {
-                        binary: &binary,
-                        ca_bundle: &ca_bundle,
-                    },
-                    &meta,
-                    host,
-                )
-            })
-        })?;
-        drop(worktree);
+        let rebuilt = rebuild(ctx, &checkout, &engine, &go, &origin)?;
         let Some(rebuilt) = rebuilt else {
             return Ok(()); // --dry-run
         };
@@ -116,6 +87,57 @@ impl flags::Verify {
             differences.join("\n  ")
         )
     }
+}
+
+/// What the image's labels say it was built from.
+struct Origin<'a> {
+    revision: &'a str,
+    version: &'a str,
+    builder_base: &'a str,
+}
+
+/// `origin`'s image, rebuilt with `direct` in a temporary worktree (None under `--dry-run`).
+fn rebuild(
+    ctx: &Ctx,
+    checkout: &Checkout,
+    engine: &Engine,
+    go: &Go,
+    origin: &Origin,
+) -> Result<Option<Image>> {
+    let paths = &ctx.paths;
+    let Origin {
+        revision,
+        version,
+        builder_base,
+    } = *origin;
+    let dir = paths.worktrees().join(fsx::random_hex(4));
+    ctx.step(&format!("check out {revision} into {dir}"), || {
+        git::add_worktree(ctx, &paths.root, &dir, revision)
+            .with_context(|| format!("is {revision} in this repository? (`git fetch` it first)"))
+    })?;
+    let worktree = Worktree {
+        ctx,
+        repo: paths.root.clone(),
+        dir: dir.clone(),
+    };
+    ctx.step(&format!("rebuild {revision} (direct)"), || {
+        let wt = Paths::at(worktree.dir.clone())?;
+        glide::vendor(ctx, &wt, || Ok(go.clone()))?;
+        distdir::build_on_host(ctx, &wt, go, &[], version)?;
+        let builder = checkout.builder(ctx, engine, Some(builder_base))?;
+        let meta = Meta::of_checkout(ctx, &wt.root, version, &go.version, builder_base);
+        ctx.change("assemble the image", || {
+            let binary = std::fs::read(wt.dist().join(project::BINARY))
+                .context("reading the rebuilt dist/main")?;
+            let ca_bundle =
+                std::fs::read(&builder.files.ca_bundle).context("reading the CA bundle")?;
+            let content = Content {
+                binary: &binary,
+                ca_bundle: &ca_bundle,
+            };
+            Image::assemble(&content, &meta, Platform::host())
+        })
+    })
 }
 
 /// The temporary worktree, removed however verify ends.

@@ -2,6 +2,9 @@
 //! strategy), run things only through `Ctx`, and never see a CLI struct or a command module.
 
 pub mod base;
+pub mod build;
+pub mod checkout;
+pub mod clean;
 pub mod compare;
 pub mod distdir;
 pub mod dockerfile;

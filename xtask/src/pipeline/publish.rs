@@ -6,14 +6,210 @@
 //! offline. Credentials are the docker CLI's (`docker login`, `~/.docker/config.json`, its
 //! credential helpers) or REGISTRY_AUTH_FILE: never on a command line, never printed.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use camino::Utf8Path;
 
 use crate::{
     cmd,
+    domain::Platform,
     infra::{ctx::Ctx, fsx, process::ProcessError},
-    pipeline::sbom,
+    pipeline::{
+        checkout::Builder,
+        gobuild,
+        meta::Meta,
+        oci::{Content, Image},
+        sbom,
+    },
 };
+
+/// Where a release goes: `REGISTRY/REPOSITORY:TAG`.
+pub struct Target<'a> {
+    pub registry: &'a str,
+    pub repository: &'a str,
+    pub tag: &'a str,
+}
+
+/// Publishes `built`: the OCI layout (an index over the images) pushed, the registry's digests
+/// checked against ours, SBOMs and provenance written to dist/ and attached, the index signed with
+/// `sign` (a cosign key), the digests written to dist/digests.txt.
+pub fn release(
+    ctx: &Ctx,
+    target: &Target,
+    built: &[Published],
+    created: &str,
+    sign: Option<&str>,
+) -> Result<()> {
+    let Target {
+        registry,
+        repository,
+        tag,
+    } = *target;
+    let images: Vec<&Image> = built.iter().map(|p| &p.image).collect();
+    let layout = ctx.paths.xtask_dir().join("publish-oci");
+    let index = crate::pipeline::load::write_layout(ctx, &layout, &images, tag)?;
+    let index_digest = index.map_or_else(|| images[0].manifest_digest.clone(), |(_, d)| d);
+    let destination = format!("{repository}:{tag}");
+    println!("{destination}@{index_digest}");
+    for p in built {
+        println!(
+            "  {:<16} {repository}@{}",
+            p.platform, p.image.manifest_digest
+        );
+    }
+    write_documents(ctx, built)?;
+    ctx.step(&format!("push {destination} (skopeo)"), || {
+        push(ctx, &layout, tag, &destination, registry)
+    })?;
+    ctx.after_real_run(|| {
+        check_digests(
+            ctx,
+            registry,
+            repository,
+            &destination,
+            &index_digest,
+            built,
+        )
+    })?;
+    ctx.step(
+        "attach SBOMs and provenance (oras, referrers tag scheme)",
+        || attach_documents(ctx, registry, repository, built, created),
+    )?;
+    if let Some(key) = sign {
+        let subject = format!("{repository}@{index_digest}");
+        ctx.step(
+            &format!("sign {subject} (cosign, no transparency log)"),
+            || self::sign(ctx, &subject, registry, key),
+        )?;
+    }
+    let mut digests = format!("{destination}@{index_digest}\n");
+    for p in built {
+        digests += &format!("{repository}@{}\n", p.image.manifest_digest);
+    }
+    let path = ctx.paths.dist().join("digests.txt");
+    ctx.change(format!("write {path}"), || {
+        fsx::write_atomic(&path, digests.as_bytes())
+    })?;
+    ctx.after_real_run(|| {
+        println!("published; digests in {path}:\n{digests}");
+        Ok(())
+    })
+}
+
+/// One platform's image, with its SBOM and provenance (JSON, as written and attached).
+pub struct Published {
+    pub platform: Platform,
+    pub image: Image,
+    pub sbom: Vec<u8>,
+    pub provenance: Vec<u8>,
+}
+
+/// The images of `platforms` from the binaries in dist/, with their SBOMs and provenance. None
+/// under `--dry-run` when dist/ lacks a binary (its digests are unknown then).
+pub fn assemble(
+    ctx: &Ctx,
+    platforms: &[Platform],
+    meta: &Meta,
+    builder: &Builder,
+) -> Result<Option<Vec<Published>>> {
+    let paths = &ctx.paths;
+    let ca_bundle = std::fs::read(&builder.files.ca_bundle).context("reading the CA bundle")?;
+    let deps = sbom::dependencies(&paths.go_app(), &paths.vendor())?;
+    let mut built = Vec::new();
+    for &platform in platforms {
+        let binary_path = paths.dist().join(gobuild::platform_binary(platform));
+        let Ok(binary) = std::fs::read(&binary_path) else {
+            println!("[dry-run] no {binary_path} yet: digests unknown until `cargo xtask dist --platform {platform}` ran");
+            return Ok(None);
+        };
+        let content = Content {
+            binary: &binary,
+            ca_bundle: &ca_bundle,
+        };
+        let image = Image::assemble(&content, meta, platform)?;
+        let binary_sha = fsx::sha256_hex(&binary);
+        let spdx = sbom::spdx(
+            meta,
+            platform,
+            &binary_sha,
+            &deps,
+            &builder.files.ca_version,
+        );
+        let provenance = sbom::provenance(meta, platform, &image.manifest_digest, &builder.base.id);
+        built.push(Published {
+            platform,
+            image,
+            sbom: pretty(&spdx),
+            provenance: pretty(&provenance),
+        });
+    }
+    Ok(Some(built))
+}
+
+fn pretty(value: &jzon::JsonValue) -> Vec<u8> {
+    (value.pretty(2) + "\n").into_bytes()
+}
+
+/// Writes each platform's SBOM and provenance to dist/.
+pub fn write_documents(ctx: &Ctx, built: &[Published]) -> Result<()> {
+    for p in built {
+        let slug = p.platform.to_string().replace('/', "-");
+        for (name, bytes) in [
+            (format!("sbom-{slug}.spdx.json"), &p.sbom),
+            (format!("provenance-{slug}.intoto.json"), &p.provenance),
+        ] {
+            let path = ctx.paths.dist().join(name);
+            ctx.change(format!("write {path}"), || fsx::write_atomic(&path, bytes))?;
+        }
+    }
+    Ok(())
+}
+
+/// Fails unless the registry serves `destination` as `index_digest` and each image under its own
+/// digest: nothing rewrote what we pushed.
+pub fn check_digests(
+    ctx: &Ctx,
+    registry: &str,
+    repository: &str,
+    destination: &str,
+    index_digest: &str,
+    built: &[Published],
+) -> Result<()> {
+    let theirs = remote_digest(ctx, destination, registry)?;
+    if theirs != index_digest {
+        bail!("the registry serves {destination} as {theirs}, not {index_digest}: something rewrote the index");
+    }
+    for p in built {
+        let ours = &p.image.manifest_digest;
+        let theirs = remote_digest(ctx, &format!("{repository}@{ours}"), registry)?;
+        if &theirs != ours {
+            bail!("the registry serves {} as {theirs}, not {ours}", p.platform);
+        }
+    }
+    Ok(())
+}
+
+/// Attaches each image's SBOM and provenance to it, created at `created`.
+pub fn attach_documents(
+    ctx: &Ctx,
+    registry: &str,
+    repository: &str,
+    built: &[Published],
+    created: &str,
+) -> Result<()> {
+    for p in built {
+        let subject = format!("{repository}@{}", p.image.manifest_digest);
+        let tmp = fsx::Temp::dir_in(&ctx.paths.xtask_dir(), ".attach-")?;
+        let dir = tmp.path();
+        for (name, bytes, kind) in [
+            (SBOM_FILE, &p.sbom, SBOM_TYPE),
+            (PROVENANCE_FILE, &p.provenance, PROVENANCE_TYPE),
+        ] {
+            std::fs::write(dir.join(name), bytes)?;
+            attach(ctx, &subject, registry, dir, name, kind, created)?;
+        }
+    }
+    Ok(())
+}
 
 /// A registry we talk plain HTTP to: loopback only (as the docker engine does by default).
 pub fn plain_http(registry: &str) -> bool {

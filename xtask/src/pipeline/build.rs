@@ -1,0 +1,423 @@
+//! The production image, four ways, then its tag moved:
+//! - multistage (default): docker/Dockerfile in one build. The legacy builder leaves the builder
+//!   stage as an image: built first under `NAME-builder:TAG`, so that it is no dangling `<none>`
+//!   image and its layers stay as the next build's cache.
+//! - handoff: ex1, `docker cp` to dist/, ex2 from dist/ (the fallback when the engine cannot do
+//!   multi-stage builds, and the path `--compress` takes).
+//! - single: ex1 as the production image: the fat image, for comparison.
+//! - direct: dist/ on the host, the image written by the xtask (`oci`) and loaded (`load`): no
+//!   Dockerfile build, the same image ID everywhere.
+//!
+//! Every build makes an untagged candidate, on record; `place` moves the tag to it once it is
+//! wanted (after `--smoke`), and the image the tag named before goes when nothing else refers to
+//! it.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{
+    domain::{Builder, ImageRef, Platform, Strategy},
+    infra::{
+        ctx::{human_size, secs, Ctx},
+        docker::{self, Engine, Store},
+        tools::{self, Go},
+    },
+    pipeline::{
+        base,
+        checkout::{self, Checkout},
+        distdir,
+        dockerfile::{self, Plan},
+        handoff, load,
+        oci::{Content, Image},
+        record::Superseded,
+        smoke,
+    },
+    project,
+};
+
+/// What the user asked `image` for.
+pub struct Request<'a> {
+    pub strategy: Strategy,
+    pub tag: &'a str,
+    pub builder: Option<Builder>,
+    pub builder_image: Option<&'a str>,
+    pub runtime_image: Option<&'a str>,
+    pub no_cache: bool,
+    pub compress: bool,
+}
+
+/// What a build made: the candidate, untagged, and what the summary says of it.
+pub struct Built {
+    pub engine: Engine,
+    /// As the engine calls it (empty under `--dry-run`).
+    pub id: String,
+    /// Direct's image, bytes and digests.
+    pub image: Option<Image>,
+    /// What the tag named before the build.
+    pub previous: Option<String>,
+    pub strategy: Strategy,
+    pub builder: Option<Builder>,
+    pub builder_image: String,
+    pub builder_size: u64,
+    pub elapsed: Duration,
+}
+
+/// Checks what `request` asks before any work: the strategy it takes (announced when it differs
+/// from the one asked).
+pub fn strategy(ctx: &Ctx, request: &Request) -> Result<Strategy> {
+    if ImageRef(request.tag.to_string()).has_digest() {
+        bail!(
+            "--tag {}: a tag cannot carry a digest (the digest is what the build makes)",
+            request.tag
+        );
+    }
+    let mut strategy = request.strategy;
+    if strategy == Strategy::Direct && request.runtime_image.is_some_and(|r| r != "scratch") {
+        bail!("--strategy direct writes a scratch-based image: --runtime-image is for the Dockerfile strategies");
+    }
+    if request.compress {
+        if strategy != Strategy::Handoff {
+            ctx.announce("--compress runs UPX on the host's dist/main: using the dist handoff");
+            strategy = Strategy::Handoff;
+        }
+        if !tools::UPX.present() {
+            bail!(
+                "--compress needs `upx` on the host: {}",
+                tools::UPX.install_hint()
+            );
+        }
+    }
+    Ok(strategy)
+}
+
+/// Builds the candidate. For direct with host Go, `go build` starts first and the engine is asked
+/// once Go links: Go's compile keeps both cores of a small machine busy, its link about one.
+/// `request.strategy` is what `strategy` said.
+pub fn build(ctx: &Ctx, checkout: &mut Checkout, request: &Request) -> Result<Built> {
+    let mut strategy = request.strategy;
+    let mut started = Instant::now();
+    let mut host_build = None;
+    if strategy == Strategy::Direct {
+        match Go::find(ctx) {
+            Ok(go) => {
+                checkout.vendor(ctx, Ok(go.clone()))?;
+                started = Instant::now();
+                let build = distdir::HostBuild::start(ctx, &ctx.paths, &go, &checkout.version)?;
+                build.until_linking();
+                host_build = Some((build, go));
+            }
+            Err(no_go) if handoff::can_build_without_go() => {
+                ctx.announce(format!(
+                    "{no_go:#}: the binary comes from the builder image"
+                ));
+                // The builder image takes vendor/ as the host build would.
+                checkout.vendor(ctx, Err(no_go))?;
+            }
+            Err(no_go) => return Err(no_go),
+        }
+    }
+    let engine = Engine::ensure(ctx)?;
+    if strategy == Strategy::Multistage && !engine.multistage() {
+        ctx.announce(format!(
+            "the engine's API {}.{} predates multi-stage builds (1.31): using the dist handoff",
+            engine.api.0, engine.api.1
+        ));
+        strategy = Strategy::Handoff;
+    }
+    if strategy != Strategy::Direct {
+        checkout.vendor(ctx, Go::find(ctx))?;
+    }
+    // One question to the engine: the builder base, what the tag names now.
+    let mut names = vec![request.tag];
+    match request.builder_image {
+        Some(requested) => names.push(requested),
+        None => names.extend(base::candidates()),
+    }
+    let present = docker::ImageList::of(ctx, &engine, &names)?;
+    let previous = present.id_of(request.tag);
+    let builder_base = checkout.builder_among(ctx, request.builder_image, &present)?;
+    let mut built = Built {
+        engine,
+        id: String::new(),
+        image: None,
+        previous,
+        strategy,
+        builder: None,
+        builder_image: builder_base.base.image.clone(),
+        builder_size: builder_base.files.size,
+        elapsed: Duration::ZERO,
+    };
+    if strategy == Strategy::Direct {
+        let image = direct(
+            ctx,
+            checkout,
+            &built,
+            request.tag,
+            host_build,
+            &builder_base,
+        )?;
+        built.id = image
+            .as_ref()
+            .map_or_else(String::new, |i| i.engine_id(built.engine.store).to_string());
+        built.image = image;
+    } else {
+        started = Instant::now();
+        let (builder, buildkit) = dockerfile::choose_builder(ctx, &built.engine, request.builder)?;
+        let meta = checkout.meta(ctx, &builder_base.files.go_version, &built.builder_image);
+        let runtime = base::runtime_base(ctx, request.runtime_image)?;
+        let plan = Plan::new(builder, buildkit, request.no_cache, &meta, &runtime);
+        built.id = dockerfile_build(ctx, checkout, &plan, strategy, request)?;
+        built.builder = Some(builder);
+    }
+    built.elapsed = started.elapsed();
+    Ok(built)
+}
+
+/// `dist/` on the host (`host_build`, started already, the engine asked meanwhile) or, without
+/// host Go, from the builder image; then the image assembled and loaded, untagged, unless the
+/// tag names it already. None under `--dry-run`.
+fn direct(
+    ctx: &Ctx,
+    checkout: &mut Checkout,
+    built: &Built,
+    tag: &str,
+    host_build: Option<(distdir::HostBuild, Go)>,
+    builder: &checkout::Builder,
+) -> Result<Option<Image>> {
+    let paths = &ctx.paths;
+    let go_version = match &host_build {
+        Some((_, go)) => go.version.clone(),
+        None => builder.files.go_version.clone(),
+    };
+    let meta = checkout.meta(ctx, &go_version, &built.builder_image);
+    // With host Go, the engine's side of the load starts while Go links.
+    let load = match host_build {
+        Some(_) => Some(load::Load::start(ctx)?),
+        None => None,
+    };
+    let staged = match host_build {
+        Some((build, go)) => Some(build.wait(ctx, paths, &go, &[], &checkout.version)?),
+        None => {
+            handoff::dist_in_builder(
+                ctx,
+                paths,
+                &built.engine,
+                &mut checkout.record,
+                &builder.files,
+                &built.builder_image,
+                &checkout.version,
+            )?;
+            None
+        }
+    };
+    ctx.step("image (direct: assembled, loaded)", || {
+        let binary_path = staged
+            .as_ref()
+            .map_or_else(|| paths.dist(), |s| s.path().to_path_buf())
+            .join(project::BINARY);
+        let read = |p: &camino::Utf8Path| std::fs::read(p).with_context(|| format!("reading {p}"));
+        let Some((binary, ca_bundle)) = ctx.change("read dist/main and the CA bundle", || {
+            Ok((read(&binary_path)?, read(&builder.files.ca_bundle)?))
+        })?
+        else {
+            // --dry-run: nothing was built to read; what dist/ would become is said still.
+            if let Some(staged) = staged {
+                staged.publish(ctx, paths)?;
+            }
+            return Ok(None);
+        };
+        if binary.is_empty() {
+            bail!("{binary_path} is empty");
+        }
+        let content = Content {
+            binary: &binary,
+            ca_bundle: &ca_bundle,
+        };
+        let image = Image::assemble(&content, &meta, Platform::host())?;
+        let id = image.engine_id(built.engine.store).to_string();
+        let loading = if built.previous.as_deref() == Some(id.as_str()) {
+            ctx.announce(format!("{tag} is {id} already: load skipped"));
+            None
+        } else {
+            checkout.record.note_image(ctx, paths, &id)?;
+            let load = match load {
+                Some(load) => load,
+                None => load::Load::start(ctx)?,
+            };
+            Some(load.send(&image)?)
+        };
+        // While the engine loads: dist/ and the OCI layout.
+        let written = staged
+            .map_or(Ok(()), |staged| staged.publish(ctx, paths))
+            .and_then(|()| load::write_layout(ctx, &paths.oci_layout(), &[&image], tag).map(drop));
+        if let Some(loading) = loading {
+            if let Err(e) = loading.wait().with_context(|| format!("loading {id}")) {
+                // Stopped or failed: what the engine made of it goes (and stays on record if
+                // it arrives later).
+                checkout.record.discard(ctx, paths, &id);
+                return Err(e);
+            }
+        }
+        written?;
+        Ok(Some(image))
+    })
+}
+
+/// Builds the production image with one of the Dockerfile strategies: its ID, untagged.
+fn dockerfile_build(
+    ctx: &Ctx,
+    checkout: &mut Checkout,
+    plan: &Plan,
+    strategy: Strategy,
+    request: &Request,
+) -> Result<String> {
+    let paths = &ctx.paths;
+    let record = &mut checkout.record;
+    let builder_tag = ImageRef(request.tag.to_string()).builder_tag();
+    match strategy {
+        Strategy::Multistage => {
+            let file = Plan::dockerfile(paths, dockerfile::MULTISTAGE);
+            // The legacy builder would leave the builder stage as a nameless image: built first
+            // under `NAME-builder:TAG`, its layers are the next build's cache.
+            if plan.builder == Builder::Legacy {
+                ctx.step("builder stage (multi-stage, legacy builder)", || {
+                    plan.build_tagged(
+                        ctx,
+                        record,
+                        &file,
+                        Some(project::STAGE_BUILDER),
+                        &builder_tag,
+                        &paths.go_app(),
+                    )
+                })?;
+            }
+            ctx.step("production image (multi-stage)", || {
+                plan.build(ctx, record, &file, None, &paths.go_app())
+            })
+        }
+        Strategy::Handoff => {
+            handoff::to_dist(ctx, paths, plan, record, &builder_tag, request.compress)?;
+            ctx.step("runtime image (ex2, from dist/)", || {
+                handoff::build_runtime(ctx, paths, plan, record)
+            })
+        }
+        Strategy::Single => ctx.step("single-stage image (ex1)", || {
+            handoff::build_builder(ctx, paths, plan, record, &builder_tag)
+        }),
+        Strategy::Direct => unreachable!("direct builds no Dockerfile"),
+    }
+}
+
+/// The smoke test of the candidate: on failure, the tag stays where it was, the candidate goes
+/// (when ours and nameless), and the error says both.
+pub fn smoke(ctx: &Ctx, checkout: &mut Checkout, built: &Built, tag: &str) -> Result<()> {
+    let id = built.id.as_str();
+    if id.is_empty() {
+        return Ok(()); // --dry-run
+    }
+    let Err(e) = smoke::run(ctx, &checkout.record.checkout, id, tag) else {
+        return Ok(());
+    };
+    let previous = built.previous.as_deref();
+    let kept = match previous {
+        Some(prev) if prev != id => format!("{tag} still names {prev}"),
+        Some(_) => format!("{tag} names it already (an earlier build)"),
+        None => format!("{tag} was not set"),
+    };
+    let fate = match previous == Some(id) {
+        true => String::new(),
+        false => match checkout.record.discard(ctx, &ctx.paths, id) {
+            Superseded::Removed => "; the candidate was removed".into(),
+            Superseded::Stays(why) => format!("; the candidate stays ({why})"),
+            Superseded::Named(names) => {
+                format!("; the candidate stays, named {}", names.join(" "))
+            }
+            Superseded::NotOurs => String::new(),
+        },
+    };
+    Err(e.context(format!(
+        "the new image {id} failed its smoke test: {kept}{fate}"
+    )))
+}
+
+/// Moves `tag` to the candidate, prints the summary while the image the tag named before goes,
+/// and says when that one stays.
+pub fn place(ctx: &Ctx, checkout: &mut Checkout, built: &Built, tag: &str) -> Result<()> {
+    let paths = &ctx.paths;
+    let record = &mut checkout.record;
+    let placed = record.place(ctx, paths, tag, &built.id, built.previous.as_deref())?;
+    ctx.after_real_run(|| {
+        let size = match &built.image {
+            Some(image) => image.size,
+            None => docker::inspect(ctx, tag, "{{.Size}}")
+                .with_context(|| format!("inspecting {tag} after the build"))?
+                .parse()
+                .unwrap_or(0),
+        };
+        summary(ctx, built, tag, size, placed.dangling);
+        Ok(())
+    })?;
+    if let Some((prev, outcome)) = record.settle(ctx, paths, placed)? {
+        let why = match outcome {
+            Superseded::Removed => None,
+            Superseded::Stays(why) => Some(why),
+            Superseded::Named(names) => Some(format!("still named {}", names.join(" "))),
+            Superseded::NotOurs => Some(format!(
+                "this checkout's record does not name it (a checkout's `clean` removes what \
+                 it built; else `docker image rm {prev}`)"
+            )),
+        };
+        if let Some(why) = why {
+            ctx.announce(format!(
+                "the image {tag} named before, {prev}, stays: {why}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn summary(ctx: &Ctx, built: &Built, tag: &str, size: u64, dangling: usize) {
+    let builder = built.builder.map_or("-".to_string(), |b| b.to_string());
+    println!();
+    println!(
+        "{:<32} {:<11} {:<9} {:>10} {:>11}   builder base",
+        "image", "strategy", "builder", "size", "build time"
+    );
+    println!(
+        "{tag:<32} {:<11} {builder:<9} {:>10} {:>11}   {} {}",
+        built.strategy.to_string(),
+        human_size(size),
+        secs(built.elapsed),
+        built.builder_image,
+        human_size(built.builder_size)
+    );
+    // The ID the engine knows it by (what `docker run` takes), then the digests that hold on
+    // every engine.
+    if built.engine.store == Store::Containerd {
+        // That store's numbers are not the classic store's: say which this one is.
+        let what = match built.image {
+            Some(_) => "the files' bytes; this store also counts the compressed content",
+            None => "the compressed content, as this store counts it; the files take more",
+        };
+        println!("size: {what}");
+    }
+    println!("image ID {}", built.id);
+    println!(
+        "engine {} ({})",
+        docker::engine_key(ctx),
+        built.engine.store
+    );
+    if let Some(image) = &built.image {
+        println!(
+            "config {}  OCI manifest {}",
+            image.id, image.manifest_digest
+        );
+        println!(
+            "layer {}  (layout: {})",
+            image.layer_digest,
+            ctx.paths.oci_layout()
+        );
+    }
+    println!("dangling images of ours left: {dangling}");
+}

@@ -1,0 +1,162 @@
+//! What `clean` removes, by the record (the rule is in `record`): our temporary containers (by
+//! the label only the xtask sets at `docker create`, with this checkout's random id); the images
+//! on this checkout's record (our tags, then the image when no other name is left, never with
+//! `-f`), and what a stopped build left (nameless images with a build id the record noted);
+//! directories the xtask made.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::Result;
+
+use crate::{
+    cmd,
+    infra::{
+        ctx::Ctx,
+        docker::{self, Present, Store},
+        fsx,
+    },
+    pipeline::{
+        base, glide,
+        record::{self, Record},
+    },
+    project::{self, Paths},
+};
+
+/// What `images` removed, and what stayed with the engine's reason.
+pub struct Cleaned {
+    pub containers: usize,
+    /// Images the engine listed before and no longer lists.
+    pub images: usize,
+    pub stayed: Vec<String>,
+}
+
+/// The directories the xtask makes, and what a killed run left beside them.
+pub fn dirs(paths: &Paths) -> Vec<camino::Utf8PathBuf> {
+    let mut dirs = vec![paths.dist()];
+    dirs.extend(glide::made_paths(paths));
+    let leftovers: Vec<_> = dirs.iter().flat_map(|d| fsx::leftovers_beside(d)).collect();
+    dirs.extend(leftovers);
+    dirs
+}
+
+/// Removes our temporary containers and the images `record` (and a damaged record) names on this
+/// engine, then what our stopped builds left; `all`: the local base images too. The record keeps
+/// what stayed. Stops at a signal (the error), the record saved.
+pub fn images(ctx: &Ctx, store: Store, record: &mut Record, all: bool) -> Result<Cleaned> {
+    let temp = docker::label_filter(project::LABEL_TEMP, &record.checkout);
+    let containers: Vec<String> = ctx
+        .read(cmd!("docker ps -a -q --no-trunc --filter {temp}"))?
+        .lines()
+        .map(str::to_string)
+        .collect();
+    if !containers.is_empty() {
+        let ids = &containers;
+        ctx.run(cmd!("docker rm -f {ids...}").quiet())?;
+    }
+    // Ours: the record's images and those a damaged record still names.
+    let mut ours: BTreeMap<String, BTreeSet<String>> = record.images.clone();
+    for file in &record::damaged(&ctx.paths) {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        for id in record::ids_in(&text) {
+            ours.entry(id).or_default();
+        }
+    }
+    // What went is what the engine no longer lists: with an image, an engine may remove the
+    // intermediate images it was built on (Podman does).
+    let listed_before: BTreeSet<String> = docker::images(ctx, &[])?.into_iter().collect();
+    let mut tally = Tally::default();
+    let interrupted = tally.remove(ctx, store, &ours);
+    // What stayed stays on record.
+    record.images.retain(|id, _| tally.kept.contains(id));
+    if interrupted.is_err() {
+        record.save(ctx, &ctx.paths)?;
+        interrupted?;
+    }
+    // Then what our stopped builds left.
+    record.close_builds();
+    tally.stayed.extend(record.sweep(ctx, &tally.ancestors)?);
+    if all {
+        for id in base::ours(ctx)? {
+            if let Err(e) = docker::remove_image(ctx, &id) {
+                let why = docker::refusal(&e);
+                tally.stayed.push(format!("base image {id}: {why}"));
+            }
+        }
+    }
+    let listed_after: BTreeSet<String> = docker::images(ctx, &[])?.into_iter().collect();
+    Ok(Cleaned {
+        containers: containers.len(),
+        images: listed_before.difference(&listed_after).count(),
+        stayed: tally.stayed,
+    })
+}
+
+/// Removes `dirs` that exist: how many.
+pub fn remove_dirs(ctx: &Ctx, dirs: &[camino::Utf8PathBuf]) -> Result<usize> {
+    let mut removed = 0;
+    for dir in dirs.iter().filter(|d| d.exists()) {
+        ctx.change(format!("rm -rf {dir}"), || fsx::remove_dir(dir))?;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+/// Which images of ours stay, and why.
+#[derive(Default)]
+struct Tally {
+    kept: BTreeSet<String>,
+    stayed: Vec<String>,
+    /// What the removed images were built on: `Record::sweep` takes what is left of it.
+    ancestors: Vec<String>,
+}
+
+impl Tally {
+    /// Removes `ours` (image ID → our tags): our tags first, then the image when no name is left,
+    /// never with `-f`. Stops at a signal (the error), with `kept` saying what is still there.
+    fn remove(
+        &mut self,
+        ctx: &Ctx,
+        store: Store,
+        ours: &BTreeMap<String, BTreeSet<String>>,
+    ) -> Result<()> {
+        let ids: Vec<&str> = ours.keys().map(String::as_str).collect();
+        let present = docker::names(ctx, &ids)?;
+        self.kept = present.keys().cloned().collect();
+        for (id, Present { names, parent }) in &present {
+            ctx.check_signal("clean")?;
+            let tags = &ours[id];
+            let (mine, theirs): (Vec<&String>, Vec<&String>) = names.iter().partition(|n| {
+                tags.iter()
+                    .any(|t| store.normalise(t) == store.normalise(n))
+            });
+            if !theirs.is_empty() {
+                // Our tags go; the image stays theirs.
+                for tag in mine {
+                    if let Err(e) = docker::remove_image(ctx, tag) {
+                        self.stayed.push(format!("{tag}: {}", docker::refusal(&e)));
+                    }
+                }
+                let names: Vec<&str> = theirs.iter().map(|s| s.as_str()).collect();
+                self.stayed.push(format!(
+                    "{id}: also named {}, which is not ours",
+                    names.join(" ")
+                ));
+                continue;
+            }
+            // All but one of our tags by name (an image with several names is refused by ID),
+            // then the image by ID, with what it was built on and nothing else uses.
+            for tag in mine.iter().skip(1) {
+                if let Err(e) = docker::remove_image(ctx, tag) {
+                    self.stayed.push(format!("{tag}: {}", docker::refusal(&e)));
+                }
+            }
+            self.ancestors
+                .extend(docker::ancestors(ctx, id, parent.clone())?);
+            if let Err(e) = docker::remove_image(ctx, id) {
+                self.stayed.push(format!("{id}: {}", docker::refusal(&e)));
+            }
+        }
+        self.kept = docker::names(ctx, &ids)?.keys().cloned().collect();
+        Ok(())
+    }
+}
