@@ -10,12 +10,9 @@ use common::{
     DockerWorkspace, Workspace, COMMIT_TIME,
 };
 
-const ENGINE: &str = "needs a Docker engine: cargo xtask ci";
-
 #[test]
 #[ignore = "needs a Docker engine: cargo xtask ci"]
 fn every_strategy_ships_the_same_files_hardened_and_labelled() {
-    let _ = ENGINE;
     let ws = DockerWorkspace::new();
     ws.xtask(&["dist", "--offline", "--app-version", "t1"]).ok();
     let host_sha = sha256(&ws.path("dist/main"));
@@ -39,20 +36,21 @@ fn every_strategy_ships_the_same_files_hardened_and_labelled() {
             args.extend(["--builder", b]);
         }
         let run = ws.xtask(&args).ok();
-        // Healthy (the image's own HEALTHCHECK) within 5 s of start.
-        let healthy: f64 = run
-            .stdout
-            .split("healthy after ")
-            .nth(1)
-            .and_then(|s| s.split('s').next())
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("{what}: no smoke:\n{}", run.stdout));
-        assert!(healthy <= 5.0, "{what}: healthy only after {healthy} s");
+        // Healthy by the image's own health check.
         assert!(
-            run.stdout.contains(&format!(
-                "{tag:<32} {strategy:<11} {:<9}",
-                builder.unwrap_or("-")
-            )),
+            run.stdout.contains("healthy after "),
+            "{what}: no smoke:\n{}",
+            run.stdout
+        );
+        let row: Vec<&str> = run
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(tag.as_str()))
+            .map(|l| l.split_whitespace().take(3).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            row,
+            [tag.as_str(), strategy, builder.unwrap_or("-")],
             "{what}: summary:\n{}",
             run.stdout
         );
@@ -477,5 +475,8 @@ fn a_digest_pinned_builder_image_builds() {
         );
     }
     docker(&["image", "rm", &pushed]);
-    let _ = temp_containers(None);
+    assert!(
+        temp_containers(None).is_empty(),
+        "temporary containers left"
+    );
 }

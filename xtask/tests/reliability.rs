@@ -275,13 +275,19 @@ fn ctrl_c_during_the_direct_load_leaves_no_partial_image() {
         ctrl_c(&child);
         let status = child.wait().unwrap();
         let log = rest(rx);
-        assert!(matches!(status.code(), Some(130) | Some(0)), "{log}");
         let after = docker(&["image", "inspect", "--format", "{{.Id}}", &tag]);
-        if status.code() == Some(130) {
-            assert_eq!(
+        match status.code() {
+            // Stopped: the tag names what it named.
+            Some(130) => assert_eq!(
                 after, before,
                 "the tag moved although the build was stopped at {stop_at}:\n{log}"
-            );
+            ),
+            // The signal came after the load: the build finished, and the tag names its image.
+            Some(0) => assert!(
+                log.contains(&format!("image ID {after}")),
+                "exit 0 at {stop_at}, but the tag does not name the new image:\n{log}"
+            ),
+            other => panic!("exit {other:?} at {stop_at}:\n{log}"),
         }
         before = after;
         // The layout is whole: the old one or the new one, never a mix.

@@ -192,14 +192,15 @@ fn ensure_mirror(ctx: &Ctx, paths: &Paths, go: &Go, home: &Utf8Path) -> Result<(
 
 /// A path as a URL path: unreserved characters and `/` stay, every other byte is `%XX`.
 fn percent_encode(path: &str) -> String {
-    path.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    // RFC 3986's unreserved characters, and `/` between segments, stay as they are.
+    const PATH: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~')
+        .remove(b'/');
+    utf8_percent_encode(path, PATH).to_string()
 }
 
 /// What glide made, for `clean`: the GOPATH workspace, glide's homes and mirror, go-app/vendor.
