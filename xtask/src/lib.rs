@@ -2,11 +2,13 @@
 //!
 //! The house has three floors, and calls only go down:
 //! - `commands`: one file per command, `impl flags::X { fn run(self, ctx) }`: what the user asked.
-//! - `pipeline`: the steps (glide, the Go build, Dockerfile builds, the handoff, `dist/`, base
-//!   images, direct assembly, the smoke test, the record of what we built): plain functions and
-//!   types that take plain values, never a CLI struct.
-//! - `infra`: `Ctx` (the only door to anything that changes state: it echoes, honours `--dry-run`
-//!   and signals), the docker CLI, tools and apt, files, git, network, signals.
+//! - `pipeline`: the steps (the checkout's prelude, the image built four ways, the image's bytes,
+//!   glide, the Go build, Dockerfile builds, the handoff, `dist/`, base images, the smoke test, the
+//!   record of what we built, publishing): plain functions and types that take plain values, never
+//!   a CLI struct.
+//! - `infra`: `Ctx` and `process` (the only door to a process: a `Cmd` value run in four verbs,
+//!   echoed, honouring `--dry-run` and signals, failing with a typed `ProcessError`), the docker
+//!   CLI, tools and apt, files, git, network, signals.
 //!
 //! `project` holds the facts (names, paths, labels, the Go line) every floor reads; `domain` the
 //! values they speak of (`Strategy`, `Builder`, `Platform`, `Version`, `ImageRef`), which `flags`
