@@ -2,12 +2,13 @@
 # keeps them in step). It builds the app exactly as `cargo xtask dist` does on the host, into /out:
 # the static binary plus the few files a scratch image needs. `--strategy single` ships it as is;
 # `--strategy handoff` copies /out to dist/ and builds ex2.Dockerfile from there.
-# Build context: go-app/ with its glide vendor/. ARGs without a default come from the xtask.
+# Build context: go-app/ with its vendor/ (Glide's, or the module's). ARGs without a default come
+# from the xtask.
 ARG BUILDER_IMAGE=golang:1.27-bookworm
 FROM ${BUILDER_IMAGE}
 # Ours from the first step: a build stopped halfway leaves images that `clean` can recognise.
 LABEL dev.go-docker-prod.project=go-docker-prod
-ARG GO111MODULE CGO_ENABLED GOOS GOFLAGS APP_UID PASSWD GROUP GOCACHE=/tmp/go-build
+ARG GO111MODULE CGO_ENABLED GOOS GOFLAGS GOPROXY GOTOOLCHAIN APP_UID PASSWD GROUP GOCACHE=/tmp/go-build
 WORKDIR /go/src/go-docker-prod
 # What a scratch image needs besides the binary: the CA bundle and the non-root user, root-owned
 # and read-only. The build itself runs as that user (Go's build cache in GOCACHE).
@@ -23,8 +24,11 @@ EXPOSE 8080
 ENTRYPOINT ["/out/main"]
 HEALTHCHECK --interval=2s --timeout=2s --retries=3 CMD ["/out/main", "-healthcheck"]
 # Dependencies first: this layer (and Go's build cache inside it) survives edits to the app.
+# GOPATH mode builds the vendored packages; module mode, with no go.mod yet, the standard
+# library the app uses (PREBUILD and its GOFLAGS come from the xtask).
 COPY vendor/ vendor/
-RUN go build ./vendor/... os/signal
+ARG PREBUILD PREBUILD_GOFLAGS
+RUN GOFLAGS="$PREBUILD_GOFLAGS" go build $PREBUILD
 ARG LDFLAGS
 # The app: an edit reruns only the steps from here on. The binary is read-only for everyone.
 COPY . .

@@ -412,17 +412,19 @@ impl<'a> Bench<'a> {
         let tag = who.tag();
         match who {
             Contender::Limit => {
-                // The host build from the GOPATH copy, as `dist` runs it; cold: an empty GOCACHE.
-                let app = ws.gopath_app();
-                fs::copy(ws.go_app().join("main.go"), app.join("main.go"))?;
+                // The host build as `dist` runs it (GOPATH mode: from the workspace's copy); cold:
+                // an empty GOCACHE.
+                if gobuild::Mode::of(ws) == gobuild::Mode::Gopath {
+                    let app = ws.gopath_app();
+                    fs::copy(ws.go_app().join("main.go"), app.join("main.go"))?;
+                }
                 let cache = ws.target().join("bench-gocache");
                 if cold {
                     fsx::remove_dir(&cache)?;
                 }
                 let out = ws.target().join("limit-main");
                 let cached = ctx.with_env("GOCACHE", cache.as_str());
-                gobuild::start(&cached, &self.go, &ws.gopath(), &app, &out, None, "bench")?
-                    .wait()?;
+                gobuild::start(&cached, &self.go, ws, &out, None, "bench")?.wait()?;
             }
             Contender::Ours {
                 strategy,

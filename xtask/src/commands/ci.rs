@@ -13,7 +13,7 @@ use crate::{
         docker::Engine,
         tools::{self, Go},
     },
-    pipeline::{base, glide, gobuild},
+    pipeline::{base, deps, gobuild},
     project,
 };
 
@@ -111,9 +111,9 @@ fn debian_rust_builds(ctx: &Ctx) -> Result<()> {
 fn go_checks(ctx: &Ctx) -> Result<()> {
     let paths = &ctx.paths;
     let go = Go::find(ctx)?;
-    glide::vendor(ctx, paths, || Ok(go.clone()))?;
-    let app = paths.gopath_app();
-    let env = gobuild::go_env(&go, &paths.gopath());
+    deps::vendor(ctx, paths, || Ok(go.clone()))?;
+    let app = gobuild::Mode::of(paths).app_dir(paths);
+    let env = gobuild::go_env(&go, paths);
     ctx.run(cmd!("go vet .").envs(&env).dir(&app))?;
     let sources: Vec<String> = paths
         .go_app()

@@ -19,7 +19,7 @@ use crate::{
     },
     pipeline::{
         checkout::Checkout,
-        compare, distdir, glide,
+        compare, deps, distdir,
         meta::Meta,
         oci::{Content, Image},
     },
@@ -122,7 +122,7 @@ fn rebuild(
     };
     ctx.step(&format!("rebuild {revision} (direct)"), || {
         let wt = Paths::at(worktree.dir.clone())?;
-        glide::vendor(ctx, &wt, || Ok(go.clone()))?;
+        deps::vendor(ctx, &wt, || Ok(go.clone()))?;
         distdir::build_on_host(ctx, &wt, go, &[], version)?;
         let builder = checkout.builder(ctx, engine, Some(builder_base))?;
         let meta = Meta::of_checkout(ctx, &wt.root, version, &go.version, builder_base);

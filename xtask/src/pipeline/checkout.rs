@@ -13,7 +13,7 @@ use crate::{
     },
     pipeline::{
         base::{self, Base, BaseFiles},
-        glide, gobuild,
+        deps, gobuild,
         meta::Meta,
         record::Record,
     },
@@ -56,7 +56,7 @@ impl Checkout {
     /// `vendor/`, made with `go` (or, without host Go, as the builder image will take it: the
     /// error says why there is none).
     pub fn vendor(&self, ctx: &Ctx, go: Result<Go>) -> Result<()> {
-        glide::vendor(ctx, &ctx.paths, || go)
+        deps::vendor(ctx, &ctx.paths, || go)
     }
 
     /// The builder base (`requested`, else the default when the engine has it, else the local

@@ -16,7 +16,7 @@ use crate::{
         fsx,
     },
     pipeline::{
-        base, glide,
+        base, deps,
         record::{self, Record},
     },
     project::{self, Paths},
@@ -33,7 +33,7 @@ pub struct Cleaned {
 /// The directories the xtask makes, and what a killed run left beside them.
 pub fn dirs(paths: &Paths) -> Vec<camino::Utf8PathBuf> {
     let mut dirs = vec![paths.dist()];
-    dirs.extend(glide::made_paths(paths));
+    dirs.extend(deps::made_paths(paths));
     let leftovers: Vec<_> = dirs.iter().flat_map(|d| fsx::leftovers_beside(d)).collect();
     dirs.extend(leftovers);
     dirs

@@ -119,8 +119,7 @@ impl HostBuild {
         let start = || {
             let tmp = scratch(paths)?;
             let out = tmp.path().join(project::BINARY);
-            let (gopath, app) = (paths.gopath(), paths.gopath_app());
-            let main = gobuild::start(ctx, go, &gopath, &app, &out, None, version)?;
+            let main = gobuild::start(ctx, go, paths, &out, None, version)?;
             Ok((tmp, main))
         };
         match start() {
@@ -146,10 +145,9 @@ impl HostBuild {
         let HostBuild { step, main, tmp } = self;
         let result = (|| {
             main.wait()?;
-            let (gopath, app) = (paths.gopath(), paths.gopath_app());
             for &platform in platforms {
                 let out = tmp.path().join(gobuild::platform_binary(platform));
-                gobuild::start(ctx, go, &gopath, &app, &out, Some(platform), version)?.wait()?;
+                gobuild::start(ctx, go, paths, &out, Some(platform), version)?.wait()?;
             }
             Ok(())
         })();

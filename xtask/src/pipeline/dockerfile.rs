@@ -47,7 +47,7 @@ impl Plan {
         meta: &Meta,
         runtime_image: &str,
     ) -> Plan {
-        let args = gobuild::docker_build_args(&meta.version)
+        let args = gobuild::docker_build_args(meta.mode, &meta.version)
             .into_iter()
             .chain([
                 ("BUILDER_IMAGE", meta.builder_base.clone()),
@@ -231,12 +231,16 @@ mod tests {
     fn dockerfiles_take_the_build_args() {
         for file in [EX1, MULTISTAGE] {
             let text = read(file);
-            for (key, value) in gobuild::ENV {
+            for key in gobuild::GO_VARIABLES {
                 assert!(text.contains(key), "{file} does not declare {key}");
-                assert!(
-                    !text.contains(&format!("{key}={value}")),
-                    "{file} hard-codes {key}"
-                );
+            }
+            for mode in [gobuild::Mode::Gopath, gobuild::Mode::Modules] {
+                for (key, value) in mode.env().into_iter().chain(mode.prebuild()) {
+                    assert!(
+                        !text.contains(&format!("{key}={value}")),
+                        "{file} hard-codes {key}"
+                    );
+                }
             }
             for arg in ["\"$LDFLAGS\"", "\"$PASSWD\"", "\"$GROUP\"", "$APP_UID"] {
                 assert!(text.contains(arg), "{file} does not use {arg}");

@@ -203,13 +203,60 @@ fn percent_encode(path: &str) -> String {
     utf8_percent_encode(path, PATH).to_string()
 }
 
-/// What glide made, for `clean`: the GOPATH workspace, glide's homes and mirror, go-app/vendor.
-pub fn made_paths(paths: &Paths) -> Vec<camino::Utf8PathBuf> {
-    vec![paths.gopath(), paths.glide_dir(), paths.vendor()]
+/// In glide's YAML: the list under `section`, each item's `key` and `value` fields.
+pub fn pairs(text: &str, section: &str, key: &str, value: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    let mut current: Option<(String, String)> = None;
+    for line in text.lines() {
+        if !line.starts_with([' ', '-']) {
+            inside = line.trim() == section;
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        let item = line.trim_start_matches(['-', ' ']);
+        let starts_item = line.trim_start().starts_with('-');
+        if starts_item {
+            out.extend(current.take());
+            current = Some(Default::default());
+        }
+        if let (Some((k, v)), Some(entry)) = (item.split_once(':'), current.as_mut()) {
+            let v = v.trim().trim_matches('"').to_string();
+            if k.trim() == key {
+                entry.0 = v;
+            } else if k.trim() == value {
+                entry.1 = v;
+            }
+        }
+    }
+    out.extend(current);
+    out.retain(|(k, _)| !k.is_empty());
+    out
 }
 
 #[cfg(test)]
 mod tests {
+    use super::pairs;
+
+    #[test]
+    fn glide_files_are_read() {
+        let lock = "hash: x\nupdated: y\nimports:\n- name: github.com/a/b\n  version: 4eec211\n- name: c.org/d\n  version: abc\n  subpackages:\n  - e\ntestImports: []\n";
+        assert_eq!(
+            pairs(lock, "imports:", "name", "version"),
+            [
+                ("github.com/a/b".to_string(), "4eec211".to_string()),
+                ("c.org/d".to_string(), "abc".to_string())
+            ]
+        );
+        let yaml = "package: app\nimport:\n- package: github.com/a/b\n  version: v1.3.0\n";
+        assert_eq!(
+            pairs(yaml, "import:", "package", "version"),
+            [("github.com/a/b".to_string(), "v1.3.0".to_string())]
+        );
+    }
+
     #[test]
     fn file_urls_take_any_path() {
         assert_eq!(

@@ -2,22 +2,94 @@
 //! as build args, every Dockerfile, so every path yields the same binary.
 
 use anyhow::Result;
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::{
     cmd,
     domain::Platform,
     infra::{ctx::Ctx, git, process::Running, tools::Go},
-    project,
+    project::{self, Paths},
 };
 
-/// GOPATH mode from glide's vendor/, static, no paths or VCS stamps in the binary.
-pub const ENV: [(&str, &str); 4] = [
-    ("GO111MODULE", "off"),
-    ("CGO_ENABLED", "0"),
-    ("GOOS", "linux"),
-    ("GOFLAGS", "-trimpath -buildvcs=false"),
-];
+/// How the app's dependencies are managed, read from the app itself: a `go.mod` in go-app/ means
+/// module mode with the dependencies in `vendor/` (committed); otherwise GOPATH mode with Glide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Gopath,
+    Modules,
+}
+
+impl Mode {
+    /// The mode of the checkout at `paths`.
+    pub fn of(paths: &Paths) -> Mode {
+        Mode::at(&paths.root)
+    }
+
+    /// The mode of the checkout whose root is `root`.
+    pub fn at(root: &Utf8Path) -> Mode {
+        if root.join("go-app/go.mod").is_file() {
+            Mode::Modules
+        } else {
+            Mode::Gopath
+        }
+    }
+
+    /// Where `go` runs on the host: the GOPATH workspace's copy, or go-app/ itself.
+    pub fn app_dir(self, paths: &Paths) -> Utf8PathBuf {
+        match self {
+            Mode::Gopath => paths.gopath_app(),
+            Mode::Modules => paths.go_app(),
+        }
+    }
+
+    /// Static, no paths or VCS stamps in the binary; GOPATH mode from glide's vendor/, or
+    /// module mode from vendor/ with no network and no other toolchain.
+    pub fn env(self) -> Vec<(&'static str, &'static str)> {
+        let common = [("CGO_ENABLED", "0"), ("GOOS", "linux")];
+        let mode: [(&str, &str); 4] = match self {
+            Mode::Gopath => [
+                ("GO111MODULE", "off"),
+                ("GOFLAGS", "-trimpath -buildvcs=false"),
+                ("GOPROXY", ""),
+                ("GOTOOLCHAIN", ""),
+            ],
+            Mode::Modules => [
+                ("GO111MODULE", "on"),
+                ("GOFLAGS", "-mod=vendor -trimpath -buildvcs=false"),
+                ("GOPROXY", "off"),
+                ("GOTOOLCHAIN", "local"),
+            ],
+        };
+        let mut env: Vec<_> = common.into_iter().chain(mode).collect();
+        env.retain(|(_, v)| !v.is_empty());
+        env
+    }
+
+    /// What the Dockerfiles build before the app's sources are copied (the layer that survives an
+    /// edit), and with which GOFLAGS: the vendored packages (GOPATH mode) or, without go.mod yet,
+    /// the standard library the app uses (module mode).
+    pub fn prebuild(self) -> [(&'static str, &'static str); 2] {
+        match self {
+            Mode::Gopath => [
+                ("PREBUILD", "./vendor/... os/signal"),
+                ("PREBUILD_GOFLAGS", "-trimpath -buildvcs=false"),
+            ],
+            Mode::Modules => [
+                ("PREBUILD", "net/http os/signal"),
+                ("PREBUILD_GOFLAGS", "-trimpath -buildvcs=false"),
+            ],
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Gopath => "GOPATH mode (Glide)",
+            Mode::Modules => "module mode (vendor/)",
+        })
+    }
+}
 
 /// Stripped, no build ID, the version stamped into `main.version`.
 pub fn ldflags(version: &str) -> String {
@@ -63,10 +135,19 @@ pub fn sanitize_version(raw: &str) -> String {
     }
 }
 
-/// The build args every Dockerfile takes from us: the Go build's and the runtime files'.
-pub fn docker_build_args(version: &str) -> Vec<(&'static str, String)> {
-    ENV.iter()
-        .map(|(k, v)| (*k, v.to_string()))
+/// The build args every Dockerfile takes from us: the Go build's and the runtime files'. Every
+/// Go variable is passed, empty where the mode sets none.
+pub fn docker_build_args(mode: Mode, version: &str) -> Vec<(&'static str, String)> {
+    let env = mode.env();
+    let value = |key: &str| {
+        env.iter()
+            .find(|(k, _)| *k == key)
+            .map_or(String::new(), |(_, v)| v.to_string())
+    };
+    GO_VARIABLES
+        .iter()
+        .map(|k| (*k, value(k)))
+        .chain(mode.prebuild().map(|(k, v)| (k, v.to_string())))
         .chain([
             ("LDFLAGS", ldflags(version)),
             ("APP_UID", project::APP_UID.to_string()),
@@ -75,6 +156,16 @@ pub fn docker_build_args(version: &str) -> Vec<(&'static str, String)> {
         ])
         .collect()
 }
+
+/// Every variable `Mode::env` may set: each Dockerfile declares them all.
+pub const GO_VARIABLES: [&str; 6] = [
+    "GO111MODULE",
+    "CGO_ENABLED",
+    "GOOS",
+    "GOFLAGS",
+    "GOPROXY",
+    "GOTOOLCHAIN",
+];
 
 /// The platform's GOARCH (and GOARM) settings: `linux/arm/v7` → GOARCH=arm GOARM=7.
 pub fn arch_env(platform: Platform) -> Vec<(&'static str, String)> {
@@ -94,32 +185,37 @@ pub fn platform_binary(platform: Platform) -> String {
     )
 }
 
-/// The environment for `go` in the GOPATH workspace.
-pub fn go_env(go: &Go, gopath: &Utf8Path) -> Vec<(&'static str, String)> {
-    let mut env = vec![("PATH", go.path_env()), ("GOPATH", gopath.to_string())];
-    env.extend(ENV.iter().map(|(k, v)| (*k, v.to_string())));
+/// The environment for `go` on the host, in the checkout at `paths` (GOPATH: its workspace under
+/// target/, where module mode keeps nothing it needs).
+pub fn go_env(go: &Go, paths: &Paths) -> Vec<(&'static str, String)> {
+    let mode = Mode::of(paths);
+    let mut env = vec![
+        ("PATH", go.path_env()),
+        ("GOPATH", paths.gopath().to_string()),
+    ];
+    env.extend(mode.env().into_iter().map(|(k, v)| (k, v.to_string())));
     env
 }
 
-/// Starts `go build` of the app in `app_dir` (inside `gopath`) into `out`, for `platform` (None:
-/// the host's architecture). It runs in the background (the xtask can ask the engine meanwhile):
-/// `wait` for it.
+/// Starts `go build` of the checkout's app into `out`, for `platform` (None: the host's
+/// architecture). It runs in the background (the xtask can ask the engine meanwhile): `wait` for
+/// it.
 pub fn start(
     ctx: &Ctx,
     go: &Go,
-    gopath: &Utf8Path,
-    app_dir: &Utf8Path,
+    paths: &Paths,
     out: &Utf8Path,
     platform: Option<Platform>,
     version: &str,
 ) -> Result<Running> {
-    let mut env = go_env(go, gopath);
+    let mut env = go_env(go, paths);
     env.extend(platform.map(arch_env).unwrap_or_default());
     let ldflags = ldflags(version);
+    let dir = Mode::of(paths).app_dir(paths);
     ctx.start(
         cmd!("go build -ldflags {ldflags} -o {out} .")
             .envs(&env)
-            .dir(app_dir),
+            .dir(dir),
     )
 }
 

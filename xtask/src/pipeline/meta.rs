@@ -17,6 +17,8 @@ pub struct Meta {
     pub go: String,
     /// The builder base image (Go toolchain, CA bundle).
     pub builder_base: String,
+    /// How the app's dependencies are managed (the Go build's environment follows it).
+    pub mode: crate::pipeline::gobuild::Mode,
 }
 
 impl Meta {
@@ -87,6 +89,7 @@ impl Meta {
             source: crate::infra::git::public_source(ctx, root).unwrap_or_default(),
             go: go.to_string(),
             builder_base: builder_base.to_string(),
+            mode: crate::pipeline::gobuild::Mode::at(root),
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod build;
 pub mod checkout;
 pub mod clean;
 pub mod compare;
+pub mod deps;
 pub mod distdir;
 pub mod dockerfile;
 pub mod glide;

@@ -315,6 +315,7 @@ mod tests {
             source: String::new(),
             go: "go1.27.4".into(),
             builder_base: project::LOCAL_BUILDER_IMAGE.into(),
+            mode: crate::pipeline::gobuild::Mode::Gopath,
         }
     }
 

@@ -6,83 +6,41 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use camino::Utf8Path;
 use jzon::{object, JsonValue};
 
 use crate::{
     domain::Platform,
-    pipeline::{gobuild, meta::Meta},
+    pipeline::{
+        deps,
+        gobuild::{self, Mode},
+        meta::Meta,
+    },
     project,
 };
 
 pub const SPDX_MEDIA_TYPE: &str = "application/spdx+json";
 pub const PROVENANCE_MEDIA_TYPE: &str = "application/vnd.in-toto+json";
 
-/// A dependency as glide pins it.
+/// A dependency, with its license.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dependency {
-    pub name: String,
-    /// The version glide.yaml asks for (`v1.3.0`), if any.
-    pub version: Option<String>,
-    /// The commit glide.lock pins.
-    pub commit: String,
+    pub dep: deps::Dependency,
     /// An SPDX license identifier read from the vendored files, else NOASSERTION.
     pub license: String,
 }
 
-/// The `imports` of glide.lock (name and pinned commit), with glide.yaml's versions and the
-/// licenses of the vendored copies in `vendor`.
+/// The app's dependencies (`deps::dependencies`) with the licenses of the vendored copies in
+/// `vendor`.
 pub fn dependencies(go_app: &Utf8Path, vendor: &Utf8Path) -> Result<Vec<Dependency>> {
-    let lock =
-        std::fs::read_to_string(go_app.join("glide.lock")).context("reading go-app/glide.lock")?;
-    let yaml =
-        std::fs::read_to_string(go_app.join("glide.yaml")).context("reading go-app/glide.yaml")?;
-    let wanted: BTreeMap<String, String> = pairs(&yaml, "import:", "package", "version")
+    Ok(deps::dependencies(go_app)?
         .into_iter()
-        .collect();
-    Ok(pairs(&lock, "imports:", "name", "version")
-        .into_iter()
-        .map(|(name, commit)| Dependency {
-            version: wanted.get(&name).cloned(),
-            license: license(&vendor.join(&name)),
-            name,
-            commit,
+        .map(|dep| Dependency {
+            license: license(&vendor.join(&dep.name)),
+            dep,
         })
         .collect())
-}
-
-/// In glide's YAML: the list under `section`, each item's `key` and `value` fields.
-fn pairs(text: &str, section: &str, key: &str, value: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut inside = false;
-    let mut current: Option<(String, String)> = None;
-    for line in text.lines() {
-        if !line.starts_with([' ', '-']) {
-            inside = line.trim() == section;
-            continue;
-        }
-        if !inside {
-            continue;
-        }
-        let item = line.trim_start_matches(['-', ' ']);
-        let starts_item = line.trim_start().starts_with('-');
-        if starts_item {
-            out.extend(current.take());
-            current = Some(Default::default());
-        }
-        if let (Some((k, v)), Some(entry)) = (item.split_once(':'), current.as_mut()) {
-            let v = v.trim().trim_matches('"').to_string();
-            if k.trim() == key {
-                entry.0 = v;
-            } else if k.trim() == value {
-                entry.1 = v;
-            }
-        }
-    }
-    out.extend(current);
-    out.retain(|(k, _)| !k.is_empty());
-    out
 }
 
 /// The license a vendored package states in its own files, as an SPDX identifier.
@@ -134,22 +92,36 @@ pub fn spdx(
     let mut relationships = vec![object! {
         "spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": "SPDXRef-Package-app",
     }];
-    for (i, dep) in deps.iter().enumerate() {
+    for (i, Dependency { dep, license }) in deps.iter().enumerate() {
         let id = format!("SPDXRef-Package-dep-{i}");
+        // GOPATH mode: glide.lock's commit names it; module mode: go.mod's version, as Go writes
+        // it (a pseudo-version names its commit too).
+        let (pinned, source) = match meta.mode {
+            Mode::Gopath => {
+                let commit = dep.commit.clone().unwrap_or_default();
+                let why = format!("glide.lock pins commit {commit}");
+                (commit, why)
+            }
+            Mode::Modules => {
+                let version = dep.version.clone().unwrap_or_default();
+                let why = format!("go.mod requires {version} (vendor/modules.txt)");
+                (version, why)
+            }
+        };
         packages.push(object! {
             "SPDXID": id.as_str(),
             "name": dep.name.as_str(),
-            "versionInfo": dep.version.clone().unwrap_or_else(|| dep.commit.clone()),
-            "downloadLocation": format!("git+https://{}@{}", dep.name, dep.commit),
-            "sourceInfo": format!("glide.lock pins commit {}", dep.commit),
+            "versionInfo": dep.version.clone().unwrap_or_else(|| pinned.clone()),
+            "downloadLocation": format!("git+https://{}@{pinned}", dep.name),
+            "sourceInfo": source,
             "filesAnalyzed": false,
-            "licenseConcluded": dep.license.as_str(),
-            "licenseDeclared": dep.license.as_str(),
+            "licenseConcluded": license.as_str(),
+            "licenseDeclared": license.as_str(),
             "copyrightText": "NOASSERTION",
             "externalRefs": [{
                 "referenceCategory": "PACKAGE-MANAGER",
                 "referenceType": "purl",
-                "referenceLocator": format!("pkg:golang/{}@{}", dep.name, dep.commit),
+                "referenceLocator": format!("pkg:golang/{}@{pinned}", dep.name),
             }],
         });
         relationships.push(object! {
@@ -206,7 +178,7 @@ pub fn provenance(
     manifest_digest: &str,
     base_id: &str,
 ) -> JsonValue {
-    let env: BTreeMap<&str, &str> = gobuild::ENV.into_iter().collect();
+    let env: BTreeMap<&str, &str> = meta.mode.env().into_iter().collect();
     let source = if meta.source.is_empty() {
         "git".to_string()
     } else {
@@ -247,23 +219,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn glide_files_are_read() {
-        let lock = "hash: x\nupdated: y\nimports:\n- name: github.com/a/b\n  version: 4eec211\n- name: c.org/d\n  version: abc\n  subpackages:\n  - e\ntestImports: []\n";
-        assert_eq!(
-            pairs(lock, "imports:", "name", "version"),
-            [
-                ("github.com/a/b".to_string(), "4eec211".to_string()),
-                ("c.org/d".to_string(), "abc".to_string())
-            ]
-        );
-        let yaml = "package: app\nimport:\n- package: github.com/a/b\n  version: v1.3.0\n";
-        assert_eq!(
-            pairs(yaml, "import:", "package", "version"),
-            [("github.com/a/b".to_string(), "v1.3.0".to_string())]
-        );
-    }
-
-    #[test]
     fn documents_are_the_same_for_the_same_inputs() {
         let meta = Meta {
             version: "v1".into(),
@@ -272,11 +227,14 @@ mod tests {
             source: String::new(),
             go: "go1.27.4".into(),
             builder_base: project::LOCAL_BUILDER_IMAGE.into(),
+            mode: crate::pipeline::gobuild::Mode::Gopath,
         };
         let deps = [Dependency {
-            name: "github.com/a/b".into(),
-            version: Some("v1.3.0".into()),
-            commit: "4eec211".into(),
+            dep: deps::Dependency {
+                name: "github.com/a/b".into(),
+                version: Some("v1.3.0".into()),
+                commit: Some("4eec211".into()),
+            },
             license: "NOASSERTION".into(),
         }];
         let arm: Platform = "linux/arm64".parse().unwrap();
@@ -284,6 +242,13 @@ mod tests {
         assert_eq!(a, spdx(&meta, arm, "00", &deps, "20230311").dump());
         let text = a;
         assert!(text.contains("pkg:golang/github.com/a/b@4eec211") && text.contains("\"1.27.4\""));
+        // Module mode: the purl names the version go.mod requires.
+        let modules = Meta {
+            mode: Mode::Modules,
+            ..meta.clone()
+        };
+        let text = spdx(&modules, arm, "00", &deps, "20230311").dump();
+        assert!(text.contains("pkg:golang/github.com/a/b@v1.3.0"), "{text}");
         let p = provenance(&meta, arm, "sha256:ff", "sha256:ee");
         assert_eq!(p["subject"][0]["digest"]["sha256"], "ff");
     }
