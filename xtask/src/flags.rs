@@ -81,6 +81,16 @@ xflags::xflags! {
             optional --all
         }
 
+        /// Move the app from Glide to Go modules (go.mod, vendor/), proved before anything changes.
+        cmd migrate {}
+
+        /// Known vulnerabilities of what we ship (govulncheck), and what a rebuild would update.
+        /// Exit 0: none found; 1: findings; 2: could not check.
+        cmd audit {
+            /// A local copy of the Go vulnerability database: a directory or a file:// or https:// URL.
+            optional --db db: String
+        }
+
         /// The test suite: provisioning, fmt, clippy, go vet, gofmt, go test, all Rust tests.
         cmd ci {}
 

@@ -98,8 +98,8 @@ pub struct Paths {
 }
 
 impl Paths {
-    /// The workspace root: the nearest ancestor of the current directory that holds
-    /// `go-app/glide.yaml` and `xtask/`, else the one this binary was compiled in.
+    /// The workspace root: the nearest ancestor of the current directory that holds `xtask/` and
+    /// `go-app/` with glide.yaml or go.mod, else the one this binary was compiled in.
     pub fn discover() -> Result<Paths> {
         let cwd = std::env::current_dir().context("reading the current directory")?;
         let cwd = Utf8PathBuf::from_path_buf(cwd)
@@ -116,7 +116,9 @@ impl Paths {
     }
 
     fn is_root(dir: &Utf8Path) -> bool {
-        dir.join("go-app/glide.yaml").is_file() && dir.join("xtask").is_dir()
+        let app = dir.join("go-app");
+        (app.join("glide.yaml").is_file() || app.join("go.mod").is_file())
+            && dir.join("xtask").is_dir()
     }
 
     /// The workspace at `root`, refused before any work when a tool could not take its path.

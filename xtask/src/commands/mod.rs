@@ -1,12 +1,14 @@
 //! The commands: one file each, `impl flags::X { fn run(self, ctx) }`. A command reads its flags,
 //! decides, and calls pipeline steps; no command is used by another module.
 
+mod audit;
 mod base_images;
 mod bench;
 mod ci;
 mod clean;
 mod dist;
 mod image;
+mod migrate;
 mod publish;
 mod setup;
 mod verify;
@@ -42,7 +44,31 @@ pub fn run(flags: Xtask) -> Result<()> {
         XtaskCmd::Verify(cmd) => cmd.run(&ctx),
         XtaskCmd::BaseImages(cmd) => cmd.run(&ctx),
         XtaskCmd::Clean(cmd) => cmd.run(&ctx),
+        XtaskCmd::Migrate(cmd) => cmd.run(&ctx),
+        XtaskCmd::Audit(cmd) => cmd.run(&ctx),
         XtaskCmd::Ci(cmd) => cmd.run(&ctx),
         XtaskCmd::Bench(cmd) => cmd.run(&ctx),
     }
 }
+
+/// How a command ends when it is neither a success nor an error of the usual kind: its exit code
+/// and what it says (`audit`: 1 for findings, 2 when it could not check).
+#[derive(Debug)]
+pub struct Exit {
+    pub code: u8,
+    message: String,
+}
+
+impl Exit {
+    pub fn new(code: u8, message: String) -> Exit {
+        Exit { code, message }
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Exit {}

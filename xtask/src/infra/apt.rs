@@ -62,6 +62,8 @@ pub struct Package {
     pub suite: Option<&'static str>,
     /// Packages apt may install along with it (and nothing else).
     pub companions: &'static [&'static str],
+    /// From `suite` even where the host's suites have it.
+    pub suite_only: bool,
     pub elsewhere: &'static str,
 }
 
@@ -146,7 +148,7 @@ pub fn install(ctx: &Ctx, tools: &[Package]) -> Result<()> {
         ctx.run(cmd!("{program} {prefix...} apt-get {opts...} update -q"))?;
         // What the host's own suites provide comes from them.
         let (native, other): (Vec<Package>, Vec<Package>) =
-            wanted.iter().partition(|t| t.suite.is_none() || host_provides(ctx, t.package));
+            wanted.iter().partition(|t| from_host(ctx, t));
         if !native.is_empty() {
             let packages: Vec<&str> = native.iter().map(|t| t.package).collect();
             ctx.announce(format!("installing {} from the host's suites", packages.join(" ")));
@@ -225,6 +227,12 @@ pub fn unpack(ctx: &Ctx, suite: &str, packages: &[&str], into: &Utf8Path) -> Res
 }
 
 /// Whether the host's own configuration has a candidate for `package`.
+/// Whether `tool` comes from the host's own suites: it names no other, or the host has it and
+/// may give it.
+fn from_host(ctx: &Ctx, tool: &Package) -> bool {
+    tool.suite.is_none() || (!tool.suite_only && host_provides(ctx, tool.package))
+}
+
 fn host_provides(ctx: &Ctx, package: &str) -> bool {
     ctx.try_read(cmd!("apt-cache policy {package}"))
         .and_then(|out| {
@@ -298,7 +306,7 @@ fn print_for_user(
     let opts = opts.iter().map(|o| quote(o)).collect::<Vec<_>>().join(" ");
     let native: Vec<&str> = tools
         .iter()
-        .filter(|t| t.suite.is_none() || host_provides(ctx, t.package))
+        .filter(|t| from_host(ctx, t))
         .map(|t| t.package)
         .collect();
     let foreign: Vec<String> = tools

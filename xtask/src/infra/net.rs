@@ -8,6 +8,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// A loopback port free now (the kernel's pick).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 /// Whether `host:443` answers within `limit` (DNS included), as HTTPS clients here would reach it.
 pub fn https_reachable(host: &str, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;

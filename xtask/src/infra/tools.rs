@@ -17,6 +17,8 @@ pub enum Probe {
     OnPath(&'static str),
     /// A file a package installs.
     File(&'static str),
+    /// A program that must run with these arguments (a version too old fails them).
+    Runs(&'static str, &'static [&'static str]),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +31,8 @@ pub struct Tool {
     pub suite: Option<&'static str>,
     /// Packages apt may install along with it (and nothing else).
     pub companions: &'static [&'static str],
+    /// Taken from `suite` even where the host's suites have the package (theirs is too old).
+    pub suite_only: bool,
     /// What a user on another system does.
     pub elsewhere: &'static str,
 }
@@ -45,6 +49,7 @@ const fn tool(
         package,
         suite: None,
         companions: &[],
+        suite_only: false,
         elsewhere,
     }
 }
@@ -95,6 +100,7 @@ pub const GO: Tool = Tool {
     package: project::GO_PACKAGE,
     suite: Some("trixie-backports"),
     companions: &[project::GO_SRC_PACKAGE],
+    suite_only: false,
     elsewhere: "install a supported Go from go.dev/dl (or your distribution) and put it on PATH",
 };
 /// Glide left Debian after bullseye (and came back in trixie); bullseye's installs alone on bookworm.
@@ -153,9 +159,21 @@ pub const COSIGN: Tool = Tool {
         "install cosign from your distribution or docs.sigstore.dev",
     )
 };
+/// `audit`: the Go vulnerability checker, 1.0 or newer (bookworm's 2023 snapshot lacks `-mode`):
+/// trixie's, even where the host's suites have one.
+pub const GOVULNCHECK: Tool = Tool {
+    suite: Some("trixie"),
+    suite_only: true,
+    ..tool(
+        "govulncheck",
+        Probe::Runs("govulncheck", &["-version"]),
+        "govulncheck",
+        "install govulncheck from your distribution, or `go install golang.org/x/vuln/cmd/govulncheck@latest`",
+    )
+};
 
 /// Everything the pipeline and its tests use, in install order.
-pub const ALL: [Tool; 13] = [
+pub const ALL: [Tool; 14] = [
     DOCKER,
     DOCKERD,
     GIT,
@@ -169,6 +187,7 @@ pub const ALL: [Tool; 13] = [
     SKOPEO,
     ORAS,
     COSIGN,
+    GOVULNCHECK,
 ];
 /// What only the tests use besides: a registry to push to, Podman serving the Docker API.
 pub const TEST_ONLY: [Tool; 3] = [REGISTRY, HTPASSWD, PODMAN];
@@ -202,6 +221,7 @@ impl Tool {
             package: self.package,
             suite: self.suite,
             companions: self.companions,
+            suite_only: self.suite_only,
             elsewhere: self.elsewhere,
         }
     }
@@ -210,6 +230,13 @@ impl Tool {
         match self.probe {
             Probe::OnPath(bin) => which::which(bin).is_ok(),
             Probe::File(path) => Utf8Path::new(path).exists(),
+            Probe::Runs(bin, args) => std::process::Command::new(bin)
+                .args(args.iter())
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
         }
     }
 
@@ -249,6 +276,7 @@ pub fn require(ctx: &Ctx, tools: &[Tool]) -> Result<()> {
     let looked = match first.probe {
         Probe::OnPath(_) => " on PATH".to_string(),
         Probe::File(path) => format!(" ({path} is missing)"),
+        Probe::Runs(bin, args) => format!(" (`{bin} {}` must run: too old?)", args.join(" ")),
     };
     bail!(
         "`{}` not found{looked}: {}",

@@ -1,6 +1,7 @@
 //! The pipeline's steps: plain functions and types that take plain values (paths, a tag, a
 //! strategy), run things only through `Ctx`, and never see a CLI struct or a command module.
 
+pub mod audit;
 pub mod base;
 pub mod build;
 pub mod checkout;
@@ -14,6 +15,7 @@ pub mod gobuild;
 pub mod handoff;
 pub mod load;
 pub mod meta;
+pub mod migrate;
 pub mod oci;
 pub mod publish;
 pub mod record;
