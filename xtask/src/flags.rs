@@ -81,6 +81,16 @@ xflags::xflags! {
             optional --all
         }
 
+        /// Build, run and serve the image on a loopback port; rebuild and swap on every saved change.
+        cmd dev {
+            /// The port served on 127.0.0.1 (default 8080).
+            optional --port port: u16
+            /// direct (default) | multistage.
+            optional --strategy strategy: Strategy
+            /// The image tag (default go-docker-prod:latest).
+            optional --tag tag: ImageRef
+        }
+
         /// Move the app from Glide to Go modules (go.mod, vendor/), proved before anything changes.
         cmd migrate {}
 

@@ -43,6 +43,8 @@ enum Contender {
     DockerInit,
     /// `cargo xtask image --strategy direct` on the engine given by `--remote`.
     DirectRemote,
+    /// `cargo xtask dev`: from saving an edit to the new answer on its port.
+    Dev,
     /// `cargo xtask image`.
     Ours {
         strategy: Strategy,
@@ -59,6 +61,7 @@ impl Contender {
             Contender::SeedTwoDockerfiles(b) => format!("seed two-Dockerfile ({b})"),
             Contender::DockerInit => "peer: docker init Go Dockerfile (buildkit)".into(),
             Contender::DirectRemote => format!("ours {} (remote engine)", Strategy::Direct),
+            Contender::Dev => "ours dev: save → new answer on the port".into(),
             Contender::Ours {
                 strategy,
                 builder,
@@ -184,7 +187,11 @@ fn contenders(quick: bool, buildkit: bool, remote: bool) -> Vec<Contender> {
         builder,
         compress,
     };
-    let mut contenders = vec![Contender::Limit, ours(Strategy::Direct, None, false)];
+    let mut contenders = vec![
+        Contender::Limit,
+        ours(Strategy::Direct, None, false),
+        Contender::Dev,
+    ];
     for &b in &builders {
         contenders.push(Contender::SeedMultistage(b));
         contenders.push(ours(Strategy::Multistage, Some(b), false));
@@ -329,6 +336,9 @@ impl<'a> Bench<'a> {
 
     /// `measure` on this bench's engine.
     fn measure_here(&self, who: Contender) -> Result<Row> {
+        if who == Contender::Dev {
+            return self.measure_dev();
+        }
         let mut row = Row {
             name: who.name(),
             ..Row::default()
@@ -383,6 +393,93 @@ impl<'a> Bench<'a> {
         Ok(row)
     }
 
+    /// `dev` running in the bench's copy: each edit of main.go timed from the save until the port
+    /// serves the new text, beside a host `go build` of an edit of its own (in the GOPATH copy,
+    /// which `dev` does not watch) while `dev` is idle.
+    fn measure_dev(&self) -> Result<Row> {
+        let ctx = self.ctx;
+        let port = crate::infra::net::free_port()?.to_string();
+        let tag = Contender::Dev.tag();
+        let mut args = vec!["dev", "--port", port.as_str(), "--tag", tag.as_str()];
+        if ctx.offline {
+            args.push("--offline");
+        }
+        let (reader, writer) = os_pipe::pipe()?;
+        let exe = &self.exe;
+        let session = ctx.start(cmd!("{exe} {args...}").dir(&self.ws.root).output_to(writer))?;
+        let (lines, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(reader)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = lines.send(line);
+            }
+        });
+        let wait_line = |marker: &str| -> Result<()> {
+            let deadline = Instant::now() + std::time::Duration::from_secs(300);
+            while Instant::now() < deadline {
+                ctx.check_signal("the bench's dev session")?;
+                if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(100)) {
+                    if line.contains(marker) {
+                        return Ok(());
+                    }
+                }
+            }
+            anyhow::bail!("dev did not say `{marker}` within 300 s")
+        };
+        wait_line("dev: http://127.0.0.1:")?;
+        let addr = format!("127.0.0.1:{port}");
+        let (mut edits, mut vs_limit) = (Vec::new(), Vec::new());
+        for _ in 0..self.runs {
+            let limit = self.limit_without_dev()?;
+            let text = self.edit()?;
+            let saved = Instant::now();
+            loop {
+                let body = crate::infra::http::get(&addr, "/")
+                    .map(|(_, b)| b)
+                    .unwrap_or_default();
+                if body.contains(&text) {
+                    break;
+                }
+                if saved.elapsed() > std::time::Duration::from_secs(300) {
+                    anyhow::bail!("dev never served the edit");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            let secs = saved.elapsed().as_secs_f64();
+            edits.push(secs);
+            vs_limit.push(secs / limit);
+            // Idle again: its one line for this change is out.
+            wait_line("the new code answers")?;
+        }
+        drop(session); // SIGTERM: dev stops its container, the app exits 0
+        Ok(Row {
+            name: Contender::Dev.name(),
+            edit: median(edits),
+            edit_vs_limit: median(vs_limit),
+            ..Row::default()
+        })
+    }
+
+    /// A host `go build` of an edit of its own, made in the GOPATH copy only (what `dev` watches
+    /// stays as it is): its wall time.
+    fn limit_without_dev(&self) -> Result<f64> {
+        let app = self.ws.gopath_app();
+        let n = self.edits.get() + 1;
+        self.edits.set(n);
+        let edited = self.original_main.replace(
+            "Welcome to go-docker-prod!",
+            &format!("Welcome to go-docker-prod! limit #{n}"),
+        );
+        fs::write(app.join("main.go"), edited)?;
+        let out = self.ws.target().join("limit-main");
+        let started = Instant::now();
+        gobuild::start(self.ctx, &self.go, &self.ws, &out, None, "bench")?.wait()?;
+        Ok(started.elapsed().as_secs_f64())
+    }
+
     fn median(&self, mut f: impl FnMut() -> Result<f64>) -> Result<f64> {
         let times = (0..self.runs).map(|_| f()).collect::<Result<Vec<f64>>>()?;
         median(times).context("no run")
@@ -390,18 +487,19 @@ impl<'a> Bench<'a> {
 
     /// A one-line edit to main.go: a welcome text never built before (the builders' caches are
     /// content-addressed: a text seen in an earlier run would be a cache hit).
-    fn edit(&self) -> Result<()> {
+    fn edit(&self) -> Result<String> {
         let n = self.edits.get() + 1;
         self.edits.set(n);
         let nonce = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_nanos();
-        let edited = self.original_main.replace(
-            "Welcome to go-docker-prod!",
-            &format!("Welcome to go-docker-prod! #{n}.{nonce}"),
-        );
+        let text = format!("Welcome to go-docker-prod! #{n}.{nonce}");
+        let edited = self
+            .original_main
+            .replace("Welcome to go-docker-prod!", &text);
         fs::write(self.ws.go_app().join("main.go"), edited)
-            .context("editing the bench copy of main.go")
+            .context("editing the bench copy of main.go")?;
+        Ok(text)
     }
 
     /// Builds `who` once; the wall time in seconds.
@@ -432,6 +530,7 @@ impl<'a> Bench<'a> {
                 compress,
             } => self.image(&tag, strategy, builder, compress, cold)?,
             Contender::DirectRemote => self.image(&tag, Strategy::Direct, None, false, cold)?,
+            Contender::Dev => unreachable!("dev is measured by measure_dev"),
             Contender::SeedMultistage(builder) => {
                 self.fixture(
                     builder,

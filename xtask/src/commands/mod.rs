@@ -6,6 +6,7 @@ mod base_images;
 mod bench;
 mod ci;
 mod clean;
+mod dev;
 mod dist;
 mod image;
 mod migrate;
@@ -44,6 +45,7 @@ pub fn run(flags: Xtask) -> Result<()> {
         XtaskCmd::Verify(cmd) => cmd.run(&ctx),
         XtaskCmd::BaseImages(cmd) => cmd.run(&ctx),
         XtaskCmd::Clean(cmd) => cmd.run(&ctx),
+        XtaskCmd::Dev(cmd) => cmd.run(&ctx),
         XtaskCmd::Migrate(cmd) => cmd.run(&ctx),
         XtaskCmd::Audit(cmd) => cmd.run(&ctx),
         XtaskCmd::Ci(cmd) => cmd.run(&ctx),

@@ -62,6 +62,8 @@ pub struct Cmd {
     next: Option<Box<Cmd>>,
     /// Standard error into standard output.
     merged: bool,
+    /// Both outputs into this pipe, read by the caller as they come.
+    to: Option<os_pipe::PipeWriter>,
     pub(crate) kind: Kind,
     pub(crate) stdout: Stdout,
     pub(crate) timeout: Option<Duration>,
@@ -77,6 +79,7 @@ impl Cmd {
             stdin: None,
             next: None,
             merged: false,
+            to: None,
             kind: Kind::Change,
             stdout: Stdout::Shown,
             timeout: None,
@@ -127,6 +130,13 @@ impl Cmd {
     /// Its standard error goes where its standard output goes (`docker logs`: the app's two).
     pub fn both_outputs(mut self) -> Cmd {
         self.merged = true;
+        self
+    }
+
+    /// Its standard output and error into `writer`, for the caller to read as they come
+    /// (`docker logs -f`).
+    pub fn output_to(mut self, writer: os_pipe::PipeWriter) -> Cmd {
+        self.to = Some(writer);
         self
     }
 
@@ -223,6 +233,12 @@ impl Cmd {
         }
         if self.merged {
             expr = expr.stderr_to_stdout();
+        }
+        if let Some(writer) = self.to {
+            if let Ok(copy) = writer.try_clone() {
+                expr = expr.stderr_file(copy);
+            }
+            expr = expr.stdout_file(writer);
         }
         match self.next {
             Some(next) => expr.pipe(next.expression(default_dir)),

@@ -29,6 +29,13 @@ pub fn received() -> Option<i32> {
     (n != 0).then_some(n as i32)
 }
 
+/// Forgets the signal: the command stopped as asked, and ends as a success (`dev`).
+pub fn acknowledge() {
+    if let Some(flag) = RECEIVED.get() {
+        flag.store(0, Ordering::SeqCst);
+    }
+}
+
 /// The signal's name, for messages.
 pub fn name(signal: i32) -> &'static str {
     match signal {

@@ -344,20 +344,33 @@ pub fn smoke(ctx: &Ctx, checkout: &mut Checkout, built: &Built, tag: &str) -> Re
 /// Moves `tag` to the candidate, prints the summary while the image the tag named before goes,
 /// and says when that one stays.
 pub fn place(ctx: &Ctx, checkout: &mut Checkout, built: &Built, tag: &str) -> Result<()> {
+    place_reporting(ctx, checkout, built, tag, true)
+}
+
+/// `place`, the summary printed when `report` (`dev` says one line of its own).
+pub fn place_reporting(
+    ctx: &Ctx,
+    checkout: &mut Checkout,
+    built: &Built,
+    tag: &str,
+    report: bool,
+) -> Result<()> {
     let paths = &ctx.paths;
     let record = &mut checkout.record;
     let placed = record.place(ctx, paths, tag, &built.id, built.previous.as_deref())?;
-    ctx.after_real_run(|| {
-        let size = match &built.image {
-            Some(image) => image.size,
-            None => docker::inspect(ctx, tag, "{{.Size}}")
-                .with_context(|| format!("inspecting {tag} after the build"))?
-                .parse()
-                .unwrap_or(0),
-        };
-        summary(ctx, built, tag, size, placed.dangling);
-        Ok(())
-    })?;
+    if report {
+        ctx.after_real_run(|| {
+            let size = match &built.image {
+                Some(image) => image.size,
+                None => docker::inspect(ctx, tag, "{{.Size}}")
+                    .with_context(|| format!("inspecting {tag} after the build"))?
+                    .parse()
+                    .unwrap_or(0),
+            };
+            summary(ctx, built, tag, size, placed.dangling);
+            Ok(())
+        })?;
+    }
     if let Some((prev, outcome)) = record.settle(ctx, paths, placed)? {
         let why = match outcome {
             Superseded::Removed => None,

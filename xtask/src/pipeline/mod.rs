@@ -8,6 +8,7 @@ pub mod checkout;
 pub mod clean;
 pub mod compare;
 pub mod deps;
+pub mod dev;
 pub mod distdir;
 pub mod dockerfile;
 pub mod glide;

@@ -77,7 +77,7 @@ pub fn run(ctx: &Ctx, checkout: &str, id: &str, tag: &str) -> Result<()> {
 
 /// Runs the image's own health check (its HEALTHCHECK's command) in the container until it
 /// passes; fails at once when the server exits, and after `HEALTHY_WITHIN`, with the real time.
-fn wait_healthy(ctx: &Ctx, name: &str, id: &str, started: Instant) -> Result<()> {
+pub fn wait_healthy(ctx: &Ctx, name: &str, id: &str, started: Instant) -> Result<()> {
     let format = "{{.State.Running}} {{.State.ExitCode}}";
     let check = &health_command(ctx, id)?;
     let shown = check.join(" ");
@@ -136,7 +136,7 @@ fn health_command(ctx: &Ctx, id: &str) -> Result<Vec<String>> {
 }
 
 /// The container's whole log, standard output and standard error as the app wrote them.
-fn container_log(ctx: &Ctx, name: &str) -> String {
+pub fn container_log(ctx: &Ctx, name: &str) -> String {
     let logs = cmd!("docker logs {name}").both_outputs();
     match ctx.read(logs.within(Duration::from_secs(10))) {
         Ok(text) => {

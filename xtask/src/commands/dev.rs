@@ -1,0 +1,47 @@
+//! `cargo xtask dev [--port N] [--strategy direct|multistage]`: the image built, run and served
+//! on 127.0.0.1:N, rebuilt and swapped on every saved change (`pipeline::dev`).
+
+use anyhow::{bail, Result};
+
+use crate::{
+    domain::Strategy,
+    flags,
+    infra::ctx::Ctx,
+    pipeline::{
+        build::{self, Request},
+        checkout::Checkout,
+        dev,
+    },
+};
+
+/// The port `dev` serves on unless told.
+const DEFAULT_PORT: u16 = 8080;
+
+impl flags::Dev {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        let strategy = self.strategy.unwrap_or(Strategy::Direct);
+        if !matches!(strategy, Strategy::Direct | Strategy::Multistage) {
+            bail!("dev builds with --strategy direct (default) or multistage, not {strategy}");
+        }
+        let tag = self
+            .tag
+            .unwrap_or_else(|| crate::domain::ImageRef(crate::project::DEFAULT_TAG.into()));
+        let mut request = Request {
+            strategy,
+            tag: tag.as_str(),
+            builder: None,
+            builder_image: None,
+            runtime_image: None,
+            no_cache: false,
+            compress: false,
+        };
+        request.strategy = build::strategy(ctx, &request)?;
+        let mut checkout = Checkout::open(ctx, None)?;
+        dev::run(
+            ctx,
+            &mut checkout,
+            &request,
+            self.port.unwrap_or(DEFAULT_PORT),
+        )
+    }
+}

@@ -1,0 +1,382 @@
+//! `dev`: from a saved file to the new code answering in the real container. The image is built
+//! as `image` builds it (direct by default), run hardened as the smoke test runs it, and served
+//! on the URL's port by the xtask itself, which forwards each connection to whichever container is
+//! current: a new container takes over only once it is healthy, so the port never refuses while a
+//! good build replaces the old one. A build or a health check that fails leaves the old container
+//! serving; the next save tries again. Ctrl-C or SIGTERM stops the container with SIGTERM and
+//! removes what `dev` made; the last image stays tagged, on record, like any build.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Arc, RwLock,
+    },
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::{bail, Context, Result};
+use camino::Utf8Path;
+
+use crate::{
+    cmd,
+    infra::{
+        ctx::{secs, Ctx},
+        docker::{self, TempContainer},
+        http, signals,
+    },
+    pipeline::{
+        build::{self, Built, Request},
+        checkout::Checkout,
+        smoke,
+    },
+    project,
+};
+
+/// How long a burst of saves may go on before it is built: each event waits this long for more.
+const QUIET: Duration = Duration::from_millis(150);
+
+/// Builds, serves on `port` and rebuilds on every change until a signal; see the module's doc.
+pub fn run<'a>(ctx: &'a Ctx, checkout: &mut Checkout, request: &Request, port: u16) -> Result<()> {
+    let paths = &ctx.paths;
+    let local = docker::publishes_here(&docker::endpoint(ctx));
+    let proxy = Proxy::bind(port)?;
+    let watch = Watch::start(&paths.go_app())?;
+    // What a killed `dev` of this checkout left (the checkout's lock says none runs now).
+    let label = docker::label_filter(project::LABEL_TEMP, &checkout.record.checkout);
+    let left = ctx.read(cmd!("docker ps -a -q --no-trunc --filter {label}"))?;
+    let left: Vec<&str> = left.lines().collect();
+    if !left.is_empty() {
+        ctx.announce("removing the containers a stopped xtask left");
+        ctx.cleanup(cmd!("docker rm -f {left...}"))?;
+    }
+    let mut serving: Option<Serving<'a>> = None;
+    let started = Instant::now();
+    match cycle(ctx, checkout, request, &mut serving, &proxy, local) {
+        Ok(built) => println!(
+            "dev: {} built in {}, serving after {}",
+            request.tag,
+            secs(built),
+            secs(started.elapsed())
+        ),
+        Err(e) => eprintln!("dev: the first build FAILED, waiting for a change: {e:#}"),
+    }
+    if local {
+        println!("dev: http://127.0.0.1:{port}/ (Ctrl-C stops)");
+    } else {
+        println!(
+            "dev: the engine runs elsewhere ({}): its containers answer on its own loopback, so \
+             each one's health check is all that is checked; Ctrl-C stops",
+            docker::endpoint(ctx)
+        );
+    }
+    while let Some(changed) = watch.next_burst() {
+        let saved = changed.at;
+        let what = changed.names();
+        match cycle(ctx, checkout, request, &mut serving, &proxy, local) {
+            Ok(built) => println!(
+                "dev: {what}: built in {}, the new code answers {} after the save",
+                secs(built),
+                secs(saved.elapsed())
+            ),
+            Err(e) => eprintln!("dev: {what}: FAILED, the running container serves on: {e:#}"),
+        }
+    }
+    // Stopped by a signal: the container goes with SIGTERM, and the app must exit 0; what a
+    // stopped build left goes too.
+    proxy.stop();
+    if let Some(serving) = serving.take() {
+        serving.stop(ctx)?;
+    }
+    checkout.record.close_builds();
+    checkout.record.sweep(ctx, &[])?;
+    checkout.record.save(ctx, paths)?;
+    signals::acknowledge();
+    println!("dev: stopped; {} stays, on record", request.tag);
+    Ok(())
+}
+
+/// One build and swap: the build, a new container, healthy, then the port's connections go to it,
+/// the old container stops, and the tag moves. How long the build took.
+fn cycle<'a>(
+    ctx: &'a Ctx,
+    checkout: &mut Checkout,
+    request: &Request,
+    serving: &mut Option<Serving<'a>>,
+    proxy: &Proxy,
+    local: bool,
+) -> Result<Duration> {
+    let built = build::build(ctx, checkout, request)?;
+    let took = built.elapsed;
+    if built.id.is_empty() {
+        return Ok(took); // --dry-run
+    }
+    let next = match Serving::start(ctx, &checkout.record.checkout, &built, local) {
+        Ok(next) => next,
+        Err(e) => {
+            if serving.as_ref().is_none_or(|s| s.id != built.id) {
+                checkout.record.discard(ctx, &ctx.paths, &built.id);
+            }
+            return Err(e);
+        }
+    };
+    proxy.route(next.addr);
+    if let Some(old) = serving.replace(next) {
+        old.stop(ctx)?;
+    }
+    build::place_reporting(ctx, checkout, &built, request.tag, false)?;
+    Ok(took)
+}
+
+/// The container serving now: its image, its published address, its log streamed.
+struct Serving<'a> {
+    id: String,
+    container: TempContainer<'a>,
+    addr: Option<SocketAddr>,
+    _logs: crate::infra::process::Running,
+}
+
+impl<'a> Serving<'a> {
+    /// Runs `built`'s image hardened on a free loopback port, its log streamed with the time,
+    /// until its health check passes (and, when the engine publishes here, /healthz answers). The
+    /// container is removed when dropped; `clean` finds a killed `dev`'s by its label.
+    fn start(ctx: &'a Ctx, checkout: &str, built: &Built, local: bool) -> Result<Serving<'a>> {
+        let publish = format!("127.0.0.1::{}", project::APP_PORT);
+        let hardening = ["--read-only", "--cap-drop", "ALL", "-p", &publish];
+        let container = TempContainer::create(ctx, checkout, &built.id, "dev", &hardening, &[])?;
+        let name = container.name.clone();
+        ctx.run(cmd!("docker start {name}").quiet())
+            .context("starting the container")?;
+        let logs = stream_log(ctx, &name)?;
+        smoke::wait_healthy(ctx, &name, &built.id, Instant::now()).map_err(|e| {
+            anyhow::anyhow!("{e:#}; its log:\n{}", smoke::container_log(ctx, &name))
+        })?;
+        let port = format!("{}/tcp", project::APP_PORT);
+        let published = ctx.read(cmd!("docker port {name} {port}"))?;
+        let addr = published
+            .lines()
+            .find_map(|l| l.parse::<SocketAddr>().ok().filter(SocketAddr::is_ipv4))
+            .context("no loopback port published")?;
+        if local && !http::wait_ok(&addr.to_string(), "/healthz", Duration::from_secs(10)) {
+            bail!("healthy, but {addr} does not answer /healthz");
+        }
+        Ok(Serving {
+            id: built.id.clone(),
+            container,
+            addr: local.then_some(addr),
+            _logs: logs,
+        })
+    }
+
+    /// Stops the container with SIGTERM: the app must exit 0. Then it is removed.
+    fn stop(self, ctx: &Ctx) -> Result<()> {
+        let name = &self.container.name;
+        ctx.cleanup(cmd!("docker stop -t 5 {name}"))?;
+        let format = "{{.State.ExitCode}}";
+        let code = ctx.read(cmd!("docker inspect --format {format} {name}"))?;
+        if code != "0" {
+            eprintln!("dev: {name} exited with {code} after SIGTERM, expected 0");
+        }
+        Ok(())
+    }
+}
+
+/// `docker logs -f`, each line printed with the time (UTC) and the container's name.
+fn stream_log(ctx: &Ctx, name: &str) -> Result<crate::infra::process::Running> {
+    let (reader, writer) = os_pipe::pipe().context("making a pipe for the log")?;
+    let running = ctx.start(cmd!("docker logs -f {name}").output_to(writer).as_cleanup())?;
+    let short = name.rsplit('-').next().unwrap_or(name).to_string();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines().map_while(Result::ok) {
+            let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+            let time = now.get(11..23).unwrap_or(&now);
+            println!("{time} {short} | {line}");
+        }
+    });
+    Ok(running)
+}
+
+/// The URL's port, held by the xtask: each connection is forwarded to the current container.
+struct Proxy {
+    backend: Arc<RwLock<Option<SocketAddr>>>,
+    stopped: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    fn bind(port: u16) -> Result<Proxy> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).with_context(|| {
+            format!("listening on 127.0.0.1:{port} (in use? pass --port with a free one)")
+        })?;
+        listener.set_nonblocking(true)?;
+        let backend = Arc::new(RwLock::new(None));
+        let stopped = Arc::new(AtomicBool::new(false));
+        let (to, stop) = (Arc::clone(&backend), Arc::clone(&stopped));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let target = *to.read().unwrap_or_else(|e| e.into_inner());
+                        std::thread::spawn(move || forward(client, target));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        });
+        Ok(Proxy { backend, stopped })
+    }
+
+    /// New connections go to `addr` from now on.
+    fn route(&self, addr: Option<SocketAddr>) {
+        *self.backend.write().unwrap_or_else(|e| e.into_inner()) = addr;
+    }
+
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Copies bytes both ways between `client` and `target` until both sides are done.
+fn forward(client: TcpStream, target: Option<SocketAddr>) {
+    let Some(target) = target else { return };
+    let _ = client.set_nonblocking(false);
+    let Ok(server) = TcpStream::connect_timeout(&target, Duration::from_secs(5)) else {
+        return;
+    };
+    let (Ok(mut client_in), Ok(mut server_in)) = (client.try_clone(), server.try_clone()) else {
+        return;
+    };
+    let (mut client_out, mut server_out) = (client, server);
+    let up = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_in, &mut server_out);
+        let _ = server_out.shutdown(Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut server_in, &mut client_out);
+    let _ = client_out.shutdown(Shutdown::Write);
+    let _ = up.join();
+}
+
+/// What changed in one burst of saves, and when the first came.
+struct Changed {
+    at: Instant,
+    files: Vec<PathBuf>,
+}
+
+impl Changed {
+    fn names(&self) -> String {
+        let mut names: Vec<String> = self
+            .files
+            .iter()
+            .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names.join(", ")
+    }
+}
+
+/// Changes to the app's sources and dependency files (not vendor/, not editors' scratch files).
+struct Watch {
+    events: mpsc::Receiver<notify::Result<notify::Event>>,
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl Watch {
+    fn start(dir: &Utf8Path) -> Result<Watch> {
+        use notify::Watcher;
+        let (tx, events) = mpsc::channel();
+        let mut watcher =
+            notify::recommended_watcher(tx).context("starting to watch for changes")?;
+        watcher
+            .watch(dir.as_std_path(), notify::RecursiveMode::Recursive)
+            .with_context(|| format!("watching {dir}"))?;
+        Ok(Watch {
+            events,
+            _watcher: watcher,
+        })
+    }
+
+    /// The next burst of relevant changes; None once a signal came.
+    fn next_burst(&self) -> Option<Changed> {
+        let mut burst: Option<Changed> = None;
+        loop {
+            if signals::received().is_some() {
+                return None;
+            }
+            let wait = if burst.is_some() {
+                QUIET
+            } else {
+                Duration::from_millis(100)
+            };
+            match self.events.recv_timeout(wait) {
+                Ok(Ok(event)) => {
+                    let files: Vec<PathBuf> =
+                        event.paths.into_iter().filter(|p| relevant(p)).collect();
+                    if files.is_empty() || event.kind.is_access() {
+                        continue;
+                    }
+                    burst
+                        .get_or_insert_with(|| Changed {
+                            at: Instant::now(),
+                            files: Vec::new(),
+                        })
+                        .files
+                        .extend(files);
+                }
+                Ok(Err(_)) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if burst.is_some() {
+                        return burst;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+}
+
+/// A file whose change makes a new build: Go sources and the dependency files, outside vendor/,
+/// and no editor's swap or backup file.
+fn relevant(path: &std::path::Path) -> bool {
+    if path.components().any(|c| c.as_os_str() == "vendor") {
+        return false;
+    }
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let scratch = name.starts_with('.') || name.ends_with('~') || name.starts_with("#");
+    !scratch
+        && (name.ends_with(".go")
+            || ["glide.yaml", "glide.lock", "go.mod", "go.sum"].contains(&name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sources_and_dependency_files_count() {
+        for yes in [
+            "go-app/main.go",
+            "go-app/glide.yaml",
+            "go-app/go.mod",
+            "go-app/x/y.go",
+        ] {
+            assert!(relevant(std::path::Path::new(yes)), "{yes}");
+        }
+        for no in [
+            "go-app/vendor/github.com/a/b.go",
+            "go-app/.main.go.swp",
+            "go-app/main.go~",
+            "go-app/#main.go#",
+            "go-app/4913",
+            "go-app/README.md",
+        ] {
+            assert!(!relevant(std::path::Path::new(no)), "{no}");
+        }
+    }
+}
