@@ -25,7 +25,9 @@ use crate::{
     infra::{
         ctx::{secs, Ctx},
         docker::{self, TempContainer},
-        http, signals,
+        http,
+        process::ProcessError,
+        signals,
     },
     pipeline::{
         build::{self, Built, Request},
@@ -61,7 +63,10 @@ pub fn run<'a>(ctx: &'a Ctx, checkout: &mut Checkout, request: &Request, port: u
             secs(built),
             secs(started.elapsed())
         ),
-        Err(e) => eprintln!("dev: the first build FAILED, waiting for a change: {e:#}"),
+        Err(e) => eprintln!(
+            "dev: the first build FAILED, waiting for a change: {}",
+            why(&e)
+        ),
     }
     if local {
         println!("dev: http://127.0.0.1:{port}/ (Ctrl-C stops)");
@@ -81,11 +86,15 @@ pub fn run<'a>(ctx: &'a Ctx, checkout: &mut Checkout, request: &Request, port: u
                 secs(built),
                 secs(saved.elapsed())
             ),
-            Err(e) => eprintln!("dev: {what}: FAILED, the running container serves on: {e:#}"),
+            Err(e) => eprintln!(
+                "dev: {what}: FAILED, the running container serves on: {}",
+                why(&e)
+            ),
         }
     }
-    // Stopped by a signal: the container goes with SIGTERM, and the app must exit 0; what a
-    // stopped build left goes too.
+    // Stopped by a signal, as asked: the container goes with SIGTERM (the app must exit 0), and
+    // what a stopped build left goes too.
+    signals::acknowledge();
     proxy.stop();
     if let Some(serving) = serving.take() {
         serving.stop(ctx)?;
@@ -93,9 +102,22 @@ pub fn run<'a>(ctx: &'a Ctx, checkout: &mut Checkout, request: &Request, port: u
     checkout.record.close_builds();
     checkout.record.sweep(ctx, &[])?;
     checkout.record.save(ctx, paths)?;
-    signals::acknowledge();
     println!("dev: stopped; {} stays, on record", request.tag);
     Ok(())
+}
+
+/// Why a cycle failed, short: a command whose output was shown (the compiler's) is named, not
+/// repeated.
+fn why(e: &anyhow::Error) -> String {
+    match ProcessError::of(e) {
+        Some(failed) if failed.stderr.is_empty() && failed.stdout.is_empty() => {
+            let words: Vec<&str> = std::iter::once(failed.program.as_str())
+                .chain(failed.args.iter().map(String::as_str).take(1))
+                .collect();
+            format!("`{}` failed (its output is above)", words.join(" "))
+        }
+        _ => format!("{e:#}"),
+    }
 }
 
 /// One build and swap: the build, a new container, healthy, then the port's connections go to it,
