@@ -152,7 +152,7 @@ fn sigkill_at_three_points_leaves_nothing_clean_cannot_find() {
         ],
         &[],
     );
-    wait_for(&rx, "RUN go build ./vendor");
+    wait_for(&rx, "go build $PREBUILD");
     signal_alone(&child, libc::SIGKILL);
     // 3. During the direct load.
     let (child, rx) = spawn(

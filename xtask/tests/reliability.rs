@@ -186,10 +186,10 @@ fn signals_stop_the_build_and_leave_nothing_of_ours() {
     ];
     let smoke = ["image", "--offline", "--tag", tag.as_str(), "--smoke"];
     for (args, marker, signal, code) in [
-        (&cold[..], "RUN go build ./vendor", libc::SIGINT, 130),
+        (&cold[..], "go build $PREBUILD", libc::SIGINT, 130),
         (&smoke[..], "==> smoke test", libc::SIGINT, 130),
-        (&cold[..], "RUN go build ./vendor", libc::SIGTERM, 143),
-        (&cold[..], "RUN go build ./vendor", libc::SIGHUP, 129),
+        (&cold[..], "go build $PREBUILD", libc::SIGTERM, 143),
+        (&cold[..], "go build $PREBUILD", libc::SIGHUP, 129),
     ] {
         let (mut child, rx) = spawn(&ws, args, &[]);
         wait_for(&rx, marker);
