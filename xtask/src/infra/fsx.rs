@@ -149,6 +149,15 @@ pub fn write_atomic(path: &Utf8Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Makes `dst` a copy of the tree `src`, whole: copied beside it, then swapped in.
+pub fn replace_with_copy(src: &Utf8Path, dst: &Utf8Path) -> Result<()> {
+    let tmp = scratch_beside(dst)?;
+    let name = dst.file_name().unwrap_or("copy");
+    let copy = tmp.path().join(name);
+    copy_dir(src, &copy)?;
+    replace_dir(&copy, dst)
+}
+
 /// Removes a directory tree if it exists.
 pub fn remove_dir(dir: &Utf8Path) -> Result<()> {
     match fs::remove_dir_all(dir) {

@@ -84,10 +84,7 @@ pub fn vendor(ctx: &Ctx, paths: &Paths, go: impl FnOnce() -> Result<Go>) -> Resu
     };
     if !fresh || !vendor.is_dir() || !same() {
         ctx.change(format!("copy {app}/vendor to {vendor}"), || {
-            let tmp = fsx::scratch_beside(&vendor)?;
-            let copy = tmp.path().join("vendor");
-            fsx::copy_dir(&app.join("vendor"), &copy)?;
-            fsx::replace_dir(&copy, &vendor)
+            fsx::replace_with_copy(&app.join("vendor"), &vendor)
         })?;
     }
     Ok(())

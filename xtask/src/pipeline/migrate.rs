@@ -400,10 +400,7 @@ fn answers(ctx: &Ctx, bin: &Utf8Path) -> Result<Vec<(&'static str, (u16, String)
 fn apply(ctx: &Ctx, staged: &Utf8Path, go_app: &Utf8Path, go_sum: bool) -> Result<()> {
     let vendor = go_app.join("vendor");
     ctx.change(format!("replace {vendor} with the module's"), || {
-        let tmp = fsx::scratch_beside(&vendor)?;
-        let copy = tmp.path().join("vendor");
-        fsx::copy_dir(&staged.join("vendor"), &copy)?;
-        fsx::replace_dir(&copy, &vendor)
+        fsx::replace_with_copy(&staged.join("vendor"), &vendor)
     })?;
     let ignore = go_app.join(".gitignore");
     if let Ok(text) = std::fs::read_to_string(&ignore) {
