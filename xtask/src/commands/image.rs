@@ -27,7 +27,7 @@ impl flags::Image {
         // Before any work: a request that cannot be built is an error now.
         request.strategy = build::strategy(ctx, &request)?;
         let mut checkout = Checkout::open(ctx, self.app_version.as_ref().map(|v| v.0.as_str()))?;
-        let built = build::build(ctx, &mut checkout, &request)?;
+        let built = build::build(ctx, &mut checkout, &request, None)?;
         if self.smoke {
             // The tag moves only once the candidate passed: until then it names what it named.
             build::smoke(ctx, &mut checkout, &built, tag.as_str())?;

@@ -663,16 +663,47 @@ impl<'a> TempContainer<'a> {
         extra: &[&str],
         command: &[&str],
     ) -> Result<TempContainer<'a>> {
+        TempContainer::make(ctx, "create", checkout_id, image, purpose, extra, command)
+    }
+
+    /// `create`, started at once (`docker run -d`: one call).
+    pub fn run(
+        ctx: &'a Ctx,
+        checkout_id: &str,
+        image: &str,
+        purpose: &str,
+        extra: &[&str],
+    ) -> Result<TempContainer<'a>> {
+        TempContainer::make(
+            ctx,
+            "run",
+            checkout_id,
+            image,
+            purpose,
+            &[&["-d"][..], extra].concat(),
+            &[],
+        )
+    }
+
+    fn make(
+        ctx: &'a Ctx,
+        verb: &str,
+        checkout_id: &str,
+        image: &str,
+        purpose: &str,
+        extra: &[&str],
+        command: &[&str],
+    ) -> Result<TempContainer<'a>> {
         let name = format!("{}-{purpose}-{}", project::APP, fsx::random_hex(6));
         let label = format!("{}={checkout_id}", project::LABEL_TEMP);
         // The guard first: a `docker create` stopped by Ctrl-C may still have made the container.
         let container = TempContainer { ctx, name };
         let name = &container.name;
         ctx.run(
-            cmd!("docker create --name {name} --label {label} {extra...} {image} {command...}")
+            cmd!("docker {verb} --name {name} --label {label} {extra...} {image} {command...}")
                 .quiet(),
         )
-        .with_context(|| format!("creating a container from {image}"))?;
+        .with_context(|| format!("making a container from {image}"))?;
         Ok(container)
     }
 }

@@ -32,7 +32,7 @@ pub fn wait_ok(addr: &str, path: &str, timeout: Duration) -> bool {
         if matches!(get(addr, path), Ok((200, _))) {
             return true;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(10));
     }
     false
 }

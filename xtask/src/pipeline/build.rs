@@ -93,8 +93,14 @@ pub fn strategy(ctx: &Ctx, request: &Request) -> Result<Strategy> {
 
 /// Builds the candidate. For direct with host Go, `go build` starts first and the engine is asked
 /// once Go links: Go's compile keeps both cores of a small machine busy, its link about one.
-/// `request.strategy` is what `strategy` said.
-pub fn build(ctx: &Ctx, checkout: &mut Checkout, request: &Request) -> Result<Built> {
+/// `request.strategy` is what `strategy` said; `engine`, when the caller knows it already (`dev`:
+/// the same engine build after build).
+pub fn build(
+    ctx: &Ctx,
+    checkout: &mut Checkout,
+    request: &Request,
+    engine: Option<&Engine>,
+) -> Result<Built> {
     let mut strategy = request.strategy;
     let mut started = Instant::now();
     let mut host_build = None;
@@ -117,7 +123,10 @@ pub fn build(ctx: &Ctx, checkout: &mut Checkout, request: &Request) -> Result<Bu
             Err(no_go) => return Err(no_go),
         }
     }
-    let engine = Engine::ensure(ctx)?;
+    let engine = match engine {
+        Some(engine) => engine.clone(),
+        None => Engine::ensure(ctx)?,
+    };
     if strategy == Strategy::Multistage && !engine.multistage() {
         ctx.announce(format!(
             "the engine's API {}.{} predates multi-stage builds (1.31): using the dist handoff",
