@@ -1,7 +1,8 @@
 //! `cargo xtask publish` to a real registry (Debian's docker-registry on a loopback port): a
-//! two-platform index with the registry's digests equal to ours, SBOM and provenance found from the
-//! image through the registry, the same digests and documents from another checkout with no new
-//! blob, credentials, signatures, and a registry that is down.
+//! two-platform index with the registry's digests equal to ours, each image as it should be, SBOM
+//! and provenance found from the image through the registry, the same digests and documents from
+//! another checkout with no new blob, credentials, signatures, and a registry that is down. Each
+//! test publishes a fresh copy of its own.
 
 mod common;
 
@@ -38,16 +39,51 @@ fn digests(ws: &Workspace) -> Vec<String> {
         .collect()
 }
 
-#[test]
-#[ignore = "needs a Docker engine, docker-registry, skopeo and oras: cargo xtask ci"]
-fn publish_two_platforms_with_sbom_and_provenance() {
-    let _engine = common::engine();
+/// A two-platform publish of a fresh copy to a registry of its own: the engine held, and the
+/// lines of dist/digests.txt (the index, then amd64 and arm64).
+struct Published {
+    _engine: std::sync::MutexGuard<'static, ()>,
+    registry: Registry,
+    ws: Workspace,
+    to: String,
+    run: common::Run,
+    lines: Vec<String>,
+}
+
+fn published() -> Published {
+    let engine = common::engine();
     let registry = Registry::start();
     let ws = Workspace::copy();
     let to = format!("{}/app:t1", registry.addr);
     let run = ws.xtask(&["publish", "--offline", "--to", &to]).ok();
     let lines = digests(&ws);
     assert_eq!(lines.len(), 3, "{lines:?}");
+    Published {
+        _engine: engine,
+        registry,
+        ws,
+        to,
+        run,
+        lines,
+    }
+}
+
+impl Drop for Published {
+    fn drop(&mut self) {
+        self.ws.xtask(&["clean"]);
+    }
+}
+
+#[test]
+#[ignore = "needs a Docker engine, docker-registry, skopeo and oras: cargo xtask ci"]
+fn publish_pushes_an_index_of_both_platforms_with_our_digests() {
+    let published = published();
+    let (ws, to, run, lines) = (
+        &published.ws,
+        published.to.clone(),
+        &published.run,
+        published.lines.clone(),
+    );
     // --dry-run: what would be pushed, with the same digests, and nothing run.
     let dry = ws
         .xtask(&["publish", "--offline", "--dry-run", "--to", &to])
@@ -94,8 +130,13 @@ fn publish_two_platforms_with_sbom_and_provenance() {
         .map(|m| m["platform"]["architecture"].as_str().unwrap())
         .collect();
     assert_eq!(archs, ["amd64", "arm64"]);
-    let (amd64, arm64) = (&lines[1], &lines[2]);
+}
 
+#[test]
+#[ignore = "needs a Docker engine, docker-registry, skopeo and oras: cargo xtask ci"]
+fn the_published_arm64_image_holds_an_aarch64_binary() {
+    let published = published();
+    let arm64 = &published.lines[2];
     // The arm64 image's /main is an aarch64 ELF: pulled into a directory, read from its layer.
     let dir = tempfile::tempdir().unwrap();
     tool(
@@ -122,7 +163,13 @@ fn publish_two_platforms_with_sbom_and_provenance() {
         }
     }
     assert_eq!(common::elf(&main).machine, EM_AARCH64);
+}
 
+#[test]
+#[ignore = "needs a Docker engine, docker-registry, skopeo and oras: cargo xtask ci"]
+fn the_published_amd64_image_runs_hardened_and_turns_healthy() {
+    let published = published();
+    let amd64 = &published.lines[1];
     // The amd64 image, pulled by digest by the engine, runs hardened and turns healthy.
     docker(&["pull", "-q", amd64]);
     let id = docker(&["run", "-d", "--read-only", "--cap-drop", "ALL", amd64]);
@@ -142,7 +189,13 @@ fn publish_two_platforms_with_sbom_and_provenance() {
     docker(&["rm", &id]);
     docker(&["image", "rm", amd64]);
     assert!(healthy, "the pulled image did not turn healthy");
+}
 
+#[test]
+#[ignore = "needs a Docker engine, docker-registry, skopeo and oras: cargo xtask ci"]
+fn sbom_and_provenance_are_found_through_the_registry() {
+    let published = published();
+    let (ws, to, amd64) = (&published.ws, published.to.clone(), &published.lines[1]);
     // The SBOM names httprouter at the pinned commit and the Go version; it and the provenance are
     // found from the image's digest through the registry, byte for byte what dist/ holds.
     let sbom = fs::read_to_string(ws.path("dist/sbom-linux-amd64.spdx.json")).unwrap();
@@ -208,10 +261,21 @@ fn publish_two_platforms_with_sbom_and_provenance() {
             "{kind}"
         );
     }
+}
 
+#[test]
+#[ignore = "needs a Docker engine, docker-registry, skopeo and oras: cargo xtask ci"]
+fn another_checkout_publishes_the_same_bytes_and_no_new_blob() {
+    let published = published();
+    let (registry, ws, to, lines) = (
+        &published.registry,
+        &published.ws,
+        published.to.clone(),
+        published.lines.clone(),
+    );
     // Another checkout of the same commit: the same digests and documents, and no new blob.
     let blobs = registry.blob_count();
-    let other = Workspace::clone_of(&ws);
+    let other = Workspace::clone_of(ws);
     other.xtask(&["publish", "--offline", "--to", &to]).ok();
     assert_eq!(
         digests(&other),
@@ -233,7 +297,6 @@ fn publish_two_platforms_with_sbom_and_provenance() {
         blobs,
         "the second publish pushed new blobs"
     );
-    ws.xtask(&["clean"]).ok();
 }
 
 #[test]

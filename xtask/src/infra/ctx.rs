@@ -234,6 +234,17 @@ impl Ctx {
         Ok(())
     }
 
+    /// Whether a signal came (a loop that waits for something else asks).
+    pub fn signalled(&self) -> bool {
+        signals::received().is_some()
+    }
+
+    /// The signal that came ended the command as asked: it ends as a success, and what the command
+    /// still does (its clean-up) runs as changes do (`dev`).
+    pub fn stopped_as_asked(&self) {
+        signals::acknowledge();
+    }
+
     /// Remembers that `host` did not answer in this run.
     pub fn mark_unreachable(&self, host: &str) {
         self.unreachable.borrow_mut().insert(host.to_string());

@@ -27,7 +27,6 @@ use crate::{
         docker::{self, Engine, TempContainer},
         http,
         process::ProcessError,
-        signals,
     },
     pipeline::{
         build::{self, Built, Request},
@@ -81,7 +80,7 @@ pub fn run<'a>(ctx: &'a Ctx, checkout: &mut Checkout, request: &Request, port: u
             docker::endpoint(ctx)
         );
     }
-    while let Some(changed) = watch.next_burst() {
+    while let Some(changed) = watch.next_burst(ctx) {
         let saved = changed.at;
         let what = changed.names();
         match cycle(ctx, checkout, request, &mut serving, &proxy, &engine) {
@@ -98,7 +97,7 @@ pub fn run<'a>(ctx: &'a Ctx, checkout: &mut Checkout, request: &Request, port: u
     }
     // Stopped by a signal, as asked: the container goes with SIGTERM (the app must exit 0), and
     // what a stopped build left goes too.
-    signals::acknowledge();
+    ctx.stopped_as_asked();
     proxy.stop();
     if let Some(serving) = serving.take() {
         serving.stop(ctx)?;
@@ -334,10 +333,10 @@ impl Watch {
     }
 
     /// The next burst of relevant changes; None once a signal came.
-    fn next_burst(&self) -> Option<Changed> {
+    fn next_burst(&self, ctx: &Ctx) -> Option<Changed> {
         let mut burst: Option<Changed> = None;
         loop {
-            if signals::received().is_some() {
+            if ctx.signalled() {
                 return None;
             }
             let wait = if burst.is_some() {
