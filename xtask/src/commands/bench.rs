@@ -26,6 +26,8 @@ use crate::{
 
 /// The bench's image name; its tags name the contenders.
 const BENCH_IMAGE: &str = "go-docker-prod-bench";
+/// The format of `/hello/:name`'s answer in main.go, which the `dev` row edits.
+const HELLO: &str = "Hello, %s!";
 /// The label each stage of the fixtures sets first: the bench's own images, to remove.
 const BENCH_LABEL: &str = "dev.go-docker-prod.bench=fixture";
 /// Edit+build cycles for the disk-growth metric.
@@ -434,10 +436,10 @@ impl<'a> Bench<'a> {
         let (mut edits, mut vs_limit) = (Vec::new(), Vec::new());
         for _ in 0..self.runs {
             let limit = self.limit_without_dev()?;
-            let text = self.edit()?;
+            let text = self.edit_hello()?;
             let saved = Instant::now();
             loop {
-                let body = crate::infra::http::get(&addr, "/")
+                let body = crate::infra::http::get(&addr, "/hello/x")
                     .map(|(_, b)| b)
                     .unwrap_or_default();
                 if body.contains(&text) {
@@ -463,16 +465,26 @@ impl<'a> Bench<'a> {
         })
     }
 
+    /// `/hello/:name`'s answer edited in main.go (what `dev`'s row measures): the new text.
+    fn edit_hello(&self) -> Result<String> {
+        let n = self.edits.get() + 1;
+        self.edits.set(n);
+        let text = format!("Hello #{n}");
+        let edited = self.original_main.replace(HELLO, &format!("{text}, %s!"));
+        fs::write(self.ws.go_app().join("main.go"), edited)
+            .context("editing the bench copy of main.go")?;
+        Ok(text)
+    }
+
     /// A host `go build` of an edit of its own, made in the GOPATH copy only (what `dev` watches
     /// stays as it is): its wall time.
     fn limit_without_dev(&self) -> Result<f64> {
         let app = self.ws.gopath_app();
         let n = self.edits.get() + 1;
         self.edits.set(n);
-        let edited = self.original_main.replace(
-            "Welcome to go-docker-prod!",
-            &format!("Welcome to go-docker-prod! limit #{n}"),
-        );
+        let edited = self
+            .original_main
+            .replace(HELLO, &format!("Hello from the limit #{n}, %s!"));
         fs::write(app.join("main.go"), edited)?;
         let out = self.ws.target().join("limit-main");
         let started = Instant::now();
