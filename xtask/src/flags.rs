@@ -83,7 +83,7 @@ xflags::xflags! {
 
         /// Build, run and serve the image on a loopback port; rebuild and swap on every saved change.
         cmd dev {
-            /// The port served on 127.0.0.1 (default 8080).
+            /// The port served on 127.0.0.1 (default 8080; 0: any free one, printed).
             optional --port port: u16
             /// direct (default) | multistage.
             optional --strategy strategy: Strategy

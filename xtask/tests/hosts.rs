@@ -155,11 +155,24 @@ cd go-app
 cargo xtask dist --offline
 cargo xtask image --offline --smoke
 cargo xtask image --offline --strategy direct --tag user-direct:1
+cargo xtask dev --offline --port 0 > "$top/dev.log" 2>&1 &
+dev=$!
+for i in $(seq 1 1200); do grep -q "Ctrl-C stops" "$top/dev.log" && break; sleep 0.1; done
+sed -i 's/Hello, %s!/Hi, %s!/' main.go
+for i in $(seq 1 1200); do grep -q "the new code answers" "$top/dev.log" && break; sleep 0.1; done
+kill -TERM $dev; wait $dev; echo "dev exit: $?"
+grep "^dev:" "$top/dev.log"
+git checkout -q main.go
 cargo xtask clean
 echo "not mine: $(find "$top" ! -user "$(id -un)" | head -5)"
 "#,
         host = remote.host
     ));
+    assert!(out.contains("dev exit: 0"), "{out}");
+    assert!(
+        out.contains("the new code answers"),
+        "dev did not swap in the edit:\n{out}"
+    );
     assert_eq!(
         layer(&out),
         root_layer,

@@ -72,7 +72,7 @@ pub fn run<'a>(ctx: &'a Ctx, checkout: &mut Checkout, request: &Request, port: u
         ),
     }
     if local {
-        println!("dev: http://127.0.0.1:{port}/ (Ctrl-C stops)");
+        println!("dev: http://127.0.0.1:{}/ (Ctrl-C stops)", proxy.port);
     } else {
         println!(
             "dev: the engine runs elsewhere ({}): its containers answer on its own loopback, so \
@@ -232,6 +232,8 @@ fn stream_log(ctx: &Ctx, name: &str) -> Result<crate::infra::process::Running> {
 
 /// The URL's port, held by the xtask: each connection is forwarded to the current container.
 struct Proxy {
+    /// Where it listens (the one asked for, or the kernel's pick for 0).
+    port: u16,
     backend: Arc<RwLock<Option<SocketAddr>>>,
     stopped: Arc<AtomicBool>,
 }
@@ -242,6 +244,7 @@ impl Proxy {
             format!("listening on 127.0.0.1:{port} (in use? pass --port with a free one)")
         })?;
         listener.set_nonblocking(true)?;
+        let port = listener.local_addr()?.port();
         let backend = Arc::new(RwLock::new(None));
         let stopped = Arc::new(AtomicBool::new(false));
         let (to, stop) = (Arc::clone(&backend), Arc::clone(&stopped));
@@ -259,7 +262,11 @@ impl Proxy {
                 }
             }
         });
-        Ok(Proxy { backend, stopped })
+        Ok(Proxy {
+            port,
+            backend,
+            stopped,
+        })
     }
 
     /// New connections go to `addr` from now on.
