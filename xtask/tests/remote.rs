@@ -1,5 +1,5 @@
-//! A remote engine (a second dockerd in its own namespaces, which cannot see our files): every
-//! strategy and dist's container fallback work through DOCKER_HOST alone, `direct` gives the same
+//! A remote engine (a second dockerd in its own namespaces, which cannot see our files; one per
+//! test): every strategy and dist's container fallback work through DOCKER_HOST alone, `direct` gives the same
 //! image ID there as here, and DOCKER_CONTEXT (or `docker context use`) is honoured like the CLI
 //! honours it, without ever starting a local dockerd.
 
@@ -9,10 +9,18 @@ use std::process::Command;
 
 use common::{sha256, RemoteEngine, Workspace};
 
-#[test]
-#[ignore = "needs root, a Docker engine and namespaces: cargo xtask ci"]
-fn every_strategy_and_the_dist_fallback_work_on_a_remote_engine() {
-    let _engine = common::engine();
+/// A copy with `direct` built on the local engine, and a second engine with the builder base.
+struct Setup {
+    _engine: std::sync::MutexGuard<'static, ()>,
+    ws: Workspace,
+    tag: String,
+    local_direct: String,
+    host_sha: String,
+    remote: RemoteEngine,
+}
+
+fn setup() -> Setup {
+    let engine = common::engine();
     let ws = Workspace::copy();
     let tag = common::tag(&ws);
     ws.xtask(&["base-images"]).ok(); // on the local engine
@@ -23,6 +31,29 @@ fn every_strategy_and_the_dist_fallback_work_on_a_remote_engine() {
     let host_sha = sha256(&ws.path("dist/main"));
     let remote = RemoteEngine::start();
     remote.load(common::project::LOCAL_BUILDER_IMAGE);
+    Setup {
+        _engine: engine,
+        ws,
+        tag,
+        local_direct,
+        host_sha,
+        remote,
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let env = [("DOCKER_HOST", self.remote.host.as_str())];
+        self.ws.xtask_env(&["clean"], &env);
+        self.ws.xtask(&["clean"]);
+    }
+}
+
+#[test]
+#[ignore = "needs root, a Docker engine and namespaces: cargo xtask ci"]
+fn the_remote_engine_cannot_see_our_files() {
+    let setup = setup();
+    let (ws, remote) = (&setup.ws, &setup.remote);
     // It really does not see our files: a bind mount of the workspace shows an empty directory.
     let mount = format!("{}:/w", ws.root.to_str().unwrap());
     let ls = remote.docker(&[
@@ -39,8 +70,14 @@ fn every_strategy_and_the_dist_fallback_work_on_a_remote_engine() {
         ls.status.success() && String::from_utf8_lossy(&ls.stdout).trim().is_empty(),
         "the remote engine sees the workspace"
     );
+}
 
-    let env = [("DOCKER_HOST", remote.host.as_str())];
+#[test]
+#[ignore = "needs root, a Docker engine and namespaces: cargo xtask ci"]
+fn direct_without_go_gives_the_same_image_id_there_on_record_for_that_engine() {
+    let setup = setup();
+    let (ws, remote) = (&setup.ws, &setup.remote);
+    let (tag, local_direct) = (setup.tag.as_str(), setup.local_direct.as_str());
     // `direct` without Go, first on that engine: the binary from the builder image gives the same
     // image ID, and the builder image it made there is on record for that engine.
     let mut cmd = ws.command(&[
@@ -50,7 +87,7 @@ fn every_strategy_and_the_dist_fallback_work_on_a_remote_engine() {
         "--strategy",
         "direct",
         "--tag",
-        &tag,
+        tag,
     ]);
     cmd.env("DOCKER_HOST", &remote.host)
         .env("PATH", ws.path_without(&["go"]));
@@ -69,9 +106,18 @@ fn every_strategy_and_the_dist_fallback_work_on_a_remote_engine() {
     let record = std::fs::read_to_string(ws.path("target/xtask/record.json")).unwrap();
     let on_remote = jzon::parse(&record).unwrap()["engines"][remote.host.as_str()].dump();
     assert!(
-        on_remote.contains("go-docker-prod-builder:latest") && on_remote.contains(&local_direct),
+        on_remote.contains("go-docker-prod-builder:latest") && on_remote.contains(local_direct),
         "the record lacks what direct made on the remote engine: {record}"
     );
+}
+
+#[test]
+#[ignore = "needs root, a Docker engine and namespaces: cargo xtask ci"]
+fn every_strategy_works_there_with_the_same_binary() {
+    let setup = setup();
+    let (ws, remote, host_sha) = (&setup.ws, &setup.remote, &setup.host_sha);
+    let (tag, local_direct) = (setup.tag.as_str(), setup.local_direct.as_str());
+    let env = [("DOCKER_HOST", remote.host.as_str())];
     for (strategy, builder) in common::strategies() {
         let what = format!("{strategy} on {}", builder.unwrap_or("-"));
         let mut args = vec![
@@ -80,7 +126,7 @@ fn every_strategy_and_the_dist_fallback_work_on_a_remote_engine() {
             "--strategy",
             strategy,
             "--tag",
-            &tag,
+            tag,
             "--smoke",
         ];
         if let Some(b) = builder {
@@ -109,12 +155,18 @@ fn every_strategy_and_the_dist_fallback_work_on_a_remote_engine() {
             "/main"
         };
         assert_eq!(
-            common::file_sha_in(Some(&remote.host), &tag, binary),
-            host_sha,
+            common::file_sha_in(Some(&remote.host), tag, binary),
+            *host_sha,
             "{what}: the binary differs"
         );
     }
+}
 
+#[test]
+#[ignore = "needs root, a Docker engine and namespaces: cargo xtask ci"]
+fn dist_builds_in_the_builder_image_there_without_go() {
+    let setup = setup();
+    let (ws, remote, host_sha) = (&setup.ws, &setup.remote, &setup.host_sha);
     // No Go on the host (off PATH, Debian's hidden): dist builds in the builder image there.
     std::fs::remove_dir_all(ws.path("dist")).unwrap();
     let mut cmd = ws.command(&["dist", "--offline", "--no-setup"]);
@@ -124,10 +176,16 @@ fn every_strategy_and_the_dist_fallback_work_on_a_remote_engine() {
     assert!(run.stderr.contains("no Go on this host"), "{}", run.stderr);
     assert_eq!(
         sha256(&ws.path("dist/main")),
-        host_sha,
+        *host_sha,
         "the container fallback's binary differs"
     );
+}
 
+#[test]
+#[ignore = "needs root, a Docker engine and namespaces: cargo xtask ci"]
+fn the_bench_measures_direct_on_both_engines_and_leaves_nothing() {
+    let setup = setup();
+    let (ws, remote) = (&setup.ws, &setup.remote);
     // The bench measures direct on both engines side by side, and takes its image away again.
     let bench = ws
         .xtask(&[
@@ -173,7 +231,18 @@ fn every_strategy_and_the_dist_fallback_work_on_a_remote_engine() {
             "the bench left its images on the {engine} engine: {left}"
         );
     }
+}
 
+#[test]
+#[ignore = "needs root, a Docker engine and namespaces: cargo xtask ci"]
+fn each_engines_clean_removes_its_own_images_only() {
+    let setup = setup();
+    let (ws, remote) = (&setup.ws, &setup.remote);
+    let (tag, local_direct) = (setup.tag.as_str(), setup.local_direct.as_str());
+    let env = [("DOCKER_HOST", remote.host.as_str())];
+    // Something of ours on the remote engine too.
+    let args = ["image", "--offline", "--strategy", "direct", "--tag", tag];
+    ws.xtask_env(&args, &env).ok();
     // The record keeps each engine apart (the local and the remote direct image share one ID):
     // the remote clean leaves the local image, whose record stays for the local clean.
     let clean = ws.xtask_env(&["clean"], &env).ok();
@@ -187,7 +256,7 @@ fn every_strategy_and_the_dist_fallback_work_on_a_remote_engine() {
     );
     let local_id = || {
         let out = Command::new("docker")
-            .args(["image", "inspect", "--format", "{{.Id}}", &tag])
+            .args(["image", "inspect", "--format", "{{.Id}}", tag])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).to_string()
