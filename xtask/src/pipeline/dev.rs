@@ -59,7 +59,7 @@ pub fn run<'a>(ctx: &'a Ctx, checkout: &mut Checkout, request: &Request, port: u
     }
     let mut serving: Option<Serving<'a>> = None;
     let started = Instant::now();
-    match cycle(ctx, checkout, request, &mut serving, &proxy, &engine) {
+    match cycle(ctx, checkout, request, &mut serving, &proxy, &engine, local) {
         Ok((built, answering)) => println!(
             "dev: {} built in {}, serving after {}",
             request.tag,
@@ -70,6 +70,10 @@ pub fn run<'a>(ctx: &'a Ctx, checkout: &mut Checkout, request: &Request, port: u
             "dev: the first build FAILED, waiting for a change: {}",
             why(&e)
         ),
+    }
+    let watching = format!("watch {} and rebuild on every saved change", paths.go_app());
+    if ctx.change(watching, || Ok(()))?.is_none() {
+        return Ok(()); // --dry-run: what the first build would run is said
     }
     if local {
         println!("dev: http://127.0.0.1:{}/ (Ctrl-C stops)", proxy.port);
@@ -83,7 +87,7 @@ pub fn run<'a>(ctx: &'a Ctx, checkout: &mut Checkout, request: &Request, port: u
     while let Some(changed) = watch.next_burst(ctx) {
         let saved = changed.at;
         let what = changed.names();
-        match cycle(ctx, checkout, request, &mut serving, &proxy, &engine) {
+        match cycle(ctx, checkout, request, &mut serving, &proxy, &engine, local) {
             Ok((built, answering)) => println!(
                 "dev: {what}: built in {}, the new code answers {} after the save",
                 secs(built),
@@ -133,8 +137,8 @@ fn cycle<'a>(
     serving: &mut Option<Serving<'a>>,
     proxy: &Proxy,
     engine: &Engine,
+    local: bool,
 ) -> Result<(Duration, Instant)> {
-    let local = docker::publishes_here(&docker::endpoint(ctx));
     let built = build::build(ctx, checkout, request, Some(engine))?;
     let took = built.elapsed;
     if built.id.is_empty() {
