@@ -276,7 +276,10 @@ impl<'a> Bench<'a> {
         ctx.change(format!("copy the app to {root}"), || {
             fsx::remove_dir(&root)?;
             fsx::copy_dir(&from.go_app(), &ws.go_app())?;
-            fsx::remove_dir(&ws.vendor())?;
+            // GOPATH mode: glide makes vendor/ in the copy; a module's vendor/ is its source.
+            if gobuild::Mode::of(from) == gobuild::Mode::Gopath {
+                fsx::remove_dir(&ws.vendor())?;
+            }
             fsx::copy_dir(&from.docker_dir(), &ws.docker_dir())?;
             fs::create_dir_all(ws.root.join("xtask")).context("creating the bench copy")
         })?;
@@ -476,19 +479,29 @@ impl<'a> Bench<'a> {
         Ok(text)
     }
 
-    /// A host `go build` of an edit of its own, made in the GOPATH copy only (what `dev` watches
-    /// stays as it is): its wall time.
+    /// A host `go build` of an edit of its own, made where `dev` does not watch (GOPATH mode: the
+    /// workspace's copy; module mode: a copy of the app under target/): its wall time.
     fn limit_without_dev(&self) -> Result<f64> {
-        let app = self.ws.gopath_app();
         let n = self.edits.get() + 1;
         self.edits.set(n);
         let edited = self
             .original_main
             .replace(HELLO, &format!("Hello from the limit #{n}, %s!"));
+        let paths = match gobuild::Mode::of(&self.ws) {
+            gobuild::Mode::Gopath => self.ws.clone(),
+            gobuild::Mode::Modules => {
+                let aside = Paths::at(self.ws.target().join("limit-ws"))?;
+                if !aside.go_app().is_dir() {
+                    fsx::copy_dir(&self.ws.go_app(), &aside.go_app())?;
+                }
+                aside
+            }
+        };
+        let app = gobuild::Mode::of(&paths).app_dir(&paths);
         fs::write(app.join("main.go"), edited)?;
         let out = self.ws.target().join("limit-main");
         let started = Instant::now();
-        gobuild::start(self.ctx, &self.go, &self.ws, &out, None, "bench")?.wait()?;
+        gobuild::start(self.ctx, &self.go, &paths, &out, None, "bench")?.wait()?;
         Ok(started.elapsed().as_secs_f64())
     }
 
