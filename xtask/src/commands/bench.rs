@@ -151,7 +151,13 @@ impl flags::Bench {
         let engine = Engine::ensure(ctx)?;
         let go = Go::find(ctx)?;
         let buildkit = BuildKit::detect(ctx, &engine);
-        let mut contenders = contenders(quick, buildkit.is_some(), self.remote.is_some());
+        let glide = gobuild::Mode::of(&ctx.paths) == gobuild::Mode::Gopath;
+        if !glide {
+            ctx.announce(
+                "module mode: the tutorial's rows and docker init's (Glide, GOPATH) are left out",
+            );
+        }
+        let mut contenders = contenders(quick, buildkit.is_some(), self.remote.is_some(), glide);
         if let Some(only) = &self.only {
             contenders.retain(|c| *c == Contender::Limit || c.name().contains(only.as_str()));
         }
@@ -177,9 +183,10 @@ impl flags::Bench {
     }
 }
 
-/// What one run measures: the limit and direct always; the seed's and our Dockerfile strategies
-/// on each builder the engine serves (all of them unless `quick`); the remote row when asked.
-fn contenders(quick: bool, buildkit: bool, remote: bool) -> Vec<Contender> {
+/// What one run measures: the limit, direct and dev always; our Dockerfile strategies and, for a
+/// Glide app (`glide`), the seed's, on each builder the engine serves (all of them unless
+/// `quick`); the remote row when asked.
+fn contenders(quick: bool, buildkit: bool, remote: bool, glide: bool) -> Vec<Contender> {
     let mut builders = vec![Builder::Legacy];
     if buildkit {
         builders.insert(0, Builder::BuildKit);
@@ -195,16 +202,20 @@ fn contenders(quick: bool, buildkit: bool, remote: bool) -> Vec<Contender> {
         Contender::Dev,
     ];
     for &b in &builders {
-        contenders.push(Contender::SeedMultistage(b));
+        if glide {
+            contenders.push(Contender::SeedMultistage(b));
+        }
         contenders.push(ours(Strategy::Multistage, Some(b), false));
         if !quick {
-            contenders.push(Contender::SeedTwoDockerfiles(b));
+            if glide {
+                contenders.push(Contender::SeedTwoDockerfiles(b));
+            }
             contenders.push(ours(Strategy::Handoff, Some(b), false));
             contenders.push(ours(Strategy::Single, Some(b), false));
             contenders.push(ours(Strategy::Handoff, Some(b), true));
         }
     }
-    if buildkit && !quick {
+    if buildkit && !quick && glide {
         contenders.push(Contender::DockerInit);
     }
     if remote {
