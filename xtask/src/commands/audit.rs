@@ -7,7 +7,11 @@ use anyhow::Result;
 use crate::{
     commands::Exit,
     flags,
-    infra::{ctx::Ctx, docker, tools},
+    infra::{
+        ctx::Ctx,
+        docker,
+        tools::{self, Go},
+    },
     pipeline::{
         audit::{self, Finding},
         checkout::Checkout,
@@ -45,26 +49,7 @@ impl flags::Audit {
             .map_err(cannot)?;
         let mode = Mode::of(paths);
         match mode {
-            Mode::Modules => {
-                // The binary is what we ship; the source says more (what the app calls), when
-                // this govulncheck can read this Go's standard library.
-                let source = ctx.step("govulncheck: go-app/ (source)", || {
-                    audit::source(ctx, &go, paths, db.as_deref())
-                });
-                match source {
-                    Ok(source) => {
-                        for f in source {
-                            if !found.iter().any(|g| g.id == f.id) {
-                                found.push(f);
-                            }
-                        }
-                    }
-                    Err(e) => ctx.warn(format!(
-                        "the source was not checked, the binary was: {}",
-                        audit::why_source_failed(&e)
-                    )),
-                }
-            }
+            Mode::Modules => found_in_source(ctx, &go, db.as_deref(), &mut found),
             Mode::Gopath => println!(
                 "GOPATH mode: govulncheck sees only the standard library. A GOPATH binary records \
                  no dependencies, and govulncheck reads no GOPATH source tree, so httprouter and \
@@ -81,6 +66,28 @@ impl flags::Audit {
             let message = format!("{called} known vulnerabilities in code we ship and call");
             Err(Exit::new(1, message).into())
         }
+    }
+}
+
+/// Adds what govulncheck finds in the source (module mode) to `found`. The binary is what we ship;
+/// the source says more (what the app calls), when this govulncheck can read this Go's standard
+/// library: else a warning says why not.
+fn found_in_source(ctx: &Ctx, go: &Go, db: Option<&str>, found: &mut Vec<Finding>) {
+    let source = ctx.step("govulncheck: go-app/ (source)", || {
+        audit::source(ctx, go, &ctx.paths, db)
+    });
+    match source {
+        Ok(source) => {
+            for f in source {
+                if !found.iter().any(|g| g.id == f.id) {
+                    found.push(f);
+                }
+            }
+        }
+        Err(e) => ctx.warn(format!(
+            "the source was not checked, the binary was: {}",
+            audit::why_source_failed(&e)
+        )),
     }
 }
 
