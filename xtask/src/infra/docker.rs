@@ -646,6 +646,19 @@ pub fn label_filter(key: &str, value: &str) -> String {
     format!("label={key}={value}")
 }
 
+/// Removes the temporary containers of the checkout `checkout_id` (its lock held: none of its
+/// xtasks runs now, so these are what a stopped one left): how many.
+pub fn remove_temp_containers(ctx: &Ctx, checkout_id: &str) -> Result<usize> {
+    let label = label_filter(project::LABEL_TEMP, checkout_id);
+    let left = ctx.read(cmd!("docker ps -a -q --no-trunc --filter {label}"))?;
+    let left: Vec<&str> = left.lines().collect();
+    let count = left.len();
+    if count > 0 {
+        ctx.run(cmd!("docker rm -f {left...}").quiet())?;
+    }
+    Ok(count)
+}
+
 /// A temporary container, removed however the step ends (also after a signal). It carries
 /// `LABEL_TEMP` with the checkout's id, so `clean` finds one a killed run left behind; its name
 /// has a random part, so no leftover ever blocks the next run.

@@ -9,7 +9,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::Result;
 
 use crate::{
-    cmd,
     infra::{
         ctx::Ctx,
         docker::{self, Present, Store},
@@ -19,7 +18,7 @@ use crate::{
         base, deps,
         record::{self, Record},
     },
-    project::{self, Paths},
+    project::Paths,
 };
 
 /// What `images` removed, and what stayed with the engine's reason.
@@ -43,16 +42,7 @@ pub fn dirs(paths: &Paths) -> Vec<camino::Utf8PathBuf> {
 /// engine, then what our stopped builds left; `all`: the local base images too. The record keeps
 /// what stayed. Stops at a signal (the error), the record saved.
 pub fn images(ctx: &Ctx, store: Store, record: &mut Record, all: bool) -> Result<Cleaned> {
-    let temp = docker::label_filter(project::LABEL_TEMP, &record.checkout);
-    let containers: Vec<String> = ctx
-        .read(cmd!("docker ps -a -q --no-trunc --filter {temp}"))?
-        .lines()
-        .map(str::to_string)
-        .collect();
-    if !containers.is_empty() {
-        let ids = &containers;
-        ctx.run(cmd!("docker rm -f {ids...}").quiet())?;
-    }
+    let containers = docker::remove_temp_containers(ctx, &record.checkout)?;
     // Ours: the record's images and those a damaged record still names.
     let mut ours: BTreeMap<String, BTreeSet<String>> = record.images.clone();
     for file in &record::damaged(&ctx.paths) {
@@ -85,7 +75,7 @@ pub fn images(ctx: &Ctx, store: Store, record: &mut Record, all: bool) -> Result
     }
     let listed_after: BTreeSet<String> = docker::images(ctx, &[])?.into_iter().collect();
     Ok(Cleaned {
-        containers: containers.len(),
+        containers,
         images: listed_before.difference(&listed_after).count(),
         stayed: tally.stayed,
     })

@@ -49,13 +49,10 @@ pub fn run<'a>(ctx: &'a Ctx, checkout: &mut Checkout, request: &Request, port: u
     let local = docker::publishes_here(&docker::endpoint(ctx));
     let proxy = Proxy::bind(port)?;
     let watch = Watch::start(&paths.go_app())?;
-    // What a killed `dev` of this checkout left (the checkout's lock says none runs now).
-    let label = docker::label_filter(project::LABEL_TEMP, &checkout.record.checkout);
-    let left = ctx.read(cmd!("docker ps -a -q --no-trunc --filter {label}"))?;
-    let left: Vec<&str> = left.lines().collect();
-    if !left.is_empty() {
-        ctx.announce("removing the containers a stopped xtask left");
-        ctx.cleanup(cmd!("docker rm -f {left...}"))?;
+    // What a killed `dev` of this checkout left.
+    let left = docker::remove_temp_containers(ctx, &checkout.record.checkout)?;
+    if left > 0 {
+        ctx.announce(format!("removed {left} containers a stopped xtask left"));
     }
     let mut serving: Option<Serving<'a>> = None;
     let started = Instant::now();
