@@ -148,9 +148,9 @@ impl flags::Bench {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
         let quick = self.quick;
         let runs = self.runs.unwrap_or(if quick { 1 } else { 5 }).max(1);
-        let engine = Engine::ensure(ctx)?;
+        Engine::ensure(ctx)?;
         let go = Go::find(ctx)?;
-        let buildkit = BuildKit::detect(ctx, &engine);
+        let buildkit = BuildKit::detect(ctx);
         let glide = gobuild::Mode::of(&ctx.paths) == gobuild::Mode::Gopath;
         if !glide {
             ctx.announce(

@@ -4,7 +4,8 @@
 //! after a signal too) and `start` (any of them in the background: a `Running`, waited for later,
 //! stopped when dropped unwaited). It stops on SIGINT, SIGTERM or SIGHUP: the signal is forwarded
 //! to the running child, later changes are refused, clean-ups (and the queries they need) still
-//! run. No other module checks `--dry-run` or starts a process.
+//! run. No other module checks `--dry-run` or starts a process; `request` sends the engine's API
+//! requests by the same rules.
 
 use std::{
     cell::RefCell,
@@ -18,6 +19,7 @@ use camino::Utf8Path;
 
 use crate::{
     infra::{
+        engine_api::{Api, Request},
         process::{text, Cmd, Kind, Running, Stdout},
         signals,
     },
@@ -162,6 +164,23 @@ impl Ctx {
                 .with_context(|| format!("starting `{shown}`"))?,
         );
         Ok(running)
+    }
+
+    /// A request to the engine's API (`engine_api`), as its kind says: a change is echoed as the
+    /// `docker` command it stands for, skipped by `--dry-run` (an empty answer) and refused after
+    /// a signal; a query runs in every mode. The answer's body, within `timeout`.
+    pub fn request(&self, api: &Api, request: Request, timeout: Duration) -> Result<Vec<u8>> {
+        if request.kind != Kind::Query {
+            if self.dry_run {
+                println!("[dry-run] {}", request.shown);
+                return Ok(Vec::new());
+            }
+            if request.kind == Kind::Change {
+                self.check_signal(&request.shown)?;
+            }
+            eprintln!("$ {}", request.shown);
+        }
+        api.send(&request, timeout)
     }
 
     /// Changes files (or anything else done in-process): under `--dry-run` only says what it

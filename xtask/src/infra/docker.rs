@@ -14,8 +14,9 @@ use crate::{
     infra::{
         apt,
         ctx::Ctx,
+        engine_api::{escape, Api, ApiError, Request},
         fsx,
-        process::{ProcessError, Running},
+        process::{Kind, ProcessError},
         tools,
     },
     project,
@@ -26,8 +27,6 @@ use crate::{
 pub struct Engine {
     /// The engine's API version, e.g. (1, 41).
     pub api: (u32, u32),
-    /// The client's major version: from 23 on, BuildKit comes through the buildx plugin.
-    pub client_major: u32,
     /// Where it keeps images: what it calls an image's ID, what it can build with.
     pub store: Store,
 }
@@ -68,16 +67,6 @@ impl Store {
             _ => familiar,
         }
     }
-
-    fn detect(components: &str, driver_status: &str) -> Store {
-        if components.split(';').any(|c| c.starts_with("Podman")) {
-            Store::Podman
-        } else if driver_status.contains("io.containerd.snapshotter") {
-            Store::Containerd
-        } else {
-            Store::Classic
-        }
-    }
 }
 
 impl std::fmt::Display for Store {
@@ -104,15 +93,51 @@ impl Engine {
     /// The engine, or a clear error that says why there is none and what to do.
     pub fn find(ctx: &Ctx) -> Result<Engine> {
         tools::require(ctx, &[tools::DOCKER])?;
-        let format = "{{.Server.APIVersion}} {{.Client.Version}} {{range .Server.Components}}{{.Name}};{{end}}";
-        let versions = ctx
+        // Through the API when it answers there; the CLI also says why no engine answers.
+        if let Some(engine) = api(ctx).and_then(|api| {
+            let ask = |path: &str, shown: &str| -> Option<jzon::JsonValue> {
+                let body = ctx.request(&api, query(path, shown), ANSWER).ok()?;
+                jzon::parse(std::str::from_utf8(&body).ok()?).ok()
+            };
+            let server = ask("/version", "docker version")?;
+            let info = ask("/info", "docker info")?;
+            Engine::of(&server, &info["DriverStatus"]).ok()
+        }) {
+            return Ok(engine);
+        }
+        let format = "{{json .Server}}";
+        let server = ctx
             .read(cmd!("docker version --format {format}").within(ANSWER))
             .map_err(|e| diagnose(ctx, e))?;
         let format = "{{json .DriverStatus}}";
         let status = ctx
             .read(cmd!("docker info --format {format}").within(ANSWER))
             .map_err(|e| diagnose(ctx, e))?;
-        parse_versions(&versions, &status)
+        let parse = |text: &str| jzon::parse(text).unwrap_or(jzon::JsonValue::Null);
+        Engine::of(&parse(&server), &parse(&status))
+    }
+
+    /// The engine `docker version`'s server part and `docker info`'s driver status describe.
+    fn of(server: &jzon::JsonValue, driver_status: &jzon::JsonValue) -> Result<Engine> {
+        let api = server["ApiVersion"].as_str().unwrap_or("");
+        let api = api
+            .split_once('.')
+            .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+            .with_context(|| format!("unexpected engine API version `{api}`"))?;
+        let podman = server["Components"]
+            .members()
+            .any(|c| c["Name"].as_str().is_some_and(|n| n.starts_with("Podman")));
+        let snapshotter = driver_status.members().any(|pair| {
+            pair[1]
+                .as_str()
+                .is_some_and(|v| v.contains("io.containerd.snapshotter"))
+        });
+        let store = match (podman, snapshotter) {
+            (true, _) => Store::Podman,
+            (false, true) => Store::Containerd,
+            (false, false) => Store::Classic,
+        };
+        Ok(Engine { api, store })
     }
 
     /// The engine; when none answers and the CLI would use the local default socket, and we may
@@ -148,26 +173,6 @@ impl Engine {
         })?;
         Engine::find(ctx)
     }
-}
-
-fn parse_versions(versions: &str, driver_status: &str) -> Result<Engine> {
-    let mut words = versions.splitn(3, ' ');
-    let (api, client) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-    let store = Store::detect(words.next().unwrap_or(""), driver_status);
-    let api = api
-        .split_once('.')
-        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
-        .with_context(|| format!("unexpected engine API version `{api}`"))?;
-    let client_major = client
-        .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(0);
-    Ok(Engine {
-        api,
-        client_major,
-        store,
-    })
 }
 
 /// Where the CLI sends requests: DOCKER_HOST, else the current context's endpoint.
@@ -215,6 +220,67 @@ pub fn engine_key(ctx: &Ctx) -> String {
         Some(context) if context != "default" => format!("context:{context}"),
         _ => DEFAULT.to_string(),
     }
+}
+
+/// The engine's API socket, when the CLI reaches the engine through one (`engine_api`).
+fn api(ctx: &Ctx) -> Option<Api> {
+    Api::at(&engine_key(ctx))
+}
+
+/// A query of the engine's API, shown as the `docker` command it stands for.
+fn query(path: &str, shown: &str) -> Request {
+    Request {
+        method: "GET",
+        path: path.to_string(),
+        shown: shown.to_string(),
+        kind: Kind::Query,
+    }
+}
+
+/// Names `id` `tag` (the tag leaves the image it named).
+pub fn tag(ctx: &Ctx, id: &str, tag: &str) -> Result<()> {
+    let done = match api(ctx) {
+        Some(api) => {
+            let reference = crate::domain::ImageRef(tag.to_string());
+            let (repo, version) = reference.repository_and_tag();
+            let request = Request {
+                method: "POST",
+                path: format!(
+                    "/images/{id}/tag?repo={}&tag={}",
+                    escape(repo),
+                    escape(version.unwrap_or("latest"))
+                ),
+                shown: format!("docker tag {id} {tag}"),
+                kind: Kind::Change,
+            };
+            ctx.request(&api, request, LIST_ANSWER).map(drop)
+        }
+        None => ctx.run(cmd!("docker tag {id} {tag}").quiet()).map(drop),
+    };
+    done.with_context(|| format!("tagging {id} as {tag}"))
+}
+
+/// What the engine says of each of `refs` it has (`docker image inspect`'s JSON); a missing one
+/// is left out.
+fn inspect_json(ctx: &Ctx, refs: &[&str]) -> Result<Vec<jzon::JsonValue>> {
+    let parse = |text: &str| jzon::parse(text).context("the engine's answer is not JSON");
+    let Some(api) = api(ctx) else {
+        let out = inspect_each(ctx, "{{json .}}", refs)?;
+        return out.lines().map(parse).collect();
+    };
+    let mut found = Vec::new();
+    for reference in refs {
+        let path = format!("/images/{reference}/json");
+        let shown = format!("docker image inspect {reference}");
+        match ctx.request(&api, query(&path, &shown), LIST_ANSWER) {
+            Ok(body) => found.push(parse(&String::from_utf8_lossy(&body))?),
+            Err(e)
+                if e.downcast_ref::<ApiError>()
+                    .is_some_and(ApiError::not_found) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(found)
 }
 
 fn current_context(ctx: &Ctx) -> Option<String> {
@@ -305,8 +371,14 @@ pub struct BuildKit {
 
 impl BuildKit {
     /// BuildKit from this client, if it has it.
-    pub fn detect(ctx: &Ctx, engine: &Engine) -> Option<BuildKit> {
-        if engine.client_major > 0 && engine.client_major < 23 {
+    pub fn detect(ctx: &Ctx) -> Option<BuildKit> {
+        // Clients before 23 have BuildKit built in; later ones through the buildx plugin.
+        let client = ctx.try_read(cmd!("docker --version")).unwrap_or_default();
+        let major: u32 = client
+            .strip_prefix("Docker version ")
+            .and_then(|v| v.split('.').next()?.parse().ok())
+            .unwrap_or(0);
+        if major > 0 && major < 23 {
             return Some(BuildKit {
                 buildx: false,
                 load: false,
@@ -356,14 +428,13 @@ pub struct ImageList {
 impl ImageList {
     /// The images `names` name (those the engine has).
     pub fn of(ctx: &Ctx, engine: &Engine, names: &[&str]) -> Result<ImageList> {
-        let format = "{{.Id}}{{range .RepoTags}} {{.}}{{end}}";
-        let out = inspect_each(ctx, format, names).context("asking the engine about images")?;
+        let found = inspect_json(ctx, names).context("asking the engine about images")?;
         let store = engine.store;
         let mut images = Vec::new();
-        for line in out.lines() {
-            let mut words = line.split(' ');
-            let Some(id) = words.next() else { continue };
-            images.extend(words.map(|name| (id.to_string(), store.normalise(name))));
+        for image in &found {
+            let id = image["Id"].as_str().unwrap_or_default();
+            let tags = image["RepoTags"].members().filter_map(|t| t.as_str());
+            images.extend(tags.map(|name| (id.to_string(), store.normalise(name))));
         }
         Ok(ImageList {
             store: Some(store),
@@ -412,7 +483,18 @@ pub fn try_pull(ctx: &Ctx, reference: &str) -> bool {
 /// Removes an image or a tag of ours without `-f`: an image a container uses, or one with another
 /// tag, stays. Errors say why.
 pub fn remove_image(ctx: &Ctx, reference: &str) -> Result<()> {
-    start_remove(ctx, reference)?.wait().map(drop)
+    match api(ctx) {
+        Some(api) => {
+            let request = Request {
+                method: "DELETE",
+                path: format!("/images/{reference}"),
+                shown: format!("docker image rm {reference}"),
+                kind: Kind::Cleanup,
+            };
+            ctx.request(&api, request, LIST_ANSWER).map(drop)
+        }
+        None => ctx.cleanup(cmd!("docker image rm {reference}")),
+    }
 }
 
 /// Removes images of ours in one `docker image rm` (without `-f`), which lets the engine order a
@@ -484,14 +566,12 @@ pub fn ancestors(ctx: &Ctx, id: &str, parent: Option<Option<String>>) -> Result<
     Ok(chain)
 }
 
-/// `remove_image`, in the background: `wait` for its end (dropped, it is waited for).
-pub fn start_remove(ctx: &Ctx, reference: &str) -> Result<Running> {
-    ctx.start(cmd!("docker image rm {reference}").as_cleanup())
-}
-
 /// Docker's own words for why it refused a removal (a container uses the image, an image is
 /// built on it).
 pub fn refusal(e: &anyhow::Error) -> String {
+    if let Some(refused) = e.downcast_ref::<ApiError>() {
+        return refused.message.clone();
+    }
     let text = ProcessError::of(e).map_or_else(|| format!("{e:#}"), |p| p.stderr_text());
     let lines: Vec<&str> = text
         .lines()
@@ -557,17 +637,15 @@ pub fn names(ctx: &Ctx, ids: &[&str]) -> Result<BTreeMap<String, Present>> {
     }
     let mut found: BTreeMap<String, Present> = BTreeMap::new();
     if ids.len() <= FEW {
-        let format = "{{.Id}}|{{.Parent}}{{range .RepoTags}} {{.}}{{end}}";
-        let out = inspect_each(ctx, format, ids).context("asking the engine about images")?;
-        for line in out.lines() {
-            let mut words = line.split(' ');
-            let Some((id, parent)) = words.next().and_then(|w| w.split_once('|')) else {
-                continue;
-            };
+        for image in inspect_json(ctx, ids).context("asking the engine about images")? {
+            let id = image["Id"].as_str().unwrap_or_default();
             if ids.contains(&id) {
                 let present = Present {
-                    names: words.map(str::to_string).collect(),
-                    parent: Some(with_prefix(parent)),
+                    names: image["RepoTags"]
+                        .members()
+                        .filter_map(|t| Some(t.as_str()?.to_string()))
+                        .collect(),
+                    parent: Some(with_prefix(image["Parent"].as_str().unwrap_or_default())),
                 };
                 found.insert(id.to_string(), present);
             }
@@ -783,25 +861,24 @@ mod tests {
 
     #[test]
     fn versions() {
-        let classic = r#"[["Backing Filesystem","extfs"],["Supports d_type","true"]]"#;
-        let e = parse_versions("1.41 28.2.2 Engine;containerd;runc;docker-init;", classic).unwrap();
-        assert_eq!(
-            (e.api, e.client_major, e.store),
-            ((1, 41), 28, Store::Classic)
+        let parse = |text: &str| jzon::parse(text).unwrap();
+        let classic = parse(r#"[["Backing Filesystem","extfs"],["Supports d_type","true"]]"#);
+        let docker = parse(
+            r#"{"ApiVersion":"1.41","Components":[{"Name":"Engine"},{"Name":"containerd"}]}"#,
         );
+        let e = Engine::of(&docker, &classic).unwrap();
+        assert_eq!((e.api, e.store), ((1, 41), Store::Classic));
         assert!(e.multistage());
-        assert!(parse_versions("<no value> 28.2.2", classic).is_err());
-        let containerd = r#"[["driver-type","io.containerd.snapshotter.v1"]]"#;
-        let e = parse_versions(
-            "1.45 28.2.2 Engine;containerd;runc;docker-init;",
-            containerd,
-        );
-        assert_eq!(e.unwrap().store, Store::Containerd);
-        let podman = "1.41 28.2.2 Podman Engine;Conmon;OCI Runtime (runc);Engine;";
+        assert!(Engine::of(&parse(r#"{"Components":[]}"#), &classic).is_err());
+        let containerd = parse(r#"[["driver-type","io.containerd.snapshotter.v1"]]"#);
         assert_eq!(
-            parse_versions(podman, classic).unwrap().store,
-            Store::Podman
+            Engine::of(&docker, &containerd).unwrap().store,
+            Store::Containerd
         );
+        let podman = parse(
+            r#"{"ApiVersion":"1.41","Components":[{"Name":"Podman Engine"},{"Name":"Conmon"}]}"#,
+        );
+        assert_eq!(Engine::of(&podman, &classic).unwrap().store, Store::Podman);
     }
 
     #[test]

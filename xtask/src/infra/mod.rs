@@ -3,6 +3,7 @@
 pub mod apt;
 pub mod ctx;
 pub mod docker;
+pub mod engine_api;
 pub mod fsx;
 pub mod git;
 pub mod http;

@@ -350,8 +350,8 @@ pub fn smoke(ctx: &Ctx, checkout: &mut Checkout, built: &Built, tag: &str) -> Re
     )))
 }
 
-/// Moves `tag` to the candidate, prints the summary while the image the tag named before goes,
-/// and says when that one stays.
+/// Moves `tag` to the candidate (the image the tag named before goes when it is ours and
+/// nameless), prints the summary, and says when that one stays.
 pub fn place(ctx: &Ctx, checkout: &mut Checkout, built: &Built, tag: &str) -> Result<()> {
     place_reporting(ctx, checkout, built, tag, true)
 }
@@ -380,7 +380,7 @@ pub fn place_reporting(
             Ok(())
         })?;
     }
-    if let Some((prev, outcome)) = record.settle(ctx, paths, placed)? {
+    if let Some((prev, outcome)) = placed.superseded {
         let why = match outcome {
             Superseded::Removed => None,
             Superseded::Stays(why) => Some(why),

@@ -172,8 +172,7 @@ impl Plan {
     ) -> Result<String> {
         let previous = docker::image_id(ctx, tag);
         let id = self.build(ctx, record, dockerfile, target, context)?;
-        let placed = record.place(ctx, &ctx.paths, tag, &id, previous.as_deref())?;
-        record.settle(ctx, &ctx.paths, placed)?;
+        record.place(ctx, &ctx.paths, tag, &id, previous.as_deref())?;
         Ok(id)
     }
 }
@@ -198,7 +197,7 @@ pub fn choose_builder(
         }
         return Ok((Builder::Legacy, None));
     }
-    let buildkit = BuildKit::detect(ctx, engine);
+    let buildkit = BuildKit::detect(ctx);
     match (requested, buildkit) {
         (Some(Builder::BuildKit), None) => anyhow::bail!(
             "BuildKit is not available from this docker client: {}; or use `--builder legacy`",

@@ -31,12 +31,10 @@ use camino::Utf8PathBuf;
 use jzon::{object, JsonValue};
 
 use crate::{
-    cmd,
     infra::{
         ctx::Ctx,
         docker::{self, Present},
         fsx,
-        process::Running,
     },
     project::{self, Paths},
 };
@@ -305,9 +303,8 @@ impl Record {
     }
 
     /// Moves `tag` onto `id` (an image of ours, made by this run), which `previous` named before,
-    /// and records it; the previous image starts going when it is ours and nameless. One question
-    /// to the engine after the tag moved says that and how many of ours are left dangling.
-    /// `settle` waits for the removal (meanwhile, the caller may say what it built).
+    /// and records it; the previous image goes when it is ours and nameless. One question to the
+    /// engine after the tag moved says that and how many of ours are left dangling.
     pub fn place(
         &mut self,
         ctx: &Ctx,
@@ -320,8 +317,7 @@ impl Record {
             return Ok(Placed::default()); // --dry-run
         }
         if previous != Some(id) {
-            ctx.run(cmd!("docker tag {id} {tag}").quiet())
-                .with_context(|| format!("tagging {id} as {tag}"))?;
+            docker::tag(ctx, id, tag)?;
         }
         self.images
             .entry(id.to_string())
@@ -338,8 +334,8 @@ impl Record {
         let ids: Vec<&str> = self.images.keys().map(String::as_str).collect();
         let mut present = docker::names(ctx, &ids)?;
         let superseded = previous.map(|prev| {
-            let removal = self.start_removal(ctx, prev, present.remove(prev));
-            (prev.to_string(), removal)
+            let outcome = self.remove_superseded(ctx, prev, present.remove(prev));
+            (prev.to_string(), outcome)
         });
         self.save(ctx, paths)?;
         Ok(Placed {
@@ -348,101 +344,51 @@ impl Record {
         })
     }
 
-    /// What became of the image `place` superseded, once its removal is over; the record
-    /// written.
-    pub fn settle(
-        &mut self,
-        ctx: &Ctx,
-        paths: &Paths,
-        placed: Placed,
-    ) -> Result<Option<(String, Superseded)>> {
-        let Some((prev, removal)) = placed.superseded else {
-            return Ok(None);
-        };
-        let outcome = self.finish_removal(ctx, removal);
-        self.save(ctx, paths)?;
-        Ok(Some((prev, outcome)))
-    }
-
     /// A candidate this run made that is not wanted (it failed its smoke test): removed when it
     /// is ours and nameless.
     pub fn discard(&mut self, ctx: &Ctx, paths: &Paths, id: &str) -> Superseded {
-        let removal = match docker::names(ctx, &[id]) {
-            Ok(mut present) => self.start_removal(ctx, id, present.remove(id)),
-            Err(e) => Removal::Done(Superseded::Stays(format!("{e:#}"))),
+        let outcome = match docker::names(ctx, &[id]) {
+            Ok(mut present) => self.remove_superseded(ctx, id, present.remove(id)),
+            Err(e) => Superseded::Stays(format!("{e:#}")),
         };
-        let outcome = self.finish_removal(ctx, removal);
         if let Err(e) = self.save(ctx, paths) {
             ctx.warn(format!("{e:#}"));
         }
         outcome
     }
 
-    /// Starts removing `id` when it is ours and no name is left on it (`present`: what the engine
-    /// said of it; `None`: it has it no more), never with `-f`; what it was built on that is ours
-    /// and dangling goes after it (`finish_removal`).
-    fn start_removal(&mut self, ctx: &Ctx, id: &str, present: Option<Present>) -> Removal {
+    /// Removes `id` when it is ours and no name is left on it (`present`: what the engine said of
+    /// it; `None`: it has it no more), never with `-f`; then what it was built on that is ours and
+    /// dangling. Never fails the build: what stays is said.
+    fn remove_superseded(&mut self, ctx: &Ctx, id: &str, present: Option<Present>) -> Superseded {
         if !self.owns(id) {
-            return Removal::Done(Superseded::NotOurs);
+            return Superseded::NotOurs;
         }
         let Some(present) = present else {
             self.images.remove(id); // the engine dropped it already
-            return Removal::Done(Superseded::Removed);
+            return Superseded::Removed;
         };
         if !present.names.is_empty() {
-            return Removal::Done(Superseded::Named(present.names));
+            return Superseded::Named(present.names);
         }
         let ancestors = docker::ancestors(ctx, id, present.parent).unwrap_or_default();
-        match docker::start_remove(ctx, id) {
-            Ok(running) => Removal::Running {
-                id: id.to_string(),
-                ancestors,
-                running: Box::new(running),
-            },
-            Err(e) => Removal::Done(Superseded::Stays(format!("{e:#}"))),
+        if let Err(e) = docker::remove_image(ctx, id) {
+            return Superseded::Stays(docker::refusal(&e));
         }
-    }
-
-    /// Waits for a removal `start_removal` started. Never fails the build: what stays is said.
-    fn finish_removal(&mut self, ctx: &Ctx, removal: Removal) -> Superseded {
-        let (id, ancestors, running) = match removal {
-            Removal::Done(outcome) => return outcome,
-            Removal::Running {
-                id,
-                ancestors,
-                running,
-            } => (id, ancestors, running),
-        };
-        match running.wait() {
-            Ok(_) => {
-                self.images.remove(&id);
-                if let Err(e) = self.sweep(ctx, &ancestors) {
-                    ctx.warn(format!("what {id} was built on stays: {e:#}"));
-                }
-                Superseded::Removed
-            }
-            Err(e) => Superseded::Stays(docker::refusal(&e)),
+        self.images.remove(id);
+        if let Err(e) = self.sweep(ctx, &ancestors) {
+            ctx.warn(format!("what {id} was built on stays: {e:#}"));
         }
+        Superseded::Removed
     }
 }
 
-/// What `place` did: the superseded image's removal, and how many images on record are left
-/// dangling besides it.
+/// What `place` did: what became of the image the tag named before, and how many images on
+/// record are left dangling besides it.
 #[derive(Default)]
 pub struct Placed {
-    pub superseded: Option<(String, Removal)>,
+    pub superseded: Option<(String, Superseded)>,
     pub dangling: usize,
-}
-
-/// A removal of an image of ours, under way or decided.
-pub enum Removal {
-    Done(Superseded),
-    Running {
-        id: String,
-        /// What it was built on: `sweep` takes what is dangling of it afterwards.
-        ancestors: Vec<String>,
-        running: Box<Running>,
-    },
 }
 
 /// Where a damaged record is moved: a name of its own, never over an earlier one.
