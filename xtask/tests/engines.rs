@@ -2,10 +2,11 @@
 //! store), Docker 26 with the containerd image store, and Podman's Docker API. On each, as a user
 //! would meet it: `direct` twice and from a second checkout keeps its image, with the config digest
 //! the classic store gives; `verify` passes and fails on a tampered copy; the default image,
-//! handoff and `--smoke` work; a failed smoke test keeps the last good image; no image of ours is
-//! left dangling; `clean` in each checkout leaves nothing of ours and counts only what went; and
-//! nothing of the user's is touched: their image under our tag, an image derived from ours, their
-//! container, their image that carries our project label.
+//! handoff and `--smoke` work; a failed smoke test keeps the last good image; `dev` swaps in an
+//! edit and leaves no container when stopped; no image of ours is left dangling; `clean` in each
+//! checkout leaves nothing of ours and counts only what went; and nothing of the user's is
+//! touched: their image under our tag, an image derived from ours, their container, their image
+//! that carries our project label.
 
 mod common;
 
@@ -280,6 +281,34 @@ fn the_user_flow(kind: Kind) {
         run.stderr
     );
     assert_eq!(image_id(&engine, &tag), Some(good_handoff.clone()));
+    std::fs::write(&main_go, source.clone()).unwrap();
+
+    // `dev` (the engine publishes elsewhere: health checks only): an edit swapped in, then
+    // Ctrl-C: the app exits 0, no container of ours stays, the last image stays tagged.
+    let env = [("DOCKER_HOST", engine.host.as_str())];
+    let (child, rx) = common::spawn(
+        &a,
+        &["dev", "--offline", "--port", "0", "--tag", &tag],
+        &env,
+    );
+    common::wait_for(&rx, "Ctrl-C stops");
+    let before = image_id(&engine, &tag).unwrap();
+    std::fs::write(&main_go, source.replacen("Hello, %s!", "Hi, %s!", 1)).unwrap();
+    common::wait_for(&rx, "the new code answers");
+    common::ctrl_c(&child);
+    let mut child = child;
+    let status = child.wait().unwrap();
+    let said = common::rest(rx);
+    assert_eq!(status.code(), Some(0), "{kind:?}: dev:\n{said}");
+    assert!(!said.contains("expected 0"), "{kind:?}: dev:\n{said}");
+    let temp = format!("label={}", project::LABEL_TEMP);
+    let left = docker(&engine, &["ps", "-a", "-q", "--filter", &temp]);
+    assert_eq!(left, "", "{kind:?}: dev left containers");
+    assert_ne!(
+        image_id(&engine, &tag),
+        Some(before),
+        "{kind:?}: the edit's image is not tagged"
+    );
     std::fs::write(&main_go, source).unwrap();
 
     // Nothing of ours dangling: what is, is the user's (their images whose tags moved to ours,

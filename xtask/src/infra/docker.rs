@@ -764,6 +764,7 @@ impl<'a> TempContainer<'a> {
         image: &str,
         purpose: &str,
         extra: &[&str],
+        command: &[&str],
     ) -> Result<TempContainer<'a>> {
         TempContainer::make(
             ctx,
@@ -772,7 +773,7 @@ impl<'a> TempContainer<'a> {
             image,
             purpose,
             &[&["-d"][..], extra].concat(),
-            &[],
+            command,
         )
     }
 
