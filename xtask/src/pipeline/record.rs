@@ -304,7 +304,8 @@ impl Record {
 
     /// Moves `tag` onto `id` (an image of ours, made by this run), which `previous` named before,
     /// and records it; the previous image goes when it is ours and nameless. One question to the
-    /// engine after the tag moved says that and how many of ours are left dangling.
+    /// engine after the tag moved, about the other images on record, says that and how many of
+    /// ours are left dangling.
     pub fn place(
         &mut self,
         ctx: &Ctx,
@@ -331,7 +332,13 @@ impl Record {
         } else {
             self.sweep(ctx, &[])?;
         }
-        let ids: Vec<&str> = self.images.keys().map(String::as_str).collect();
+        // The candidate has the tag now: the others are asked about.
+        let ids: Vec<&str> = self
+            .images
+            .keys()
+            .map(String::as_str)
+            .filter(|i| *i != id)
+            .collect();
         let mut present = docker::names(ctx, &ids)?;
         let superseded = previous.map(|prev| {
             let outcome = self.remove_superseded(ctx, prev, present.remove(prev));
