@@ -32,7 +32,8 @@ pub fn wait_ok(addr: &str, path: &str, timeout: Duration) -> bool {
         if matches!(get(addr, path), Ok((200, _))) {
             return true;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        // A new container answers a few ms after it starts: `dev` waits on this.
+        std::thread::sleep(Duration::from_millis(2));
     }
     false
 }
