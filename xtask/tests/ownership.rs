@@ -256,6 +256,39 @@ fn a_stuck_engine_is_reported_and_ctrl_c_still_stops() {
     assert_eq!(status.code(), Some(130), "{}", rest(rx));
 }
 
+#[test]
+#[ignore = "needs root, a Docker engine and namespaces: cargo xtask ci"]
+fn an_engine_stuck_before_the_build_is_reported_once() {
+    let ws = Workspace::copy();
+    let remote = RemoteEngine::start();
+    let stopped = Stopped::engine(remote.pid());
+    let run = ws
+        .xtask_env(
+            &["image", "--offline", "--strategy", "direct"],
+            &[("DOCKER_HOST", remote.host.as_str())],
+        )
+        .failed();
+    drop(stopped);
+    // Asked through its API, which does not answer: said once, with what to check.
+    assert!(
+        run.stderr
+            .contains("`docker version` (engine API): no answer within 4 s"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("cannot reach the Docker engine"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr.matches("no answer within").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+}
+
 /// An engine stopped with SIGSTOP, continued however the test ends (else it could not stop).
 struct Stopped(i32);
 

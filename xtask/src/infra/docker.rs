@@ -14,7 +14,7 @@ use crate::{
     infra::{
         apt,
         ctx::Ctx,
-        engine_api::{escape, Api, ApiError, Request},
+        engine_api::{escape, Api, ApiEnd, ApiError, Request},
         fsx,
         process::{Kind, ProcessError},
         tools,
@@ -93,17 +93,24 @@ impl Engine {
     /// The engine, or a clear error that says why there is none and what to do.
     pub fn find(ctx: &Ctx) -> Result<Engine> {
         tools::require(ctx, &[tools::DOCKER])?;
-        // Through the API when it answers there; the CLI also says why no engine answers.
-        if let Some(engine) = api(ctx).and_then(|api| {
-            let ask = |path: &str, shown: &str| -> Option<jzon::JsonValue> {
-                let body = ctx.request(&api, query(path, shown), ANSWER).ok()?;
-                jzon::parse(std::str::from_utf8(&body).ok()?).ok()
+        // Through the API when it answers there; the CLI says why no engine answers, but for a
+        // stuck one (asked once: not twice for 4 s).
+        if let Some(api) = api(ctx) {
+            let ask = |path: &str, shown: &str| -> Result<jzon::JsonValue> {
+                let body = ctx.request(&api, query(path, shown), ANSWER)?;
+                Ok(jzon::parse(&String::from_utf8_lossy(&body))?)
             };
-            let server = ask("/version", "docker version")?;
-            let info = ask("/info", "docker info")?;
-            Engine::of(&server, &info["DriverStatus"]).ok()
-        }) {
-            return Ok(engine);
+            let asked = ask("/version", "docker version")
+                .and_then(|server| Ok((server, ask("/info", "docker info")?)))
+                .and_then(|(server, info)| Engine::of(&server, &info["DriverStatus"]));
+            match asked {
+                Ok(engine) => return Ok(engine),
+                Err(e) => match e.downcast_ref::<ApiError>().map(|a| &a.end) {
+                    Some(ApiEnd::NoAnswer(_)) => return Err(diagnose(ctx, e)),
+                    Some(ApiEnd::Stopped(_)) => return Err(e),
+                    _ => {}
+                },
+            }
         }
         let format = "{{json .Server}}";
         let server = ctx
@@ -569,8 +576,8 @@ pub fn ancestors(ctx: &Ctx, id: &str, parent: Option<Option<String>>) -> Result<
 /// Docker's own words for why it refused a removal (a container uses the image, an image is
 /// built on it).
 pub fn refusal(e: &anyhow::Error) -> String {
-    if let Some(refused) = e.downcast_ref::<ApiError>() {
-        return refused.message.clone();
+    if let Some(refusal) = e.downcast_ref::<ApiError>().and_then(ApiError::refusal) {
+        return refusal.to_string();
     }
     let text = ProcessError::of(e).map_or_else(|| format!("{e:#}"), |p| p.stderr_text());
     let lines: Vec<&str> = text

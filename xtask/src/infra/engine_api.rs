@@ -12,16 +12,19 @@
 
 use std::{
     fmt,
-    io::{Read, Write},
+    io::{ErrorKind, Read, Write},
     os::unix::net::UnixStream,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result};
 use camino::Utf8PathBuf;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
-use crate::infra::process::Kind;
+use crate::infra::{
+    process::{Kind, STILL_WAITING},
+    signals,
+};
 
 /// The engine's socket, when the CLI would use one.
 #[derive(Debug, Clone)]
@@ -38,17 +41,36 @@ pub struct Request {
     pub kind: Kind,
 }
 
-/// The engine's refusal of a request: its status and its own words.
+/// A request that failed, as data: what it stood for and how it ended.
 #[derive(Debug)]
 pub struct ApiError {
-    pub status: u16,
-    pub message: String,
     pub shown: String,
+    pub end: ApiEnd,
+}
+
+#[derive(Debug)]
+pub enum ApiEnd {
+    /// The engine answered with this status, in its own words.
+    Refused { status: u16, message: String },
+    /// No whole answer within the bound: a stuck engine.
+    NoAnswer(Duration),
+    /// A signal came while a query or a change waited.
+    Stopped(i32),
 }
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}` (engine API): {}", self.shown, self.message)
+        let shown = &self.shown;
+        match &self.end {
+            ApiEnd::Refused { message, .. } => write!(f, "`{shown}` (engine API): {message}"),
+            ApiEnd::NoAnswer(t) => write!(
+                f,
+                "`{shown}` (engine API): no answer within {} s (is the engine stuck? see whether \
+                 `docker info` answers)",
+                t.as_secs()
+            ),
+            ApiEnd::Stopped(signal) => write!(f, "`{shown}` stopped by {}", signals::name(*signal)),
+        }
     }
 }
 
@@ -57,7 +79,15 @@ impl std::error::Error for ApiError {}
 impl ApiError {
     /// The engine has no such image (or container).
     pub fn not_found(&self) -> bool {
-        self.status == 404
+        matches!(self.end, ApiEnd::Refused { status: 404, .. })
+    }
+
+    /// The engine's own words for a refusal.
+    pub fn refusal(&self) -> Option<&str> {
+        match &self.end {
+            ApiEnd::Refused { message, .. } => Some(message),
+            _ => None,
+        }
     }
 }
 
@@ -71,24 +101,60 @@ impl Api {
     }
 
     /// Sends `request` and reads the whole answer within `timeout`: the body of a 2xx answer,
-    /// else an `ApiError` (a socket that does not answer is an I/O error).
+    /// else an `ApiError` (a socket that does not answer is an I/O error). As for a process
+    /// (`process::Running::wait`): after `STILL_WAITING` it says once what it waits for, and a
+    /// signal stops the wait, but for a clean-up's, which is let finish.
     pub fn send(&self, request: &Request, timeout: Duration) -> Result<Vec<u8>> {
         let socket = &self.socket;
+        let shown = &request.shown;
+        let fail = |end| ApiError {
+            shown: shown.clone(),
+            end,
+        };
         let mut stream = UnixStream::connect(socket)
             .with_context(|| format!("connecting to the engine at unix://{socket}"))?;
-        stream.set_read_timeout(Some(timeout))?;
+        stream.set_read_timeout(Some(Duration::from_millis(20)))?;
         stream.set_write_timeout(Some(timeout))?;
         let head = format!(
             "{} {} HTTP/1.0\r\nHost: docker\r\nContent-Length: 0\r\n\r\n",
             request.method, request.path
         );
-        let mut answer = Vec::new();
         stream
             .write_all(head.as_bytes())
-            .and_then(|()| stream.read_to_end(&mut answer))
-            .with_context(|| format!("`{}` through unix://{socket}", request.shown))?;
+            .with_context(|| format!("`{shown}` through unix://{socket}"))?;
+        let (started, mut noticed) = (Instant::now(), false);
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 64 * 1024];
+        loop {
+            match stream.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => answer.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("`{shown}` through unix://{socket}"))
+                }
+            }
+            match signals::received() {
+                Some(signal) if request.kind != Kind::Cleanup => {
+                    return Err(fail(ApiEnd::Stopped(signal)).into())
+                }
+                _ => {}
+            }
+            if started.elapsed() >= timeout {
+                return Err(fail(ApiEnd::NoAnswer(timeout)).into());
+            }
+            if !noticed && started.elapsed() >= STILL_WAITING {
+                noticed = true;
+                eprintln!(
+                    "... still waiting for `{shown}` after {} s: the engine has not answered \
+                     (stuck or busy); Ctrl-C stops it",
+                    STILL_WAITING.as_secs()
+                );
+            }
+        }
         let (status, body) = split_answer(&answer)
-            .with_context(|| format!("`{}`: the engine's answer is not HTTP", request.shown))?;
+            .with_context(|| format!("`{shown}`: the engine's answer is not HTTP"))?;
         if (200..300).contains(&status) {
             return Ok(body.to_vec());
         }
@@ -97,12 +163,7 @@ impl Api {
             .ok()
             .and_then(|v| v["message"].as_str().map(str::to_string))
             .unwrap_or_else(|| text.trim().to_string());
-        Err(ApiError {
-            status,
-            message,
-            shown: request.shown.clone(),
-        }
-        .into())
+        Err(fail(ApiEnd::Refused { status, message }).into())
     }
 }
 

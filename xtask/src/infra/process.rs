@@ -340,7 +340,7 @@ pub struct Running {
 }
 
 /// When a command that prints nothing of its own is said to be still waited for.
-const STILL_WAITING: Duration = Duration::from_secs(10);
+pub(crate) const STILL_WAITING: Duration = Duration::from_secs(10);
 /// How long a child has to stop after a signal before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
