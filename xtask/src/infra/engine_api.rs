@@ -48,6 +48,7 @@ pub struct ApiError {
     pub end: ApiEnd,
 }
 
+/// How a failed request ended.
 #[derive(Debug)]
 pub enum ApiEnd {
     /// The engine answered with this status, in its own words.
