@@ -22,7 +22,7 @@ use camino::Utf8PathBuf;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 use crate::infra::{
-    process::{Kind, STILL_WAITING},
+    process::{no_answer, say_still_waiting, Kind, STILL_WAITING},
     signals,
 };
 
@@ -64,12 +64,7 @@ impl fmt::Display for ApiError {
         let shown = &self.shown;
         match &self.end {
             ApiEnd::Refused { message, .. } => write!(f, "`{shown}` (engine API): {message}"),
-            ApiEnd::NoAnswer(t) => write!(
-                f,
-                "`{shown}` (engine API): no answer within {} s (is the engine stuck? see whether \
-                 `docker info` answers)",
-                t.as_secs()
-            ),
+            ApiEnd::NoAnswer(t) => write!(f, "`{shown}` (engine API): {}", no_answer(*t)),
             ApiEnd::Stopped(signal) => write!(f, "`{shown}` stopped by {}", signals::name(*signal)),
         }
     }
@@ -147,11 +142,7 @@ impl Api {
             }
             if !noticed && started.elapsed() >= STILL_WAITING {
                 noticed = true;
-                eprintln!(
-                    "... still waiting for `{shown}` after {} s: the engine has not answered \
-                     (stuck or busy); Ctrl-C stops it",
-                    STILL_WAITING.as_secs()
-                );
+                say_still_waiting(shown);
             }
         }
         let (status, body) = split_answer(&answer)

@@ -311,12 +311,7 @@ impl fmt::Display for ProcessError {
                 }
                 Ok(())
             }
-            End::NoAnswer(t) => write!(
-                f,
-                "`{shown}`: no answer within {} s (is the engine stuck? see whether `docker info` \
-                 answers)",
-                t.as_secs()
-            ),
+            End::NoAnswer(t) => write!(f, "`{shown}`: {}", no_answer(*t)),
             End::Stopped(signal) => write!(f, "`{shown}` stopped by {}", signals::name(*signal)),
         }
     }
@@ -341,6 +336,25 @@ pub struct Running {
 
 /// When a command that prints nothing of its own is said to be still waited for.
 pub(crate) const STILL_WAITING: Duration = Duration::from_secs(10);
+
+/// Says, once `STILL_WAITING` has passed, what is waited for and how to stop it (a command, or a
+/// request to the engine's API).
+pub(crate) fn say_still_waiting(shown: &str) {
+    eprintln!(
+        "... still waiting for `{shown}` after {} s: the engine has not answered (stuck or busy); \
+         Ctrl-C stops it",
+        STILL_WAITING.as_secs()
+    );
+}
+
+/// Why a command or a request to the engine ended unanswered after `t`.
+pub(crate) fn no_answer(t: Duration) -> String {
+    format!(
+        "no answer within {} s (is the engine stuck? see whether `docker info` answers)",
+        t.as_secs()
+    )
+}
+
 /// How long a child has to stop after a signal before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -394,12 +408,7 @@ impl Running {
             }
             if self.notice && self.started.elapsed() >= STILL_WAITING {
                 self.notice = false;
-                eprintln!(
-                    "... still waiting for `{}` after {} s: the engine has not answered (stuck \
-                     or busy); Ctrl-C stops it",
-                    self.shown,
-                    STILL_WAITING.as_secs()
-                );
+                say_still_waiting(&self.shown);
             }
         };
         if let Some(signal) = signals::received().filter(|_| self.stoppable) {
