@@ -24,6 +24,10 @@ use crate::{
     project::Paths,
 };
 
+/// How often the dev row asks the port for the new text. Each request costs about 0.8 ms of CPU
+/// (ours, the engine's port proxy, the app): at 5 ms the polling alone slowed the paired Go build
+/// by 45 ms on this project's 2-core machine, at 10 ms by 9–20 ms (docs/performance.md).
+const DEV_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 /// The bench's image name; its tags name the contenders.
 const BENCH_IMAGE: &str = "go-docker-prod-bench";
 /// The format of `/hello/:name`'s answer in main.go, which the `dev` row edits.
@@ -462,7 +466,7 @@ impl<'a> Bench<'a> {
                 if saved.elapsed() > std::time::Duration::from_secs(300) {
                     anyhow::bail!("dev never served the edit");
                 }
-                std::thread::sleep(std::time::Duration::from_millis(5));
+                std::thread::sleep(DEV_POLL);
             }
             let secs = saved.elapsed().as_secs_f64();
             edits.push(secs);

@@ -21,7 +21,7 @@ use crate::{
         checkout::Checkout,
         compare, deps, distdir,
         meta::Meta,
-        oci::{Content, Image},
+        oci::{Body, Content, Image},
     },
     project::{self, Paths},
 };
@@ -127,12 +127,11 @@ fn rebuild(
         let builder = checkout.builder(ctx, engine, Some(builder_base))?;
         let meta = Meta::of_checkout(ctx, &wt.root, version, &go.version, builder_base);
         ctx.change("assemble the image", || {
-            let binary = std::fs::read(wt.dist().join(project::BINARY))
-                .context("reading the rebuilt dist/main")?;
+            let binary = wt.dist().join(project::BINARY);
             let ca_bundle =
                 std::fs::read(&builder.files.ca_bundle).context("reading the CA bundle")?;
             let content = Content {
-                binary: &binary,
+                binary: Body::File(&binary),
                 ca_bundle: &ca_bundle,
             };
             Image::assemble(&content, &meta, Platform::host())

@@ -19,7 +19,7 @@ use camino::Utf8Path;
 
 use crate::{
     infra::{
-        engine_api::{Api, Request},
+        engine_api::{Api, Pending, Request, Upload},
         process::{text, Cmd, Kind, Running, Stdout},
         signals,
     },
@@ -170,17 +170,34 @@ impl Ctx {
     /// `docker` command it stands for, skipped by `--dry-run` (an empty answer) and refused after
     /// a signal; a query runs in every mode. The answer's body, within `timeout`.
     pub fn request(&self, api: &Api, request: Request, timeout: Duration) -> Result<Vec<u8>> {
+        if !self.announce_request(&request)? {
+            return Ok(Vec::new());
+        }
+        api.send(request, timeout)
+    }
+
+    /// A request whose body is sent as it is made (`Api::upload`), as `request` does: None under
+    /// `--dry-run`.
+    pub fn upload(&self, api: &Api, request: Request) -> Result<Option<(Upload, Pending)>> {
+        if !self.announce_request(&request)? {
+            return Ok(None);
+        }
+        api.upload(request).map(Some)
+    }
+
+    /// Echoes a change (`--dry-run`: says it instead, and false); refuses one after a signal.
+    fn announce_request(&self, request: &Request) -> Result<bool> {
         if request.kind != Kind::Query {
             if self.dry_run {
                 println!("[dry-run] {}", request.shown);
-                return Ok(Vec::new());
+                return Ok(false);
             }
-            if request.kind == Kind::Change {
+            if matches!(request.kind, Kind::Change | Kind::Fed) {
                 self.check_signal(&request.shown)?;
             }
             eprintln!("$ {}", request.shown);
         }
-        api.send(&request, timeout)
+        Ok(true)
     }
 
     /// Changes files (or anything else done in-process): under `--dry-run` only says what it

@@ -9,6 +9,8 @@
 //!
 //! A request is HTTP/1.0, one per connection: Docker and Podman answer it with a length and no
 //! chunking, and close. `Ctx::request` sends one (echoed, `--dry-run`, signals, as for a process).
+//! An upload (`docker load`'s archive, sent while it is made) is HTTP/1.1 with a chunked body
+//! and `Connection: close`; its answer may be chunked.
 
 use std::{
     fmt,
@@ -22,7 +24,7 @@ use camino::Utf8PathBuf;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 use crate::infra::{
-    process::{no_answer, say_still_waiting, Kind, STILL_WAITING},
+    process::{no_answer, say_still_waiting, Kind, STILL_WAITING, STOP_GRACE},
     signals,
 };
 
@@ -100,25 +102,84 @@ impl Api {
     /// else an `ApiError` (a socket that does not answer is an I/O error). As for a process
     /// (`process::Running::wait`): after `STILL_WAITING` it says once what it waits for, and a
     /// signal stops the wait, but for a clean-up's, which is let finish.
-    pub fn send(&self, request: &Request, timeout: Duration) -> Result<Vec<u8>> {
+    pub fn send(&self, request: Request, timeout: Duration) -> Result<Vec<u8>> {
+        let head = format!(
+            "{} {} HTTP/1.0\r\nHost: docker\r\nContent-Length: 0\r\n\r\n",
+            request.method, request.path
+        );
+        self.open(request, &head, Some(timeout))?.answer(timeout)
+    }
+
+    /// Starts `request` with a body sent as it is made (`Upload`, in another thread if need be);
+    /// its answer comes once the body is finished (`Pending::answer`).
+    pub fn upload(&self, request: Request) -> Result<(Upload, Pending)> {
+        let head = format!(
+            "{} {} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\
+             Content-Type: application/x-tar\r\nTransfer-Encoding: chunked\r\n\r\n",
+            request.method, request.path
+        );
+        let pending = self.open(request, &head, None)?;
+        let stream = pending.stream.try_clone()?;
+        Ok((Upload { stream }, pending))
+    }
+
+    /// Connects and sends a request's head.
+    fn open(&self, request: Request, head: &str, timeout: Option<Duration>) -> Result<Pending> {
         let socket = &self.socket;
+        let through = || format!("`{}` through unix://{socket}", request.shown);
+        let mut stream = UnixStream::connect(socket)
+            .with_context(|| format!("connecting to the engine at unix://{socket}"))?;
+        stream.set_read_timeout(Some(Duration::from_millis(20)))?;
+        stream.set_write_timeout(timeout)?;
+        stream.write_all(head.as_bytes()).with_context(through)?;
+        Ok(Pending { stream, request })
+    }
+}
+
+/// A request's body, sent chunk by chunk. Dropped unfinished, the engine takes the body as cut
+/// short and does nothing with it.
+pub struct Upload {
+    stream: UnixStream,
+}
+
+impl Upload {
+    pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(()); // an empty chunk would end the body
+        }
+        write!(self.stream, "{:x}\r\n", bytes.len())?;
+        self.stream.write_all(bytes)?;
+        self.stream.write_all(b"\r\n")
+    }
+
+    /// The body's end.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        self.stream.write_all(b"0\r\n\r\n")
+    }
+}
+
+/// A request sent, its answer to come.
+pub struct Pending {
+    stream: UnixStream,
+    request: Request,
+}
+
+impl Pending {
+    /// The `docker` command the request stands for.
+    pub fn shown(&self) -> &str {
+        &self.request.shown
+    }
+
+    /// Reads the whole answer within `timeout` (see `Api::send`). A change fed from here
+    /// (`Kind::Fed`) is let finish after a signal for `STOP_GRACE`, as its process would be.
+    pub fn answer(mut self, timeout: Duration) -> Result<Vec<u8>> {
+        let Pending { stream, request } = &mut self;
         let shown = &request.shown;
         let fail = |end| ApiError {
             shown: shown.clone(),
             end,
         };
-        let mut stream = UnixStream::connect(socket)
-            .with_context(|| format!("connecting to the engine at unix://{socket}"))?;
-        stream.set_read_timeout(Some(Duration::from_millis(20)))?;
-        stream.set_write_timeout(Some(timeout))?;
-        let head = format!(
-            "{} {} HTTP/1.0\r\nHost: docker\r\nContent-Length: 0\r\n\r\n",
-            request.method, request.path
-        );
-        stream
-            .write_all(head.as_bytes())
-            .with_context(|| format!("`{shown}` through unix://{socket}"))?;
-        let (started, mut noticed) = (Instant::now(), false);
+        let (started, mut noticed, mut signalled) = (Instant::now(), false, None);
         let mut answer = Vec::new();
         let mut chunk = [0u8; 64 * 1024];
         loop {
@@ -127,17 +188,22 @@ impl Api {
                 Ok(n) => answer.extend_from_slice(&chunk[..n]),
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => {
-                    return Err(e).with_context(|| format!("`{shown}` through unix://{socket}"))
-                }
+                Err(e) => return Err(e).with_context(|| format!("`{shown}` (engine API)")),
             }
-            match signals::received() {
-                Some(signal) if request.kind != Kind::Cleanup => {
-                    return Err(fail(ApiEnd::Stopped(signal)).into())
+            if let Some(signal) = signals::received() {
+                let at = *signalled.get_or_insert_with(Instant::now);
+                let stops = match request.kind {
+                    Kind::Cleanup => false,
+                    Kind::Fed => at.elapsed() > STOP_GRACE,
+                    Kind::Change | Kind::Query => true,
+                };
+                if stops {
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                    return Err(fail(ApiEnd::Stopped(signal)).into());
                 }
-                _ => {}
             }
             if started.elapsed() >= timeout {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
                 return Err(fail(ApiEnd::NoAnswer(timeout)).into());
             }
             if !noticed && started.elapsed() >= STILL_WAITING {
@@ -145,12 +211,17 @@ impl Api {
                 say_still_waiting(shown);
             }
         }
-        let (status, body) = split_answer(&answer)
+        let (status, chunked, body) = split_answer(&answer)
             .with_context(|| format!("`{shown}`: the engine's answer is not HTTP"))?;
+        let body = match chunked {
+            true => dechunk(body)
+                .with_context(|| format!("`{shown}`: the engine's answer is cut short"))?,
+            false => body.to_vec(),
+        };
         if (200..300).contains(&status) {
-            return Ok(body.to_vec());
+            return Ok(body);
         }
-        let text = String::from_utf8_lossy(body);
+        let text = String::from_utf8_lossy(&body);
         let message = jzon::parse(&text)
             .ok()
             .and_then(|v| v["message"].as_str().map(str::to_string))
@@ -164,12 +235,34 @@ pub fn escape(value: &str) -> String {
     utf8_percent_encode(value, NON_ALPHANUMERIC).to_string()
 }
 
-/// The status and the body of an HTTP answer.
-fn split_answer(answer: &[u8]) -> Option<(u16, &[u8])> {
+/// The status of an HTTP answer, whether its body is chunked, and the body.
+fn split_answer(answer: &[u8]) -> Option<(u16, bool, &[u8])> {
     let end = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&answer[..end]).ok()?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, &answer[end + 4..]))
+    let chunked = head.lines().any(|line| {
+        line.split_once(':').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("transfer-encoding")
+                && value.trim().eq_ignore_ascii_case("chunked")
+        })
+    });
+    Some((status, chunked, &answer[end + 4..]))
+}
+
+/// A chunked body's bytes; None when it ends before its last chunk.
+fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line = body.windows(2).position(|w| w == b"\r\n")?;
+        let size = std::str::from_utf8(&body[..line]).ok()?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        body = &body[line + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(body.get(..size)?);
+        body = body.get(size + 2..)?;
+    }
 }
 
 #[cfg(test)]
@@ -179,7 +272,12 @@ mod tests {
     #[test]
     fn answers_are_split_into_status_and_body() {
         let answer = b"HTTP/1.0 404 Not Found\r\nContent-Length: 2\r\n\r\n{}";
-        assert_eq!(split_answer(answer), Some((404, &b"{}"[..])));
+        assert_eq!(split_answer(answer), Some((404, false, &b"{}"[..])));
+        let answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n2\r\n\"}\r\n0\r\n\r\n";
+        let (status, chunked, body) = split_answer(answer).unwrap();
+        assert_eq!((status, chunked), (200, true));
+        assert_eq!(dechunk(body).as_deref(), Some(&b"{\"a\"}"[..]));
+        assert_eq!(dechunk(b"3\r\n{\"a"), None, "cut short");
         assert_eq!(split_answer(b"garbage"), None);
         assert!(Api::at("tcp://127.0.0.1:2375").is_none());
         assert_eq!(escape("localhost:5000/app"), "localhost%3A5000%2Fapp");

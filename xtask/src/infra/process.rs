@@ -356,7 +356,7 @@ pub(crate) fn no_answer(t: Duration) -> String {
 }
 
 /// How long a child has to stop after a signal before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(10);
 
 impl Running {
     fn error(&self, end: End, output: Option<Output>) -> ProcessError {

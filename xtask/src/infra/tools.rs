@@ -330,14 +330,23 @@ impl Go {
     }
 
     fn at(ctx: &Ctx, go: &Utf8Path) -> Option<Go> {
-        let out = ctx.try_read(cmd!("{go} version"))?;
-        let version = out.split_whitespace().nth(2)?.to_string();
         // Resolve symlinks (/usr/bin/go → /usr/lib/go-1.19/bin/go): gofmt sits beside the real one.
         let real = go.canonicalize_utf8().ok()?;
-        Some(Go {
-            bin: real.parent()?.to_path_buf(),
-            version,
-        })
+        let bin = real.parent()?.to_path_buf();
+        // The release's VERSION file, beside bin/, says what `go version` would, without running
+        // Go (every build pins GOTOOLCHAIN=local: no other toolchain builds); else Go is asked.
+        let version = match bin
+            .parent()
+            .map(|root| std::fs::read_to_string(root.join("VERSION")))
+        {
+            Some(Ok(file)) if file.starts_with("go") => file.lines().next()?.trim().to_string(),
+            _ => ctx
+                .try_read(cmd!("{go} version"))?
+                .split_whitespace()
+                .nth(2)?
+                .to_string(),
+        };
+        Some(Go { bin, version })
     }
 
     /// (major, minor) of `go1.27.4`.

@@ -29,7 +29,7 @@ use crate::{
         distdir,
         dockerfile::{self, Plan},
         handoff, load,
-        oci::{Content, Image},
+        oci::{Body, Content, Image},
         record::Superseded,
         smoke,
     },
@@ -225,10 +225,21 @@ fn direct(
             .as_ref()
             .map_or_else(|| paths.dist(), |s| s.path().to_path_buf())
             .join(project::BINARY);
-        let read = |p: &camino::Utf8Path| std::fs::read(p).with_context(|| format!("reading {p}"));
-        let Some((binary, ca_bundle)) = ctx.change("read dist/main and the CA bundle", || {
-            Ok((read(&binary_path)?, read(&builder.files.ca_bundle)?))
-        })?
+        let ca = &builder.files.ca_bundle;
+        let Some(image) = ctx.change(
+            "assemble the image from dist/main and the CA bundle",
+            || {
+                let ca_bundle = std::fs::read(ca).with_context(|| format!("reading {ca}"))?;
+                if std::fs::metadata(&binary_path).is_ok_and(|m| m.len() == 0) {
+                    bail!("{binary_path} is empty");
+                }
+                let content = Content {
+                    binary: Body::File(&binary_path),
+                    ca_bundle: &ca_bundle,
+                };
+                Image::assemble(&content, &meta, Platform::host())
+            },
+        )?
         else {
             // --dry-run: nothing was built to read; what dist/ would become is said still.
             if let Some(staged) = staged {
@@ -236,14 +247,7 @@ fn direct(
             }
             return Ok(None);
         };
-        if binary.is_empty() {
-            bail!("{binary_path} is empty");
-        }
-        let content = Content {
-            binary: &binary,
-            ca_bundle: &ca_bundle,
-        };
-        let image = Image::assemble(&content, &meta, Platform::host())?;
+
         let id = image.engine_id(built.engine.store).to_string();
         let loading = if built.previous.as_deref() == Some(id.as_str()) {
             ctx.announce(format!("{tag} is {id} already: load skipped"));

@@ -36,9 +36,12 @@ use crate::{
     project,
 };
 
-/// How long a burst of saves may go on before it is built: each event waits this long for more
+/// How long a burst of saves may pause before it is built: each event waits this long for more
 /// (an editor writes a file in a few milliseconds).
 const QUIET: Duration = Duration::from_millis(15);
+/// The same after a file was closed from writing or renamed into place, which ends a save: the
+/// next file of a burst (a checkout, a formatter) follows within a millisecond.
+const SAVED: Duration = Duration::from_millis(3);
 /// How long a new container has to answer.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(15);
 
@@ -233,11 +236,11 @@ struct Serving<'a> {
 }
 
 impl<'a> Serving<'a> {
-    /// Runs `built`'s image hardened in `network`, answering on `slot`'s port, its log streamed
-    /// with the time, until /healthz answers on the port published here (what the image's own
-    /// check asks), or, where the engine publishes elsewhere, its health check passes (run with
-    /// `docker exec`, as the smoke test runs it). The container is removed when dropped; `clean`
-    /// finds a killed `dev`'s by its label.
+    /// Runs `built`'s image hardened in `network`, answering on `slot`'s port, until /healthz
+    /// answers there from this host (what the image's own check asks), or, where the engine runs
+    /// elsewhere, its health check passes (run with `docker exec`, as the smoke test runs it);
+    /// then its log is streamed with the time (from its start). The container is removed when
+    /// dropped; `clean` finds a killed `dev`'s by its label.
     fn start(
         ctx: &'a Ctx,
         checkout: &str,
@@ -248,10 +251,13 @@ impl<'a> Serving<'a> {
         let (inside, host) = network.slots[slot];
         let join = format!("container:{}", network.holder.name);
         let port = format!("PORT={inside}");
+        // No health checks by the engine's scheduler: `dev` checks the new container before it
+        // serves, and the image's check every 2 s would run beside every rebuild.
         let hardening = [
             "--read-only",
             "--cap-drop",
             "ALL",
+            "--no-healthcheck",
             "--network",
             &join,
             "-e",
@@ -259,7 +265,6 @@ impl<'a> Serving<'a> {
         ];
         let container = TempContainer::run(ctx, checkout, &built.id, "dev", &hardening, &[])?;
         let name = container.name.clone();
-        let logs = stream_log(ctx, &name)?;
         let addr = host.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
         let healthy = match addr {
             Some(addr) => http::wait_ok(&addr.to_string(), "/healthz", HEALTHY_WITHIN)
@@ -275,7 +280,7 @@ impl<'a> Serving<'a> {
             slot,
             container,
             addr,
-            _logs: logs,
+            _logs: stream_log(ctx, &name)?,
         })
     }
 
@@ -320,20 +325,17 @@ impl Proxy {
         let listener = TcpListener::bind(("127.0.0.1", port)).with_context(|| {
             format!("listening on 127.0.0.1:{port} (in use? pass --port with a free one)")
         })?;
-        listener.set_nonblocking(true)?;
         let port = listener.local_addr()?.port();
         let backend = Arc::new(RwLock::new(None));
         let stopped = Arc::new(AtomicBool::new(false));
         let (to, stop) = (Arc::clone(&backend), Arc::clone(&stopped));
+        // Blocked in accept until a client comes (`stop` connects once to end it).
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((client, _)) => {
                         let target = *to.read().unwrap_or_else(|e| e.into_inner());
                         std::thread::spawn(move || forward(client, target));
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(5));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(50)),
                 }
@@ -351,29 +353,61 @@ impl Proxy {
         *self.backend.write().unwrap_or_else(|e| e.into_inner()) = addr;
     }
 
+    /// No new connections: the port closes.
     fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
+        self.route(None);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
     }
 }
 
-/// Copies bytes both ways between `client` and `target` until both sides are done.
+/// Copies bytes both ways between `client` and `target` until both sides are done, in this one
+/// thread: poll(2) says which side has bytes or has closed (a request costs a thread less than a
+/// thread per direction).
 fn forward(client: TcpStream, target: Option<SocketAddr>) {
+    use std::{io::Read, io::Write, os::fd::AsRawFd};
     let Some(target) = target else { return };
-    let _ = client.set_nonblocking(false);
     let Ok(server) = TcpStream::connect_timeout(&target, Duration::from_secs(5)) else {
         return;
     };
-    let (Ok(mut client_in), Ok(mut server_in)) = (client.try_clone(), server.try_clone()) else {
-        return;
-    };
-    let (mut client_out, mut server_out) = (client, server);
-    let up = std::thread::spawn(move || {
-        let _ = std::io::copy(&mut client_in, &mut server_out);
-        let _ = server_out.shutdown(Shutdown::Write);
+    let mut sides = [client, server];
+    let mut fds = sides.each_ref().map(|s| libc::pollfd {
+        fd: s.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
     });
-    let _ = std::io::copy(&mut server_in, &mut client_out);
-    let _ = client_out.shutdown(Shutdown::Write);
-    let _ = up.join();
+    let mut buf = [0u8; 16 * 1024];
+    // A side's fd is set to -1 (which poll skips) once it has no more to send.
+    while fds.iter().any(|f| f.fd >= 0) {
+        // SAFETY: `fds` is an array of two initialised pollfd structs, alive across the call,
+        // and its length is what is passed.
+        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        for (from, fd) in fds.iter_mut().enumerate() {
+            if fd.fd < 0 || fd.revents == 0 {
+                continue;
+            }
+            let [a, b] = &mut sides;
+            let (reader, writer) = if from == 0 { (a, b) } else { (b, a) };
+            match reader.read(&mut buf) {
+                Ok(n) if n > 0 => {
+                    if writer.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                _ => {
+                    // This side is done: the other side hears it, and may still answer.
+                    let _ = writer.shutdown(Shutdown::Write);
+                    fd.fd = -1;
+                }
+            }
+        }
+    }
 }
 
 /// What changed in one burst of saves, and when the first came.
@@ -418,23 +452,33 @@ impl Watch {
 
     /// The next burst of relevant changes; None once a signal came.
     fn next_burst(&self, ctx: &Ctx) -> Option<Changed> {
+        use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
         let mut burst: Option<Changed> = None;
+        let mut quiet = QUIET;
         loop {
             if ctx.signalled() {
                 return None;
             }
             let wait = if burst.is_some() {
-                QUIET
+                quiet
             } else {
                 Duration::from_millis(100)
             };
             match self.events.recv_timeout(wait) {
                 Ok(Ok(event)) => {
+                    let saved = matches!(
+                        event.kind,
+                        EventKind::Access(AccessKind::Close(AccessMode::Write))
+                            | EventKind::Modify(ModifyKind::Name(
+                                RenameMode::To | RenameMode::Both
+                            ))
+                    );
                     let files: Vec<PathBuf> =
                         event.paths.into_iter().filter(|p| relevant(p)).collect();
-                    if files.is_empty() || event.kind.is_access() {
+                    if files.is_empty() || (event.kind.is_access() && !saved) {
                         continue;
                     }
+                    quiet = if saved { SAVED } else { QUIET };
                     burst
                         .get_or_insert_with(|| Changed {
                             at: Instant::now(),

@@ -42,22 +42,25 @@ impl Mode {
         }
     }
 
-    /// Static, no paths or VCS stamps in the binary; GOPATH mode from glide's vendor/, or
-    /// module mode from vendor/ with no network and no other toolchain.
+    /// Static, no paths or VCS stamps in the binary, built by the Go that was found and no other
+    /// toolchain (what `Go::version` says is what builds); GOPATH mode from glide's vendor/, or
+    /// module mode from vendor/ with no network.
     pub fn env(self) -> Vec<(&'static str, &'static str)> {
-        let common = [("CGO_ENABLED", "0"), ("GOOS", "linux")];
-        let mode: [(&str, &str); 4] = match self {
+        let common = [
+            ("CGO_ENABLED", "0"),
+            ("GOOS", "linux"),
+            ("GOTOOLCHAIN", "local"),
+        ];
+        let mode: [(&str, &str); 3] = match self {
             Mode::Gopath => [
                 ("GO111MODULE", "off"),
                 ("GOFLAGS", "-trimpath -buildvcs=false"),
                 ("GOPROXY", ""),
-                ("GOTOOLCHAIN", ""),
             ],
             Mode::Modules => [
                 ("GO111MODULE", "on"),
                 ("GOFLAGS", "-mod=vendor -trimpath -buildvcs=false"),
                 ("GOPROXY", "off"),
-                ("GOTOOLCHAIN", "local"),
             ],
         };
         let mut env: Vec<_> = common.into_iter().chain(mode).collect();

@@ -1,45 +1,46 @@
 //! How `direct`'s image reaches the engine (one `docker load` of `oci::Image::archive`, started
 //! early), and its OCI layout on disk.
 
-use std::io::Write;
-
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::{
-    infra::{ctx::Ctx, fsx, process::Running},
+    infra::{ctx::Ctx, docker, fsx},
     pipeline::oci::{self, Image},
 };
 
 /// A `docker load` started before its image is known (while Go links), and sent the archive's
-/// opening entry at once: the CLI and the engine's unpacking process are under way when the
-/// image is ready. `send` sends the rest. Dropped unsent, its input ends inside the archive, and
-/// nothing loads. Let finish after a signal: an image half-loaded is never left.
+/// opening entry at once: the engine's side is under way when the image is ready. `send` sends
+/// the rest. Dropped unsent, the archive ends inside, and nothing loads. Let finish after a
+/// signal: an image half-loaded is never left.
 pub struct Load {
-    input: os_pipe::PipeWriter,
-    running: Running,
+    input: docker::LoadInput,
+    loading: docker::Loading,
 }
 
 impl Load {
     pub fn start(ctx: &Ctx) -> Result<Load> {
-        let (reader, mut input) = os_pipe::pipe().context("making a pipe to docker load")?;
-        let load =
-            crate::cmd!("docker load -q").stdin(reader, "(the archive of the image, once built)");
-        let running = ctx.start(load.fed())?;
-        // A CLI that failed says why when waited for: its error says more than a write's.
-        let _ = input.write_all(&oci::opening()?);
-        Ok(Load { input, running })
+        let (mut input, loading) = docker::load(ctx)?;
+        // A load that failed says why when waited for: its error says more than a write's.
+        let _ = input.send(&oci::opening()?);
+        Ok(Load { input, loading })
     }
 
     /// Sends the rest of `image`'s archive (untagged) from a thread of its own, so that an
     /// engine that stops reading cannot block the xtask (`wait` says so, and a signal stops it):
     /// the load under way, to `wait` for.
-    pub fn send(self, image: &Image) -> Result<Running> {
+    pub fn send(self, image: &Image) -> Result<docker::Loading> {
         let rest = image.rest_of_archive()?;
-        let Load { mut input, running } = self;
+        let layer = std::sync::Arc::clone(&image.layer);
+        let Load { mut input, loading } = self;
         std::thread::spawn(move || {
-            let _ = input.write_all(&rest);
+            let sent = [&rest.before_layer, layer.as_slice(), &rest.after_layer]
+                .into_iter()
+                .try_for_each(|part| input.send(part));
+            if sent.is_ok() {
+                let _ = input.finish();
+            }
         });
-        Ok(running)
+        Ok(loading)
     }
 }
 

@@ -13,9 +13,10 @@
 //! the image the tag named before stays an image on every store. Also written as an OCI image
 //! layout in target/ (what a registry push takes).
 
-use std::collections::BTreeMap;
+use std::{borrow::Cow, collections::BTreeMap, io::Read, sync::Arc};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use camino::Utf8Path;
 use jzon::{array, object, JsonValue};
 
 use crate::{
@@ -35,14 +36,33 @@ const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/b
 
 /// What goes into the runtime layer.
 pub struct Content<'a> {
-    pub binary: &'a [u8],
+    pub binary: Body<'a>,
     pub ca_bundle: &'a [u8],
+}
+
+/// A file's content in the layer: bytes in hand, or a file read straight into the layer (the
+/// binary: its megabytes copied once).
+pub enum Body<'a> {
+    Bytes(Cow<'a, [u8]>),
+    File(&'a Utf8Path),
+}
+
+impl Body<'_> {
+    fn len(&self) -> Result<u64> {
+        Ok(match self {
+            Body::Bytes(bytes) => bytes.len() as u64,
+            Body::File(path) => std::fs::metadata(path)
+                .with_context(|| format!("reading {path}"))?
+                .len(),
+        })
+    }
 }
 
 /// An image, assembled: every blob and its digest.
 #[derive(Debug, Clone)]
 pub struct Image {
-    pub layer: Vec<u8>,
+    /// Shared with the thread that sends it to the engine.
+    pub layer: Arc<Vec<u8>>,
     /// `sha256:…` of the (uncompressed) layer: its diff ID and its OCI digest.
     pub layer_digest: String,
     pub config: Vec<u8>,
@@ -64,6 +84,7 @@ fn digest(bytes: &[u8]) -> String {
 impl Image {
     pub fn assemble(content: &Content<'_>, meta: &Meta, platform: Platform) -> Result<Image> {
         let (layer, size) = layer(content, meta.epoch)?;
+        let layer = Arc::new(layer);
         let layer_digest = digest(&layer);
         let config = config(meta, platform, &layer_digest).dump().into_bytes();
         let id = digest(&config);
@@ -101,29 +122,43 @@ impl Image {
     /// (an OCI image layout), and a docker-archive `manifest.json` naming the same blobs. No name
     /// in either: the image loads untagged.
     pub fn archive(&self) -> Result<Vec<u8>> {
-        Ok([opening()?, self.rest_of_archive()?].concat())
+        let rest = self.rest_of_archive()?;
+        Ok([
+            opening()?,
+            rest.before_layer,
+            self.layer.to_vec(),
+            rest.after_layer,
+        ]
+        .concat())
     }
 
-    /// The archive after its opening entry (`opening`), to its end.
-    pub fn rest_of_archive(&self) -> Result<Vec<u8>> {
+    /// The archive after its opening entry (`opening`), to its end: the layer's own bytes go
+    /// between the two parts, uncopied.
+    pub fn rest_of_archive(&self) -> Result<RestOfArchive> {
         let blob = |d: &str| format!("blobs/sha256/{}", d.trim_start_matches("sha256:"));
+        let mut header = header(tar::EntryType::Regular, 0o644, self.layer.len() as u64, 0);
+        header.set_path(blob(&self.layer_digest))?;
+        header.set_cksum();
+        let padding = self.layer.len().next_multiple_of(512) - self.layer.len();
         let index = object! { "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [self.descriptor()] };
         let manifest = array![{
             "Config": blob(&self.id),
             "RepoTags": null,
             "Layers": [blob(&self.layer_digest)],
         }];
-        let mut tar = tar::Builder::new(Vec::with_capacity(self.layer.len() + 8192));
+        let mut tar = tar::Builder::new(vec![0; padding]);
         for (path, bytes) in [
-            (blob(&self.layer_digest), self.layer.as_slice()),
-            (blob(&self.id), &self.config),
+            (blob(&self.id), self.config.as_slice()),
             (blob(&self.manifest_digest), &self.manifest),
             ("index.json".into(), index.dump().as_bytes()),
             ("manifest.json".into(), manifest.dump().as_bytes()),
         ] {
             append_file(&mut tar, &path, bytes, 0o644, 0)?;
         }
-        Ok(tar.into_inner()?)
+        Ok(RestOfArchive {
+            before_layer: header.as_bytes().to_vec(),
+            after_layer: tar.into_inner()?,
+        })
     }
 
     /// This image's descriptor, as an index lists it.
@@ -138,7 +173,7 @@ impl Image {
 
     /// The files of an OCI image layout holding `images` and, named `tag`, the one image or an
     /// image index over all of them (`index`: its bytes and digest).
-    pub fn layout(images: &[&Image], tag: &str) -> Layout {
+    pub fn layout<'a>(images: &[&'a Image], tag: &str) -> Layout<'a> {
         let index = match images {
             [_] => None,
             _ => {
@@ -154,13 +189,13 @@ impl Image {
         let blob = |d: &str| format!("blobs/sha256/{}", d.trim_start_matches("sha256:"));
         let mut files = Vec::new();
         for image in images {
-            files.push((blob(&image.layer_digest), image.layer.clone()));
-            files.push((blob(&image.id), image.config.clone()));
-            files.push((blob(&image.manifest_digest), image.manifest.clone()));
+            files.push((blob(&image.layer_digest), Cow::from(image.layer.as_slice())));
+            files.push((blob(&image.id), Cow::from(&image.config)));
+            files.push((blob(&image.manifest_digest), Cow::from(&image.manifest)));
         }
         let mut top = match &index {
             Some((bytes, d)) => {
-                files.push((blob(d), bytes.clone()));
+                files.push((blob(d), Cow::Owned(bytes.clone())));
                 object! { "mediaType": OCI_INDEX, "digest": d.as_str(), "size": bytes.len() }
             }
             None => images[0].descriptor(),
@@ -170,18 +205,25 @@ impl Image {
             object! { "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [top] };
         files.push((
             "index.json".into(),
-            (layout_index.pretty(2) + "\n").into_bytes(),
+            Cow::Owned((layout_index.pretty(2) + "\n").into_bytes()),
         ));
-        files.push(("oci-layout".into(), OCI_LAYOUT.as_bytes().to_vec()));
+        files.push(("oci-layout".into(), Cow::from(OCI_LAYOUT.as_bytes())));
         Layout { files, index }
     }
 }
 
 /// An OCI image layout: its files (path, bytes), and the image index it holds when there are
 /// several images.
-pub struct Layout {
-    pub files: Vec<(String, Vec<u8>)>,
+pub struct Layout<'a> {
+    pub files: Vec<(String, Cow<'a, [u8]>)>,
     pub index: Option<(Vec<u8>, String)>,
+}
+
+/// The archive after its opening entry: the layer's entry header, the layer (not copied here),
+/// then the rest.
+pub struct RestOfArchive {
+    pub before_layer: Vec<u8>,
+    pub after_layer: Vec<u8>,
 }
 
 /// The archive's opening entry, the same for every image: `oci-layout`, without the archive's
@@ -194,12 +236,15 @@ pub fn opening() -> Result<Vec<u8>> {
 }
 
 /// A runtime file: path, mode, content (None: a directory).
-pub type RuntimeFile<'a> = (&'static str, u32, Option<std::borrow::Cow<'a, [u8]>>);
+pub type RuntimeFile<'a> = (&'static str, u32, Option<Body<'a>>);
 
 /// The runtime files, as every strategy ships them (the tests compare `docker export` listings).
-pub fn runtime_files<'a>(content: &Content<'a>) -> Vec<RuntimeFile<'a>> {
-    use std::borrow::Cow;
-    let line = |s: String| Some(Cow::Owned((s + "\n").into_bytes()));
+pub fn runtime_files<'a>(content: &'a Content<'a>) -> Vec<RuntimeFile<'a>> {
+    let line = |s: String| Some(Body::Bytes(Cow::Owned((s + "\n").into_bytes())));
+    let binary = match &content.binary {
+        Body::Bytes(bytes) => Body::Bytes(Cow::Borrowed(bytes)),
+        Body::File(path) => Body::File(path),
+    };
     vec![
         ("etc/", 0o755, None),
         ("etc/group", 0o444, line(project::group())),
@@ -209,9 +254,9 @@ pub fn runtime_files<'a>(content: &Content<'a>) -> Vec<RuntimeFile<'a>> {
         (
             project::CA_BUNDLE,
             0o444,
-            Some(Cow::Borrowed(content.ca_bundle)),
+            Some(Body::Bytes(Cow::Borrowed(content.ca_bundle))),
         ),
-        (project::BINARY, 0o555, Some(Cow::Borrowed(content.binary))),
+        (project::BINARY, 0o555, Some(binary)),
     ]
 }
 
@@ -219,19 +264,32 @@ pub fn runtime_files<'a>(content: &Content<'a>) -> Vec<RuntimeFile<'a>> {
 /// The layer, and the size of its files.
 fn layer(content: &Content<'_>, epoch: u64) -> Result<(Vec<u8>, u64)> {
     let files = runtime_files(content);
-    // Allocated once: a header and the content padded to 512 bytes an entry, two blocks at the end.
-    let capacity = files
+    let lengths = files
         .iter()
-        .map(|(_, _, bytes)| 512 + bytes.as_ref().map_or(0, |b| b.len().div_ceil(512) * 512))
-        .sum::<usize>()
+        .map(|(_, _, body)| body.as_ref().map_or(Ok(0), Body::len))
+        .collect::<Result<Vec<u64>>>()?;
+    // Allocated once: a header and the content padded to 512 bytes an entry, two blocks at the end.
+    let capacity = lengths
+        .iter()
+        .map(|len| 512 + len.next_multiple_of(512))
+        .sum::<u64>()
         + 1024;
-    let mut tar = tar::Builder::new(Vec::with_capacity(capacity));
+    let mut tar = tar::Builder::new(Vec::with_capacity(capacity as usize));
     let mut size = 0;
-    for (path, mode, bytes) in files {
-        match bytes {
-            Some(bytes) => {
-                size += bytes.len() as u64;
-                append_file(&mut tar, path, &bytes, mode, epoch)?
+    for ((path, mode, body), len) in files.into_iter().zip(lengths) {
+        size += len;
+        match body {
+            Some(Body::Bytes(bytes)) => append_file(&mut tar, path, &bytes, mode, epoch)?,
+            Some(Body::File(file)) => {
+                let before = tar.get_ref().len() as u64;
+                let mut header = header(tar::EntryType::Regular, mode, len, epoch);
+                let reader =
+                    std::fs::File::open(file).with_context(|| format!("reading {file}"))?;
+                tar.append_data(&mut header, path, reader.take(len))
+                    .with_context(|| format!("adding {file} to the layer"))?;
+                if tar.get_ref().len() as u64 != before + 512 + len.next_multiple_of(512) {
+                    bail!("{file} changed while it was read");
+                }
             }
             None => {
                 let mut header = header(tar::EntryType::Directory, mode, 0, epoch);
@@ -319,9 +377,13 @@ mod tests {
         }
     }
 
+    fn bytes(b: &'static [u8]) -> Body<'static> {
+        Body::Bytes(Cow::Borrowed(b))
+    }
+
     fn content() -> Content<'static> {
         Content {
-            binary: b"\x7fELF binary",
+            binary: bytes(b"\x7fELF binary"),
             ca_bundle: b"certs",
         }
     }
@@ -357,7 +419,7 @@ mod tests {
                 "binary",
                 id(
                     Content {
-                        binary: b"\x7fELF binarY",
+                        binary: bytes(b"\x7fELF binarY"),
                         ..content()
                     },
                     meta(),
@@ -429,11 +491,29 @@ mod tests {
         }
     }
 
+    /// The binary read from its file makes the layer its bytes make.
+    #[test]
+    fn a_binary_read_from_its_file_gives_the_same_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = camino::Utf8PathBuf::from_path_buf(dir.path().join("main")).unwrap();
+        std::fs::write(&file, b"\x7fELF binary").unwrap();
+        let from_file = Content {
+            binary: Body::File(&file),
+            ..content()
+        };
+        let image = Image::assemble(&from_file, &meta(), amd64()).unwrap();
+        assert_eq!(image.id, PINNED_CONFIG);
+        assert_eq!(
+            image.size,
+            Image::assemble(&content(), &meta(), amd64()).unwrap().size
+        );
+    }
+
     /// The archive names the same blobs both ways, with no name: every store loads it untagged.
     #[test]
     fn the_archive_is_an_oci_layout_and_a_docker_archive_of_the_same_blobs() {
         let content = Content {
-            binary: b"bin",
+            binary: bytes(b"bin"),
             ca_bundle: b"certs",
         };
         let image = Image::assemble(&content, &meta(), Platform::host()).unwrap();
@@ -475,7 +555,7 @@ mod tests {
     #[test]
     fn the_layer_holds_exactly_the_runtime_files_as_root() {
         let content = Content {
-            binary: b"bin",
+            binary: bytes(b"bin"),
             ca_bundle: b"certs",
         };
         let image = Image::assemble(&content, &meta(), Platform::host()).unwrap();

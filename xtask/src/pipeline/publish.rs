@@ -6,6 +6,8 @@
 //! offline. Credentials are the docker CLI's (`docker login`, `~/.docker/config.json`, its
 //! credential helpers) or REGISTRY_AUTH_FILE: never on a command line, never printed.
 
+use std::borrow::Cow;
+
 use anyhow::{bail, Context, Result};
 use camino::Utf8Path;
 
@@ -17,7 +19,7 @@ use crate::{
         checkout::Builder,
         gobuild,
         meta::Meta,
-        oci::{Content, Image},
+        oci::{Body, Content, Image},
         sbom,
     },
 };
@@ -122,7 +124,7 @@ pub fn assemble(
             return Ok(None);
         };
         let content = Content {
-            binary: &binary,
+            binary: Body::Bytes(Cow::Borrowed(&binary)),
             ca_bundle: &ca_bundle,
         };
         let image = Image::assemble(&content, meta, platform)?;
