@@ -241,6 +241,7 @@ fn query(path: &str, shown: &str) -> Request {
     Request {
         method: "GET",
         path: path.to_string(),
+        body: None,
         shown: shown.to_string(),
         kind: Kind::Query,
     }
@@ -259,6 +260,7 @@ pub fn tag(ctx: &Ctx, id: &str, tag: &str) -> Result<()> {
                     escape(repo),
                     escape(version.unwrap_or("latest"))
                 ),
+                body: None,
                 shown: format!("docker tag {id} {tag}"),
                 kind: Kind::Change,
             };
@@ -279,6 +281,7 @@ pub fn load(ctx: &Ctx) -> Result<(LoadInput, Loading)> {
         let request = Request {
             method: "POST",
             path: "/images/load?quiet=1".into(),
+            body: None,
             shown: format!("docker load -q < {INPUT}"),
             kind: Kind::Fed,
         };
@@ -584,6 +587,7 @@ pub fn remove_image(ctx: &Ctx, reference: &str) -> Result<()> {
             let request = Request {
                 method: "DELETE",
                 path: format!("/images/{reference}"),
+                body: None,
                 shown: format!("docker image rm {reference}"),
                 kind: Kind::Cleanup,
             };
@@ -833,6 +837,76 @@ pub fn remove_temp_containers(ctx: &Ctx, checkout_id: &str) -> Result<usize> {
     Ok(count)
 }
 
+/// How a container of ours that runs (`dev`'s) is confined and connected: read-only and without
+/// capabilities always; the rest as its use needs. Said once, as `docker run` flags and as the
+/// engine API's create request.
+#[derive(Default)]
+pub struct Confined<'a> {
+    pub user: Option<&'a str>,
+    /// The container whose network this one joins.
+    pub network_of: Option<&'a str>,
+    /// Ports published on this host's loopback: (the port here, None: the engine picks; inside).
+    pub publish: Vec<(Option<u16>, u16)>,
+    pub env: Vec<String>,
+    /// Without the image's periodic health check.
+    pub no_healthcheck: bool,
+}
+
+impl Confined<'_> {
+    fn args(&self) -> Vec<String> {
+        let mut args: Vec<String> = ["--read-only", "--cap-drop", "ALL"]
+            .map(String::from)
+            .into();
+        if let Some(user) = self.user {
+            args.extend(["--user".into(), user.into()]);
+        }
+        if let Some(other) = self.network_of {
+            args.extend(["--network".into(), format!("container:{other}")]);
+        }
+        for (here, inside) in &self.publish {
+            let here = here.map_or(String::new(), |p| p.to_string());
+            args.extend(["-p".into(), format!("127.0.0.1:{here}:{inside}")]);
+        }
+        for env in &self.env {
+            args.extend(["-e".into(), env.clone()]);
+        }
+        if self.no_healthcheck {
+            args.push("--no-healthcheck".into());
+        }
+        args
+    }
+
+    /// The engine API's container configuration for the same.
+    fn config(&self, image: &str, command: &[&str], label: (&str, &str)) -> jzon::JsonValue {
+        let mut config = jzon::object! {
+            "Image": image,
+            "Env": self.env.clone(),
+            "HostConfig": { "ReadonlyRootfs": true, "CapDrop": ["ALL"] },
+        };
+        config["Labels"][label.0] = label.1.into();
+        if !command.is_empty() {
+            config["Cmd"] = command.into();
+        }
+        if let Some(user) = self.user {
+            config["User"] = user.into();
+        }
+        if let Some(other) = self.network_of {
+            config["HostConfig"]["NetworkMode"] = format!("container:{other}").into();
+        }
+        for (here, inside) in &self.publish {
+            let port = format!("{inside}/tcp");
+            let here = here.map_or(String::new(), |p| p.to_string());
+            config["ExposedPorts"][port.as_str()] = jzon::object! {};
+            config["HostConfig"]["PortBindings"][port.as_str()] =
+                jzon::array![{ "HostIp": "127.0.0.1", "HostPort": here.as_str() }];
+        }
+        if self.no_healthcheck {
+            config["Healthcheck"] = jzon::object! { "Test": ["NONE"] };
+        }
+        config
+    }
+}
+
 /// A temporary container, removed however the step ends (also after a signal). It carries
 /// `LABEL_TEMP` with the checkout's id, so `clean` finds one a killed run left behind; its name
 /// has a random part, so no leftover ever blocks the next run.
@@ -853,24 +927,58 @@ impl<'a> TempContainer<'a> {
         TempContainer::make(ctx, "create", checkout_id, image, purpose, extra, command)
     }
 
-    /// `create`, started at once (`docker run -d`: one call).
+    /// A container confined as `confined` says, started at once: through the engine's API
+    /// where it has a local socket (create and start: no CLI process, about 15 ms less), else
+    /// `docker run -d`.
     pub fn run(
         ctx: &'a Ctx,
         checkout_id: &str,
         image: &str,
         purpose: &str,
-        extra: &[&str],
+        confined: &Confined,
         command: &[&str],
     ) -> Result<TempContainer<'a>> {
-        TempContainer::make(
+        let args = confined.args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let Some(api) = api(ctx) else {
+            let extra = [&["-d"][..], &args].concat();
+            return TempContainer::make(ctx, "run", checkout_id, image, purpose, &extra, command);
+        };
+        let container = TempContainer {
             ctx,
-            "run",
-            checkout_id,
-            image,
-            purpose,
-            &[&["-d"][..], extra].concat(),
-            command,
-        )
+            name: TempContainer::new_name(purpose),
+        };
+        let name = &container.name;
+        let config = confined.config(image, command, (project::LABEL_TEMP, checkout_id));
+        let create = Request {
+            method: "POST",
+            path: format!("/containers/create?name={}", escape(name)),
+            body: Some(config.dump()),
+            shown: [
+                &["docker", "create", "--name", name.as_str()][..],
+                &args,
+                &[image],
+                command,
+            ]
+            .concat()
+            .join(" "),
+            kind: Kind::Change,
+        };
+        let start = Request {
+            method: "POST",
+            path: format!("/containers/{}/start", escape(name)),
+            body: None,
+            shown: format!("docker start {name}"),
+            kind: Kind::Change,
+        };
+        ctx.request(&api, create, LIST_ANSWER)
+            .and_then(|_| ctx.request(&api, start, LIST_ANSWER))
+            .with_context(|| format!("making a container from {image}"))?;
+        Ok(container)
+    }
+
+    fn new_name(purpose: &str) -> String {
+        format!("{}-{purpose}-{}", project::APP, fsx::random_hex(6))
     }
 
     fn make(
@@ -882,7 +990,7 @@ impl<'a> TempContainer<'a> {
         extra: &[&str],
         command: &[&str],
     ) -> Result<TempContainer<'a>> {
-        let name = format!("{}-{purpose}-{}", project::APP, fsx::random_hex(6));
+        let name = TempContainer::new_name(purpose);
         let label = format!("{}={checkout_id}", project::LABEL_TEMP);
         // The guard first: a `docker create` stopped by Ctrl-C may still have made the container.
         let container = TempContainer { ctx, name };
@@ -947,6 +1055,40 @@ fn parse_size(s: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The flags and the API's configuration say the same confinement.
+    #[test]
+    fn a_confined_container_is_said_alike_as_flags_and_as_api_config() {
+        let confined = Confined {
+            user: Some("65534:65534"),
+            network_of: Some("holder"),
+            publish: vec![(Some(1234), 8080), (None, 8081)],
+            env: vec!["PORT=8080".into()],
+            no_healthcheck: true,
+        };
+        assert_eq!(
+            confined.args().join(" "),
+            "--read-only --cap-drop ALL --user 65534:65534 --network container:holder \
+             -p 127.0.0.1:1234:8080 -p 127.0.0.1::8081 -e PORT=8080 --no-healthcheck"
+        );
+        let config = confined.config("img", &["sleep", "1"], ("k", "v"));
+        let host = &config["HostConfig"];
+        assert_eq!(host["ReadonlyRootfs"], true);
+        assert_eq!(host["CapDrop"][0], "ALL");
+        assert_eq!(host["NetworkMode"], "container:holder");
+        assert_eq!(host["PortBindings"]["8080/tcp"][0]["HostIp"], "127.0.0.1");
+        assert_eq!(host["PortBindings"]["8080/tcp"][0]["HostPort"], "1234");
+        assert_eq!(host["PortBindings"]["8081/tcp"][0]["HostPort"], "");
+        assert!(config["ExposedPorts"].has_key("8081/tcp"));
+        assert_eq!(config["User"], "65534:65534");
+        assert_eq!(config["Env"][0], "PORT=8080");
+        assert_eq!(config["Cmd"][1], "1");
+        assert_eq!(config["Labels"]["k"], "v");
+        assert_eq!(config["Healthcheck"]["Test"][0], "NONE");
+        let plain = Confined::default().config("img", &[], ("k", "v"));
+        assert!(plain["Cmd"].is_null() && plain["Healthcheck"].is_null());
+        assert!(plain["HostConfig"]["NetworkMode"].is_null());
+    }
 
     #[test]
     fn sizes() {

@@ -34,11 +34,13 @@ pub struct Api {
     socket: Utf8PathBuf,
 }
 
-/// One request: what it asks, and the `docker` command it stands for (what is echoed).
+/// One request: what it asks (a JSON body, for a few), and the `docker` command it stands for
+/// (what is echoed).
 #[derive(Debug)]
 pub struct Request {
     pub method: &'static str,
     pub path: String,
+    pub body: Option<String>,
     pub shown: String,
     pub kind: Kind,
 }
@@ -103,9 +105,13 @@ impl Api {
     /// (`process::Running::wait`): after `STILL_WAITING` it says once what it waits for, and a
     /// signal stops the wait, but for a clean-up's, which is let finish.
     pub fn send(&self, request: Request, timeout: Duration) -> Result<Vec<u8>> {
+        let body = request.body.as_deref().unwrap_or("");
         let head = format!(
-            "{} {} HTTP/1.0\r\nHost: docker\r\nContent-Length: 0\r\n\r\n",
-            request.method, request.path
+            "{} {} HTTP/1.0\r\nHost: docker\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            request.method,
+            request.path,
+            body.len()
         );
         self.open(request, &head, Some(timeout))?.answer(timeout)
     }

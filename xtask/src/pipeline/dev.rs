@@ -24,7 +24,7 @@ use crate::{
     cmd,
     infra::{
         ctx::{secs, Ctx},
-        docker::{self, Engine, TempContainer},
+        docker::{self, Confined, Engine, TempContainer},
         http,
         process::ProcessError,
     },
@@ -205,21 +205,22 @@ struct Network<'a> {
 impl<'a> Network<'a> {
     fn start(ctx: &'a Ctx, checkout: &str, image: &str, local: bool) -> Result<Network<'a>> {
         let mut slots = [(project::APP_PORT, None), (project::APP_PORT + 1, None)];
-        let mut args = vec!["--read-only", "--cap-drop", "ALL", "--user", "65534:65534"];
-        let mut published = Vec::new();
-        for (inside, host) in &mut slots {
+        for (_, host) in &mut slots {
             // Chosen now where the engine publishes here: known without asking.
             if local {
                 *host = Some(crate::infra::net::free_port()?);
             }
-            let on = host.map_or(String::new(), |p| p.to_string());
-            published.push(format!("127.0.0.1:{on}:{inside}"));
         }
-        for p in &published {
-            args.extend(["-p", p.as_str()]);
-        }
+        let confined = Confined {
+            user: Some("65534:65534"),
+            publish: slots
+                .iter()
+                .map(|(inside, host)| (*host, *inside))
+                .collect(),
+            ..Confined::default()
+        };
         let sleep = ["sleep", "2147483647"];
-        let holder = TempContainer::run(ctx, checkout, image, "dev-net", &args, &sleep)
+        let holder = TempContainer::run(ctx, checkout, image, "dev-net", &confined, &sleep)
             .context("making the network dev's containers join")?;
         Ok(Network { holder, slots })
     }
@@ -249,21 +250,15 @@ impl<'a> Serving<'a> {
         slot: usize,
     ) -> Result<Serving<'a>> {
         let (inside, host) = network.slots[slot];
-        let join = format!("container:{}", network.holder.name);
-        let port = format!("PORT={inside}");
         // No health checks by the engine's scheduler: `dev` checks the new container before it
         // serves, and the image's check every 2 s would run beside every rebuild.
-        let hardening = [
-            "--read-only",
-            "--cap-drop",
-            "ALL",
-            "--no-healthcheck",
-            "--network",
-            &join,
-            "-e",
-            &port,
-        ];
-        let container = TempContainer::run(ctx, checkout, &built.id, "dev", &hardening, &[])?;
+        let confined = Confined {
+            network_of: Some(&network.holder.name),
+            env: vec![format!("PORT={inside}")],
+            no_healthcheck: true,
+            ..Confined::default()
+        };
+        let container = TempContainer::run(ctx, checkout, &built.id, "dev", &confined, &[])?;
         let name = container.name.clone();
         let addr = host.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
         let healthy = match addr {
