@@ -337,12 +337,7 @@ impl Loading {
             Loading::Api(pending) => {
                 let shown = pending.shown().to_string();
                 let body = pending.answer(LOAD_ANSWER)?;
-                // The engine reports as JSON messages: a failure after its answer began is one.
-                let failed = String::from_utf8_lossy(&body)
-                    .lines()
-                    .filter_map(|line| jzon::parse(line).ok())
-                    .find_map(|message| message["error"].as_str().map(str::to_string));
-                match failed {
+                match stream_error(&body) {
                     Some(message) => Err(ApiError {
                         shown,
                         end: ApiEnd::Refused {
@@ -357,6 +352,15 @@ impl Loading {
             Loading::Nothing => Ok(()),
         }
     }
+}
+
+/// The failure an engine's stream of JSON messages reports (`{"error": …}`): one that came
+/// after its answer began, with status 200.
+fn stream_error(body: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(body)
+        .lines()
+        .filter_map(|line| jzon::parse(line).ok())
+        .find_map(|message| message["error"].as_str().map(str::to_string))
 }
 
 /// What the engine says of each of `refs` it has (`docker image inspect`'s JSON); a missing one
@@ -1055,6 +1059,14 @@ fn parse_size(s: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_load_that_fails_after_its_answer_began_says_so() {
+        let loaded = b"{\"stream\":\"Loaded image ID: sha256:ab\\n\"}\r\n";
+        assert_eq!(stream_error(loaded), None);
+        let failed = b"{\"stream\":\"x\"}\n{\"errorDetail\":{\"message\":\"no layer\"},\"error\":\"no layer\"}\n";
+        assert_eq!(stream_error(failed).as_deref(), Some("no layer"));
+    }
 
     /// The flags and the API's configuration say the same confinement.
     #[test]

@@ -247,7 +247,6 @@ fn direct(
             }
             return Ok(None);
         };
-
         let id = image.engine_id(built.engine.store).to_string();
         let loading = if built.previous.as_deref() == Some(id.as_str()) {
             ctx.announce(format!("{tag} is {id} already: load skipped"));
