@@ -841,9 +841,9 @@ pub fn remove_temp_containers(ctx: &Ctx, checkout_id: &str) -> Result<usize> {
     Ok(count)
 }
 
-/// How a container of ours that runs (`dev`'s) is confined and connected: read-only and without
-/// capabilities always; the rest as its use needs. Said once, as `docker run` flags and as the
-/// engine API's create request.
+/// How a container of ours that runs the app or waits (`dev`'s, the smoke test's) is confined
+/// and connected: read-only and without capabilities always; the rest as its use needs. Said
+/// once, as `docker run` flags and as the engine API's create request.
 #[derive(Default)]
 pub struct Confined<'a> {
     pub user: Option<&'a str>,
@@ -857,7 +857,8 @@ pub struct Confined<'a> {
 }
 
 impl Confined<'_> {
-    fn args(&self) -> Vec<String> {
+    /// As `docker create`/`run` flags.
+    pub fn args(&self) -> Vec<String> {
         let mut args: Vec<String> = ["--read-only", "--cap-drop", "ALL"]
             .map(String::from)
             .into();

@@ -12,7 +12,7 @@ use crate::{
     infra::process::ProcessError,
     infra::{
         ctx::Ctx,
-        docker::{self, TempContainer},
+        docker::{self, Confined, TempContainer},
         http,
     },
     project,
@@ -25,8 +25,12 @@ const HEALTHY_WITHIN: Duration = Duration::from_secs(15);
 pub fn run(ctx: &Ctx, checkout: &str, id: &str, tag: &str) -> Result<()> {
     let image = format!("{tag} ({id})");
     ctx.step(&format!("smoke test {image}"), || {
-        let publish = format!("127.0.0.1::{}", project::APP_PORT);
-        let hardening = ["--read-only", "--cap-drop", "ALL", "-p", &publish];
+        let confined = Confined {
+            publish: vec![(None, project::APP_PORT)],
+            ..Confined::default()
+        };
+        let hardening = confined.args();
+        let hardening: Vec<&str> = hardening.iter().map(String::as_str).collect();
         let container = TempContainer::create(ctx, checkout, id, "smoke", &hardening, &[])?;
         let name = &container.name;
         let endpoint = docker::endpoint(ctx);
