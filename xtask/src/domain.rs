@@ -316,6 +316,17 @@ impl ImageRef {
         };
         format!("{name}:{}", tag.unwrap_or("latest"))
     }
+
+    /// In full, as containerd names images: `docker.io/library/go-docker-prod:latest` for
+    /// `go-docker-prod`.
+    pub fn normalized(&self) -> String {
+        let familiar = self.familiar();
+        match self.registry() == "docker.io" {
+            true if familiar.contains('/') => format!("docker.io/{familiar}"),
+            true => format!("docker.io/library/{familiar}"),
+            false => familiar,
+        }
+    }
 }
 
 /// `docker.io` for `golang:1.27`, `127.0.0.1:5000` for `127.0.0.1:5000/app`.
@@ -329,6 +340,19 @@ pub fn registry_of(reference: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_in_full() {
+        let full = |r: &str| ImageRef(r.into()).normalized();
+        assert_eq!(
+            full("go-docker-prod"),
+            "docker.io/library/go-docker-prod:latest"
+        );
+        assert_eq!(full("me/app:v1"), "docker.io/me/app:v1");
+        assert_eq!(full("docker.io/library/app:v1"), "docker.io/library/app:v1");
+        assert_eq!(full("127.0.0.1:5000/app"), "127.0.0.1:5000/app:latest");
+        assert_eq!(full("localhost/app:v1"), "localhost/app:v1");
+    }
 
     #[test]
     fn platforms_are_deduplicated_and_named_once() {

@@ -253,10 +253,19 @@ fn the_user_flow(kind: Kind) {
         );
     }
     let good = run.image_id();
+    // Handoff through the legacy builder: an image built on the steps it keeps.
     xtask(
         &a,
         &engine,
-        &["image", "--strategy", "handoff", "--tag", &tag],
+        &[
+            "image",
+            "--strategy",
+            "handoff",
+            "--builder",
+            "legacy",
+            "--tag",
+            &tag,
+        ],
     )
     .ok();
     let good_handoff = image_id(&engine, &tag).unwrap();
@@ -281,6 +290,54 @@ fn the_user_flow(kind: Kind) {
         run.stderr
     );
     assert_eq!(image_id(&engine, &tag), Some(good_handoff.clone()));
+
+    // Edits built with direct, no smoke test: each time the tag moves, and the image of ours it
+    // named goes, with the steps it was built on. First over the handoff image; then over a
+    // direct image, which Docker's containerd store replaces within the load. What is left
+    // dangling is the user's: their images whose tags moved to ours, their labelled one (Podman
+    // counts an image that shares its top layer with another as its parent, never dangling).
+    let theirs_dangling = BTreeSet::from([
+        labelled.clone(),
+        derived.clone(),
+        theirs_under_our_tag.clone(),
+    ]);
+    let mut superseded = good_handoff;
+    for greeting in ["Hey, %s!", "Hiya, %s!"] {
+        // What it was built on (the listings hide such an image on every store).
+        let parent = docker(
+            &engine,
+            &["image", "inspect", "--format", "{{.Parent}}", &superseded],
+        );
+        std::fs::write(&main_go, source.replacen("Hello, %s!", greeting, 1)).unwrap();
+        let run = xtask(
+            &a,
+            &engine,
+            &["image", "--strategy", "direct", "--tag", &tag],
+        )
+        .ok();
+        let edited = run.image_id();
+        assert_eq!(image_id(&engine, &tag).as_deref(), Some(edited.as_str()));
+        assert_eq!(
+            image_id(&engine, &superseded),
+            None,
+            "{kind:?}: {greeting}: the image the tag named stays\n{}",
+            run.stderr
+        );
+        if !parent.is_empty() {
+            assert_eq!(
+                image_id(&engine, &parent),
+                None,
+                "{kind:?}: {greeting}: what the image the tag named was built on stays"
+            );
+        }
+        assert_eq!(summary_word(&run, "dangling images of ours left:"), "0");
+        let left = dangling(&engine);
+        assert!(
+            left.is_subset(&theirs_dangling),
+            "{kind:?}: {greeting}: dangling images {left:?}, the user's {theirs_dangling:?}"
+        );
+        superseded = edited;
+    }
     std::fs::write(&main_go, source.clone()).unwrap();
 
     // `dev` (the engine publishes elsewhere: health checks only): an edit swapped in, then
@@ -311,20 +368,14 @@ fn the_user_flow(kind: Kind) {
     );
     std::fs::write(&main_go, source).unwrap();
 
-    // Nothing of ours dangling: what is, is the user's (their images whose tags moved to ours,
-    // their labelled one; Podman counts an image that shares its top layer with another as its
-    // parent, never dangling).
-    let users = BTreeSet::from([
-        labelled.clone(),
-        derived.clone(),
-        theirs_under_our_tag.clone(),
-    ]);
+    // Nothing of ours dangling.
     let left = dangling(&engine);
     assert!(
-        left.is_subset(&users),
-        "{kind:?}: dangling images {left:?}, the user's {users:?}"
+        left.is_subset(&theirs_dangling),
+        "{kind:?}: dangling images {left:?}, the user's {theirs_dangling:?}"
     );
     assert!(left.contains(&labelled), "{kind:?}");
+    let users = theirs_dangling;
 
     // clean, in each checkout: what went is what it counts; nothing of ours stays.
     for ws in [&b, &a] {

@@ -34,6 +34,7 @@ impl flags::Dev {
             runtime_image: None,
             no_cache: false,
             compress: false,
+            tag_at_load: false, // each build's container is checked first
         };
         request.strategy = build::strategy(ctx, &request)?;
         let mut checkout = Checkout::open(ctx, None)?;

@@ -23,6 +23,8 @@ impl flags::Image {
             runtime_image: self.runtime_image.as_ref().map(|i| i.as_str()),
             no_cache: self.no_cache,
             compress: self.compress,
+            // The tag moves once the candidate passed its smoke test, if asked for.
+            tag_at_load: !self.smoke,
         };
         // Before any work: a request that cannot be built is an error now.
         request.strategy = build::strategy(ctx, &request)?;

@@ -271,18 +271,21 @@ pub fn tag(ctx: &Ctx, id: &str, tag: &str) -> Result<()> {
     done.with_context(|| format!("tagging {id} as {tag}"))
 }
 
-/// `docker load -q` of an archive sent while it is made (`LoadInput`); the image loads untagged.
-/// Through the engine's API where it has a local socket (a CLI process costs about 15 ms here,
-/// and runs beside Go's link), else the CLI, fed through a pipe. `Loading::wait` says how it
-/// went.
-pub fn load(ctx: &Ctx) -> Result<(LoadInput, Loading)> {
-    const INPUT: &str = "(the archive of the image, once built)";
+/// `docker load -q` of an archive sent while it is made (`LoadInput`); the image loads untagged,
+/// or under the `name` the archive gives it. Through the engine's API where it has a local socket
+/// (a CLI process costs about 15 ms here, and runs beside Go's link), else the CLI, fed through a
+/// pipe. `Loading::wait` says how it went.
+pub fn load(ctx: &Ctx, name: Option<&str>) -> Result<(LoadInput, Loading)> {
+    let archive = match name {
+        Some(name) => format!("(the archive of the image, once built, named {name})"),
+        None => "(the archive of the image, once built)".to_string(),
+    };
     if let Some(api) = api(ctx) {
         let request = Request {
             method: "POST",
             path: "/images/load?quiet=1".into(),
             body: None,
-            shown: format!("docker load -q < {INPUT}"),
+            shown: format!("docker load -q < {archive}"),
             kind: Kind::Fed,
         };
         return Ok(match ctx.upload(&api, request)? {
@@ -291,7 +294,7 @@ pub fn load(ctx: &Ctx) -> Result<(LoadInput, Loading)> {
         });
     }
     let (reader, input) = os_pipe::pipe().context("making a pipe to docker load")?;
-    let running = ctx.start(cmd!("docker load -q").stdin(reader, INPUT).fed())?;
+    let running = ctx.start(cmd!("docker load -q").stdin(reader, &archive).fed())?;
     Ok((LoadInput::Pipe(input), Loading::Cli(Box::new(running))))
 }
 
@@ -526,6 +529,8 @@ pub fn inspect(ctx: &Ctx, reference: &str, format: &str) -> Option<String> {
 pub struct ImageList {
     store: Option<Store>,
     images: Vec<(String, String)>,
+    /// The IDs of those built on an image the engine keeps (the legacy builder's steps).
+    parented: BTreeSet<String>,
 }
 
 impl ImageList {
@@ -534,15 +539,25 @@ impl ImageList {
         let found = inspect_json(ctx, names).context("asking the engine about images")?;
         let store = engine.store;
         let mut images = Vec::new();
+        let mut parented = BTreeSet::new();
         for image in &found {
             let id = image["Id"].as_str().unwrap_or_default();
             let tags = image["RepoTags"].members().filter_map(|t| t.as_str());
             images.extend(tags.map(|name| (id.to_string(), store.normalise(name))));
+            if !image["Parent"].as_str().unwrap_or_default().is_empty() {
+                parented.insert(id.to_string());
+            }
         }
         Ok(ImageList {
             store: Some(store),
             images,
+            parented,
         })
+    }
+
+    /// Whether the image `id` was built on an image the engine keeps.
+    pub fn has_parent(&self, id: &str) -> bool {
+        self.parented.contains(id)
     }
 
     /// The image `tag` names.

@@ -10,7 +10,8 @@
 //!
 //! Every build makes an untagged candidate, on record; `place` moves the tag to it once it is
 //! wanted (after `--smoke`), and the image the tag named before goes when nothing else refers to
-//! it.
+//! it. One exception: on Docker's containerd store, `direct`'s load moves the tag itself when
+//! nothing is to pass first and the tag names nothing or an image of ours (`tag_at_load`).
 
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,9 @@ pub struct Request<'a> {
     pub runtime_image: Option<&'a str>,
     pub no_cache: bool,
     pub compress: bool,
+    /// The tag may move as `direct`'s image loads: nothing is to pass first (no smoke test, no
+    /// health check).
+    pub tag_at_load: bool,
 }
 
 /// What a build made: the candidate, untagged, and what the summary says of it.
@@ -56,6 +60,8 @@ pub struct Built {
     pub image: Option<Image>,
     /// What the tag named before the build.
     pub previous: Option<String>,
+    /// The load moved the tag to the candidate already.
+    pub tagged: bool,
     pub strategy: Strategy,
     pub builder: Option<Builder>,
     pub builder_image: String,
@@ -151,6 +157,7 @@ pub fn build(
         id: String::new(),
         image: None,
         previous,
+        tagged: false,
         strategy,
         builder: None,
         builder_image: builder_base.base.image.clone(),
@@ -158,11 +165,22 @@ pub fn build(
         elapsed: Duration::ZERO,
     };
     if strategy == Strategy::Direct {
+        // On Docker's containerd store, a load under the tag's name spares the tag request and
+        // the removal of the image the tag named (Docker 26 to 28 drop it; 29 keeps it dangling,
+        // for `place` to remove). Only over nothing, or over an image of ours built on nothing
+        // the engine keeps: those Dockers would drop a user's image under our tag without a
+        // trace, and leave the steps a legacy build kept.
+        let over = built.previous.as_deref();
+        let name = (request.tag_at_load
+            && built.engine.store == Store::Containerd
+            && over.is_none_or(|p| checkout.record.owns(p) && !present.has_parent(p)))
+        .then(|| ImageRef(request.tag.to_string()));
         let image = direct(
             ctx,
             checkout,
-            &built,
+            &mut built,
             request.tag,
+            name,
             host_build,
             &builder_base,
         )?;
@@ -184,13 +202,14 @@ pub fn build(
 }
 
 /// `dist/` on the host (`host_build`, started already, the engine asked meanwhile) or, without
-/// host Go, from the builder image; then the image assembled and loaded, untagged, unless the
-/// tag names it already. None under `--dry-run`.
+/// host Go, from the builder image; then the image assembled and loaded, untagged or under
+/// `name`, unless the tag names it already. None under `--dry-run`.
 fn direct(
     ctx: &Ctx,
     checkout: &mut Checkout,
-    built: &Built,
+    built: &mut Built,
     tag: &str,
+    name: Option<ImageRef>,
     host_build: Option<(distdir::HostBuild, Go)>,
     builder: &checkout::Builder,
 ) -> Result<Option<Image>> {
@@ -202,7 +221,7 @@ fn direct(
     let meta = checkout.meta(ctx, &go_version, &built.builder_image);
     // With host Go, the engine's side of the load starts while Go links.
     let load = match host_build {
-        Some(_) => Some(load::Load::start(ctx)?),
+        Some(_) => Some(load::Load::start(ctx, name.clone())?),
         None => None,
     };
     let staged = match host_build {
@@ -253,9 +272,10 @@ fn direct(
             None
         } else {
             checkout.record.note_image(ctx, paths, &id)?;
+            built.tagged = name.is_some();
             let load = match load {
                 Some(load) => load,
-                None => load::Load::start(ctx)?,
+                None => load::Load::start(ctx, name)?,
             };
             Some(load.send(&image)?)
         };
@@ -369,7 +389,8 @@ pub fn place_reporting(
 ) -> Result<()> {
     let paths = &ctx.paths;
     let record = &mut checkout.record;
-    let placed = record.place(ctx, paths, tag, &built.id, built.previous.as_deref())?;
+    let previous = built.previous.as_deref();
+    let placed = record.place(ctx, paths, tag, &built.id, previous, built.tagged)?;
     if report {
         ctx.after_real_run(|| {
             let size = match &built.image {

@@ -172,7 +172,7 @@ impl Plan {
     ) -> Result<String> {
         let previous = docker::image_id(ctx, tag);
         let id = self.build(ctx, record, dockerfile, target, context)?;
-        record.place(ctx, &ctx.paths, tag, &id, previous.as_deref())?;
+        record.place(ctx, &ctx.paths, tag, &id, previous.as_deref(), false)?;
         Ok(id)
     }
 }

@@ -4,6 +4,7 @@
 use anyhow::Result;
 
 use crate::{
+    domain::ImageRef,
     infra::{ctx::Ctx, docker, fsx},
     pipeline::oci::{self, Image},
 };
@@ -15,23 +16,31 @@ use crate::{
 pub struct Load {
     input: docker::LoadInput,
     loading: docker::Loading,
+    name: Option<ImageRef>,
 }
 
 impl Load {
-    pub fn start(ctx: &Ctx) -> Result<Load> {
-        let (mut input, loading) = docker::load(ctx)?;
+    /// `name`: the image's name, given by the archive, for Docker's containerd store alone.
+    pub fn start(ctx: &Ctx, name: Option<ImageRef>) -> Result<Load> {
+        let (mut input, loading) = docker::load(ctx, name.as_ref().map(ImageRef::as_str))?;
         // A load that failed says why when waited for: its error says more than a write's.
         let _ = input.send(&oci::opening()?);
-        Ok(Load { input, loading })
+        Ok(Load {
+            input,
+            loading,
+            name,
+        })
     }
 
-    /// Sends the rest of `image`'s archive (untagged) from a thread of its own, so that an
-    /// engine that stops reading cannot block the xtask (`wait` says so, and a signal stops it):
-    /// the load under way, to `wait` for.
+    /// Sends the rest of `image`'s archive from a thread of its own, so that an engine that
+    /// stops reading cannot block the xtask (`wait` says so, and a signal stops it): the load
+    /// under way, to `wait` for.
     pub fn send(self, image: &Image) -> Result<docker::Loading> {
-        let rest = image.rest_of_archive()?;
+        let rest = image.rest_of_archive(self.name.as_ref())?;
         let layer = std::sync::Arc::clone(&image.layer);
-        let Load { mut input, loading } = self;
+        let Load {
+            mut input, loading, ..
+        } = self;
         std::thread::spawn(move || {
             let sent = [&rest.before_layer, layer.as_slice(), &rest.after_layer]
                 .into_iter()

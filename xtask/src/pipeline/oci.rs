@@ -10,8 +10,9 @@
 //! with a docker-archive `manifest.json` naming the same blobs (what Docker's classic store and
 //! Podman load: the ID is our config's digest). It carries no name: the caller tags the image once
 //! it is wanted (`record`), so that a tag never moves to an image that failed its smoke test, and
-//! the image the tag named before stays an image on every store. Also written as an OCI image
-//! layout in target/ (what a registry push takes).
+//! the image the tag named before stays an image on every store. The one exception is the
+//! containerd store's, where the caller may name it in the index (`rest_of_archive`). Also written
+//! as an OCI image layout in target/ (what a registry push takes).
 
 use std::{borrow::Cow, collections::BTreeMap, io::Read, sync::Arc};
 
@@ -20,7 +21,7 @@ use camino::Utf8Path;
 use jzon::{array, object, JsonValue};
 
 use crate::{
-    domain::Platform,
+    domain::{ImageRef, Platform},
     infra::{docker::Store, fsx},
     pipeline::meta::Meta,
     project,
@@ -122,7 +123,7 @@ impl Image {
     /// (an OCI image layout), and a docker-archive `manifest.json` naming the same blobs. No name
     /// in either: the image loads untagged.
     pub fn archive(&self) -> Result<Vec<u8>> {
-        let rest = self.rest_of_archive()?;
+        let rest = self.rest_of_archive(None)?;
         Ok([
             opening()?,
             rest.before_layer,
@@ -133,14 +134,20 @@ impl Image {
     }
 
     /// The archive after its opening entry (`opening`), to its end: the layer's own bytes go
-    /// between the two parts, uncopied.
-    pub fn rest_of_archive(&self) -> Result<RestOfArchive> {
+    /// between the two parts, uncopied. `name`: the image's name for Docker's containerd store
+    /// alone (its index entry's `io.containerd.image.name`; the other stores read
+    /// `manifest.json`, which stays nameless).
+    pub fn rest_of_archive(&self, name: Option<&ImageRef>) -> Result<RestOfArchive> {
         let blob = |d: &str| format!("blobs/sha256/{}", d.trim_start_matches("sha256:"));
         let mut header = header(tar::EntryType::Regular, 0o644, self.layer.len() as u64, 0);
         header.set_path(blob(&self.layer_digest))?;
         header.set_cksum();
         let padding = self.layer.len().next_multiple_of(512) - self.layer.len();
-        let index = object! { "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [self.descriptor()] };
+        let mut entry = self.descriptor();
+        if let Some(name) = name {
+            entry["annotations"] = object! { "io.containerd.image.name": name.normalized() };
+        }
+        let index = object! { "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry] };
         let manifest = array![{
             "Config": blob(&self.id),
             "RepoTags": null,
@@ -550,6 +557,39 @@ mod tests {
         assert_eq!(image.engine_id(Store::Classic), image.id);
         assert_eq!(image.engine_id(Store::Podman), image.id);
         assert_eq!(image.engine_id(Store::Containerd), image.manifest_digest);
+    }
+
+    #[test]
+    fn a_name_goes_to_the_index_alone_in_full() {
+        let content = Content {
+            binary: bytes(b"bin"),
+            ca_bundle: b"certs",
+        };
+        let image = Image::assemble(&content, &meta(), Platform::host()).unwrap();
+        let name = ImageRef("go-docker-prod".into());
+        let rest = image.rest_of_archive(Some(&name)).unwrap();
+        let archive = [
+            opening().unwrap(),
+            rest.before_layer,
+            image.layer.to_vec(),
+            rest.after_layer,
+        ]
+        .concat();
+        let mut files = BTreeMap::new();
+        for entry in tar::Archive::new(archive.as_slice()).entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().to_string_lossy().into_owned();
+            let mut text = String::new();
+            if path.ends_with(".json") {
+                std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+                files.insert(path, jzon::parse(&text).unwrap());
+            }
+        }
+        assert_eq!(
+            files["index.json"]["manifests"][0]["annotations"]["io.containerd.image.name"],
+            "docker.io/library/go-docker-prod:latest"
+        );
+        assert!(files["manifest.json"][0]["RepoTags"].is_null(), "named");
     }
 
     #[test]

@@ -303,9 +303,9 @@ impl Record {
     }
 
     /// Moves `tag` onto `id` (an image of ours, made by this run), which `previous` named before,
-    /// and records it; the previous image goes when it is ours and nameless. One question to the
-    /// engine after the tag moved, about the other images on record, says that and how many of
-    /// ours are left dangling.
+    /// and records it (`tagged`: the load moved it already); the previous image goes when it is
+    /// ours and nameless. One question to the engine after the tag moved, about the other images
+    /// on record, says that and how many of ours are left dangling.
     pub fn place(
         &mut self,
         ctx: &Ctx,
@@ -313,11 +313,12 @@ impl Record {
         tag: &str,
         id: &str,
         previous: Option<&str>,
+        tagged: bool,
     ) -> Result<Placed> {
         if id.is_empty() {
             return Ok(Placed::default()); // --dry-run
         }
-        if previous != Some(id) {
+        if previous != Some(id) && !tagged {
             docker::tag(ctx, id, tag)?;
         }
         self.images
