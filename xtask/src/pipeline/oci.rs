@@ -524,15 +524,7 @@ mod tests {
             ca_bundle: b"certs",
         };
         let image = Image::assemble(&content, &meta(), Platform::host()).unwrap();
-        let archive = image.archive().unwrap();
-        let mut files = BTreeMap::new();
-        for entry in tar::Archive::new(archive.as_slice()).entries().unwrap() {
-            let mut entry = entry.unwrap();
-            let name = entry.path().unwrap().to_string_lossy().into_owned();
-            let mut bytes = Vec::new();
-            std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
-            files.insert(name, bytes);
-        }
+        let files = entries(&image.archive().unwrap());
         // Every blob is stored under its own digest.
         for (name, bytes) in files.iter().filter(|(n, _)| n.starts_with("blobs/")) {
             assert_eq!(
@@ -559,6 +551,19 @@ mod tests {
         assert_eq!(image.engine_id(Store::Containerd), image.manifest_digest);
     }
 
+    /// An archive's files by path.
+    fn entries(archive: &[u8]) -> BTreeMap<String, Vec<u8>> {
+        let mut files = BTreeMap::new();
+        for entry in tar::Archive::new(archive).entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let name = entry.path().unwrap().to_string_lossy().into_owned();
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+            files.insert(name, bytes);
+        }
+        files
+    }
+
     #[test]
     fn a_name_goes_to_the_index_alone_in_full() {
         let content = Content {
@@ -566,30 +571,22 @@ mod tests {
             ca_bundle: b"certs",
         };
         let image = Image::assemble(&content, &meta(), Platform::host()).unwrap();
-        let name = ImageRef("go-docker-prod".into());
-        let rest = image.rest_of_archive(Some(&name)).unwrap();
+        let rest = image
+            .rest_of_archive(Some(&ImageRef("go-docker-prod".into())))
+            .unwrap();
         let archive = [
             opening().unwrap(),
             rest.before_layer,
             image.layer.to_vec(),
             rest.after_layer,
-        ]
-        .concat();
-        let mut files = BTreeMap::new();
-        for entry in tar::Archive::new(archive.as_slice()).entries().unwrap() {
-            let mut entry = entry.unwrap();
-            let path = entry.path().unwrap().to_string_lossy().into_owned();
-            let mut text = String::new();
-            if path.ends_with(".json") {
-                std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
-                files.insert(path, jzon::parse(&text).unwrap());
-            }
-        }
+        ];
+        let files = entries(&archive.concat());
+        let json = |name: &str| jzon::parse(std::str::from_utf8(&files[name]).unwrap()).unwrap();
         assert_eq!(
-            files["index.json"]["manifests"][0]["annotations"]["io.containerd.image.name"],
+            json("index.json")["manifests"][0]["annotations"]["io.containerd.image.name"],
             "docker.io/library/go-docker-prod:latest"
         );
-        assert!(files["manifest.json"][0]["RepoTags"].is_null(), "named");
+        assert!(json("manifest.json")[0]["RepoTags"].is_null(), "named");
     }
 
     #[test]
