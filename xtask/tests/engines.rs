@@ -366,7 +366,7 @@ fn the_user_flow(kind: Kind) {
         Some(before),
         "{kind:?}: the edit's image is not tagged"
     );
-    std::fs::write(&main_go, source).unwrap();
+    std::fs::write(&main_go, source.clone()).unwrap();
 
     // Nothing of ours dangling.
     let left = dangling(&engine);
@@ -378,6 +378,27 @@ fn the_user_flow(kind: Kind) {
     let users = theirs_dangling;
 
     // clean, in each checkout: what went is what it counts; nothing of ours stays.
+    // A container of the user's made from our image: an edit built with direct leaves that image
+    // an image, says why, and counts it as ours and dangling.
+    let used = image_id(&engine, &tag).unwrap();
+    docker(&engine, &["create", "--name", "mine-on-ours", &used]);
+    std::fs::write(&main_go, source.replacen("Hello, %s!", "Howdy, %s!", 1)).unwrap();
+    let run = xtask(
+        &a,
+        &engine,
+        &["image", "--strategy", "direct", "--tag", &tag],
+    )
+    .ok();
+    std::fs::write(&main_go, source).unwrap();
+    assert!(
+        run.stderr.contains(&format!("{used}, stays")),
+        "{kind:?}: {}",
+        run.stderr
+    );
+    assert_eq!(summary_word(&run, "dangling images of ours left:"), "1");
+    docker(&engine, &["image", "inspect", &used]);
+    docker(&engine, &["rm", "mine-on-ours"]);
+
     for ws in [&b, &a] {
         let before = all_images(&engine);
         let run = xtask(ws, &engine, &["clean"]).ok();

@@ -843,6 +843,26 @@ pub fn label_filter(key: &str, value: &str) -> String {
     format!("label={key}={value}")
 }
 
+/// Whether a container, running or not, was made from `id` or from an image built on it.
+pub fn in_use(ctx: &Ctx, id: &str) -> Result<bool> {
+    let filter = format!("ancestor={id}");
+    let found = match api(ctx) {
+        Some(api) => {
+            let filters = jzon::object! { "ancestor": [id] }.dump();
+            let path = format!("/containers/json?all=1&filters={}", escape(&filters));
+            let shown = format!("docker ps -a -q --filter {filter}");
+            let body = ctx.request(&api, query(&path, &shown), LIST_ANSWER)?;
+            let listed = jzon::parse(&String::from_utf8_lossy(&body))
+                .context("the engine's answer is not JSON")?;
+            !listed.is_empty()
+        }
+        None => !ctx
+            .read(cmd!("docker ps -a -q --filter {filter}").within(LIST_ANSWER))?
+            .is_empty(),
+    };
+    Ok(found)
+}
+
 /// Removes the temporary containers of the checkout `checkout_id` (its lock held: none of its
 /// xtasks runs now, so these are what a stopped one left): how many.
 pub fn remove_temp_containers(ctx: &Ctx, checkout_id: &str) -> Result<usize> {

@@ -168,12 +168,18 @@ pub fn build(
         // On Docker's containerd store, a load under the tag's name spares the tag request and
         // the removal of the image the tag named (Docker 26 to 28 drop it; 29 keeps it dangling,
         // for `place` to remove). Only over nothing, or over an image of ours built on nothing
-        // the engine keeps: those Dockers would drop a user's image under our tag without a
-        // trace, and leave the steps a legacy build kept.
+        // the engine keeps and that no container uses: those Dockers would drop a user's image
+        // under our tag without a trace, leave the steps a legacy build kept, and drop from
+        // the listings the image a user's container runs.
         let over = built.previous.as_deref();
+        let replaceable = |p: &str| {
+            checkout.record.owns(p)
+                && !present.has_parent(p)
+                && !docker::in_use(ctx, p).unwrap_or(true)
+        };
         let name = (request.tag_at_load
             && built.engine.store == Store::Containerd
-            && over.is_none_or(|p| checkout.record.owns(p) && !present.has_parent(p)))
+            && over.is_none_or(replaceable))
         .then(|| ImageRef(request.tag.to_string()));
         let image = direct(
             ctx,

@@ -346,9 +346,14 @@ impl Record {
             (prev.to_string(), outcome)
         });
         self.save(ctx, paths)?;
+        // The superseded image counts when it stays: it has no name (else it is `Named`).
+        let stays = superseded
+            .as_ref()
+            .is_some_and(|(_, outcome)| matches!(outcome, Superseded::Stays(_)));
+        let others = present.values().filter(|p| p.names.is_empty()).count();
         Ok(Placed {
             superseded,
-            dangling: present.values().filter(|p| p.names.is_empty()).count(),
+            dangling: others + usize::from(stays),
         })
     }
 
