@@ -10,8 +10,8 @@
 //!
 //! Every build makes an untagged candidate, on record; `place` moves the tag to it once it is
 //! wanted (after `--smoke`), and the image the tag named before goes when nothing else refers to
-//! it. One exception: on Docker's containerd store, `direct`'s load moves the tag itself when
-//! nothing is to pass first and the tag names nothing or an image of ours (`tag_at_load`).
+//! it. One exception: on Docker's containerd store, `direct`'s load may move the tag itself
+//! (`name_at_load` says when).
 
 use std::time::{Duration, Instant};
 
@@ -165,22 +165,7 @@ pub fn build(
         elapsed: Duration::ZERO,
     };
     if strategy == Strategy::Direct {
-        // On Docker's containerd store, a load under the tag's name spares the tag request and
-        // the removal of the image the tag named (Docker 26 to 28 drop it; 29 keeps it dangling,
-        // for `place` to remove). Only over nothing, or over an image of ours built on nothing
-        // the engine keeps and that no container uses: those Dockers would drop a user's image
-        // under our tag without a trace, leave the steps a legacy build kept, and drop from
-        // the listings the image a user's container runs.
-        let over = built.previous.as_deref();
-        let replaceable = |p: &str| {
-            checkout.record.owns(p)
-                && !present.has_parent(p)
-                && !docker::in_use(ctx, p).unwrap_or(true)
-        };
-        let name = (request.tag_at_load
-            && built.engine.store == Store::Containerd
-            && over.is_none_or(replaceable))
-        .then(|| ImageRef(request.tag.to_string()));
+        let name = name_at_load(ctx, request, &built, checkout, &present);
         let image = direct(
             ctx,
             checkout,
@@ -205,6 +190,28 @@ pub fn build(
     }
     built.elapsed = started.elapsed();
     Ok(built)
+}
+
+/// The name `direct`'s archive gives its image, if any. On Docker's containerd store, a load under
+/// the tag's name spares the tag request and the removal of the image the tag named (Docker 26 to
+/// 28 drop it; 29 keeps it dangling, for `place` to remove). Only when nothing is to pass first,
+/// and over nothing or an image of ours built on nothing the engine keeps and that no container
+/// uses: those Dockers would drop a user's image under our tag without a trace, leave the steps a
+/// legacy build kept, and drop from the listings the image a user's container runs.
+fn name_at_load(
+    ctx: &Ctx,
+    request: &Request,
+    built: &Built,
+    checkout: &Checkout,
+    present: &docker::ImageList,
+) -> Option<ImageRef> {
+    let replaceable = |p: &str| {
+        checkout.record.owns(p) && !present.has_parent(p) && !docker::in_use(ctx, p).unwrap_or(true)
+    };
+    let named = request.tag_at_load
+        && built.engine.store == Store::Containerd
+        && built.previous.as_deref().is_none_or(replaceable);
+    named.then(|| ImageRef(request.tag.to_string()))
 }
 
 /// `dist/` on the host (`host_build`, started already, the engine asked meanwhile) or, without
