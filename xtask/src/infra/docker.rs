@@ -98,10 +98,7 @@ impl Engine {
         // Through the API when it answers there; the CLI says why no engine answers, but for a
         // stuck one (asked once: not twice for 4 s).
         if let Some(api) = api(ctx) {
-            let ask = |path: &str, shown: &str| -> Result<jzon::JsonValue> {
-                let body = ctx.request(&api, query(path, shown), ANSWER)?;
-                Ok(jzon::parse(&String::from_utf8_lossy(&body))?)
-            };
+            let ask = |path: &str, shown: &str| query_json(ctx, &api, path, shown, ANSWER);
             let asked = ask("/version", "docker version")
                 .and_then(|server| Ok((server, ask("/info", "docker info")?)))
                 .and_then(|(server, info)| Engine::of(&server, &info["DriverStatus"]));
@@ -245,6 +242,18 @@ fn query(path: &str, shown: &str) -> Request {
         shown: shown.to_string(),
         kind: Kind::Query,
     }
+}
+
+/// A query's answer, as JSON, within `timeout`.
+fn query_json(
+    ctx: &Ctx,
+    api: &Api,
+    path: &str,
+    shown: &str,
+    timeout: Duration,
+) -> Result<jzon::JsonValue> {
+    let body = ctx.request(api, query(path, shown), timeout)?;
+    jzon::parse(&String::from_utf8_lossy(&body)).context("the engine's answer is not JSON")
 }
 
 /// Names `id` `tag` (the tag leaves the image it named).
@@ -851,10 +860,7 @@ pub fn in_use(ctx: &Ctx, id: &str) -> Result<bool> {
             let filters = jzon::object! { "ancestor": [id] }.dump();
             let path = format!("/containers/json?all=1&filters={}", escape(&filters));
             let shown = format!("docker ps -a -q --filter {filter}");
-            let body = ctx.request(&api, query(&path, &shown), LIST_ANSWER)?;
-            let listed = jzon::parse(&String::from_utf8_lossy(&body))
-                .context("the engine's answer is not JSON")?;
-            !listed.is_empty()
+            !query_json(ctx, &api, &path, &shown, LIST_ANSWER)?.is_empty()
         }
         None => !ctx
             .read(cmd!("docker ps -a -q --filter {filter}").within(LIST_ANSWER))?

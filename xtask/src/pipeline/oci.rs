@@ -519,11 +519,7 @@ mod tests {
     /// The archive names the same blobs both ways, with no name: every store loads it untagged.
     #[test]
     fn the_archive_is_an_oci_layout_and_a_docker_archive_of_the_same_blobs() {
-        let content = Content {
-            binary: bytes(b"bin"),
-            ca_bundle: b"certs",
-        };
-        let image = Image::assemble(&content, &meta(), Platform::host()).unwrap();
+        let image = Image::assemble(&content(), &meta(), Platform::host()).unwrap();
         let files = entries(&image.archive().unwrap());
         // Every blob is stored under its own digest.
         for (name, bytes) in files.iter().filter(|(n, _)| n.starts_with("blobs/")) {
@@ -566,11 +562,7 @@ mod tests {
 
     #[test]
     fn a_name_goes_to_the_index_alone_in_full() {
-        let content = Content {
-            binary: bytes(b"bin"),
-            ca_bundle: b"certs",
-        };
-        let image = Image::assemble(&content, &meta(), Platform::host()).unwrap();
+        let image = Image::assemble(&content(), &meta(), Platform::host()).unwrap();
         let rest = image
             .rest_of_archive(Some(&ImageRef("go-docker-prod".into())))
             .unwrap();
