@@ -1,18 +1,17 @@
-# The small runtime image, built from dist/ alone (context: dist/, as the dist handoff leaves it):
-# the multi-stage Dockerfile's production stage, step for step, with the binary, the CA bundle and
-# passwd/group copied from dist/ instead of the builder stage. Nothing else.
+# The small runtime image, built from dist/ alone (context: what the dist handoff left in dist/,
+# the binaries, etc/ and the app's files, without SHA256SUMS): the multi-stage Dockerfile's
+# production stage, step for step, with the files copied from dist/ instead of the builder stage.
+# Nothing else.
 ARG RUNTIME_IMAGE=scratch
 FROM ${RUNTIME_IMAGE}
 LABEL dev.go-docker-prod.project=go-docker-prod
 ARG APP_UID
 USER ${APP_UID}:${APP_UID}
-EXPOSE 8080
-ENTRYPOINT ["/main"]
-HEALTHCHECK --interval=2s --timeout=2s --retries=3 CMD ["/main", "-healthcheck"]
-COPY --chown=0:0 etc/ /etc/
-COPY --chown=0:0 main /main
+#xtask:settings /
+COPY --chown=0:0 . /
 ARG VERSION REVISION CREATED SOURCE GO_VERSION BUILDER_IMAGE
-LABEL org.opencontainers.image.title=go-docker-prod \
+ARG TITLE
+LABEL org.opencontainers.image.title="$TITLE" \
       org.opencontainers.image.version="$VERSION" \
       org.opencontainers.image.revision="$REVISION" \
       org.opencontainers.image.created="$CREATED" \

@@ -30,7 +30,7 @@ xflags::xflags! {
         cmd image {
             /// multistage (default) | handoff | single | direct.
             optional --strategy strategy: Strategy
-            /// The image tag (default go-docker-prod:latest).
+            /// The image tag (default: the app's name, `NAME:latest`).
             optional --tag tag: ImageRef
             /// buildkit | legacy (default: buildkit when the client has it).
             optional --builder builder: Builder
@@ -118,14 +118,6 @@ xflags::xflags! {
     }
 }
 
-impl Image {
-    pub fn tag(&self) -> ImageRef {
-        self.tag
-            .clone()
-            .unwrap_or_else(|| ImageRef(crate::project::DEFAULT_TAG.into()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,13 +134,13 @@ mod tests {
             panic!()
         };
         assert_eq!(image.strategy, Some(Strategy::Handoff));
-        assert_eq!(image.tag().as_str(), "a/b:c");
+        assert_eq!(image.tag.unwrap().as_str(), "a/b:c");
         assert!(image.no_cache && !image.smoke);
         let XtaskCmd::Image(image) = parse("image").unwrap().subcommand else {
             panic!()
         };
         assert_eq!(image.strategy.unwrap_or_default(), Strategy::Multistage);
-        assert_eq!(image.tag().as_str(), crate::project::DEFAULT_TAG);
+        assert!(image.tag.is_none(), "the app's name decides");
     }
 
     #[test]

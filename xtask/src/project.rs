@@ -4,16 +4,11 @@
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-/// The app's name: its GOPATH import path, the default image name, the project label's value.
-pub const APP: &str = "go-docker-prod";
-/// The binary's name in `dist/` and in the images (the seed's name).
-pub const BINARY: &str = "main";
-/// The default production image tag, as in the tutorial.
-pub const DEFAULT_TAG: &str = "go-docker-prod:latest";
+/// The tool's name: the project label's value on everything it makes, its containers' prefix.
+/// The app's own facts (name, binaries, port, health check) are its contract: `pipeline::app`.
+pub const TOOL: &str = "go-docker-prod";
 /// The uid and gid the app runs as inside every image we make (ko's `nonroot`).
 pub const APP_UID: u32 = 65532;
-/// The port the app listens on.
-pub const APP_PORT: u16 = 8080;
 /// The app's user and group in the runtime image, one line each (the files end with a newline):
 /// the one place that spells them (the Dockerfiles take them as build args, `direct` writes them).
 pub fn passwd() -> String {
@@ -24,8 +19,7 @@ pub fn group() -> String {
 }
 /// Where the runtime image keeps the CA bundle (Debian's path; Go looks there).
 pub const CA_BUNDLE: &str = "etc/ssl/certs/ca-certificates.crt";
-/// The health check every production image declares: the binary probes its own /healthz.
-pub const HEALTHCHECK_FLAG: &str = "-healthcheck";
+/// The timing of the health check an image declares (`pipeline::app::Health`).
 pub const HEALTHCHECK_INTERVAL_S: u64 = 2;
 pub const HEALTHCHECK_TIMEOUT_S: u64 = 2;
 pub const HEALTHCHECK_RETRIES: u64 = 3;
@@ -66,7 +60,7 @@ pub const TEST_DOCKER_PACKAGES: [&str; 3] = ["docker.io", "containerd", "tini"];
 /// Debian's mirror: for the extra apt suites and for mmdebstrap.
 pub const DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
 
-/// `LABEL_PROJECT=APP` is set on every image we build (in each stage's first step too, so that a
+/// `LABEL_PROJECT=TOOL` is set on every image we build (in each stage's first step too, so that a
 /// build stopped halfway leaves images we recognise). Containers inherit image labels, so a
 /// container is ours only when it carries `LABEL_TEMP`, which the xtask alone sets at
 /// `docker create`, with this checkout's random id as the value.
@@ -159,9 +153,14 @@ impl Paths {
     pub fn gopath(&self) -> Utf8PathBuf {
         self.target().join("gopath")
     }
-    /// The app's copy inside the GOPATH workspace, where glide and `go` run.
-    pub fn gopath_app(&self) -> Utf8PathBuf {
-        self.gopath().join("src").join(APP)
+    /// The app's copy inside the GOPATH workspace, where glide and `go` run: at its import path.
+    pub fn gopath_app(&self, import_path: &str) -> Utf8PathBuf {
+        self.gopath().join("src").join(import_path)
+    }
+    /// The Docker build contexts the xtask makes (go-app/ without its .dockerignore, dist/'s
+    /// runtime files) and the Dockerfiles rendered for the app.
+    pub fn contexts(&self) -> Utf8PathBuf {
+        self.xtask_dir().join("contexts")
     }
     /// Glide's state: its homes (online, offline) and the offline mirror.
     pub fn glide_dir(&self) -> Utf8PathBuf {

@@ -91,7 +91,7 @@ fn dist_binary_serves_and_stops_on_sigterm() {
     );
     // The health check the images use: the binary probes its own /healthz.
     let probe = std::process::Command::new(ws.path("dist/main"))
-        .arg(common::project::HEALTHCHECK_FLAG)
+        .arg("-healthcheck")
         .env("PORT", port.to_string())
         .status()
         .unwrap();
@@ -108,7 +108,7 @@ fn dist_binary_serves_and_stops_on_sigterm() {
         "{log}"
     );
     let probe = std::process::Command::new(ws.path("dist/main"))
-        .arg(common::project::HEALTHCHECK_FLAG)
+        .arg("-healthcheck")
         .env("PORT", port.to_string())
         .output()
         .unwrap();

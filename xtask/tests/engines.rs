@@ -149,7 +149,7 @@ fn the_user_flow(kind: Kind) {
     let base = image_id(&engine, project::LOCAL_BUILDER_IMAGE).unwrap();
     // The user's own things: an image under our tag, a container, an image that carries our
     // project label and that a rebuild left dangling.
-    let label = format!("{}={}", project::LABEL_PROJECT, project::APP);
+    let label = format!("{}={}", project::LABEL_PROJECT, project::TOOL);
     let mut users = BTreeSet::new();
     let theirs_under_our_tag = build_text(
         &mut users,

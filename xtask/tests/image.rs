@@ -60,7 +60,7 @@ fn every_strategy_ships_the_same_files_hardened_and_labelled() {
             (project::OCI_VERSION, "t1"),
             (project::OCI_REVISION, revision.as_str()),
             (project::OCI_CREATED, COMMIT_TIME),
-            (project::LABEL_PROJECT, project::APP),
+            (project::LABEL_PROJECT, project::TOOL),
             (project::LABEL_BUILDER_BASE, project::LOCAL_BUILDER_IMAGE),
         ] {
             assert_eq!(label(&tag, key), value, "{what}: label {key}");
@@ -114,12 +114,13 @@ fn every_strategy_ships_the_same_files_hardened_and_labelled() {
         .collect();
     // The files `direct` writes: the one list of what a runtime image holds.
     let content = xtask::pipeline::oci::Content {
-        binary: xtask::pipeline::oci::Body::Bytes(Default::default()),
+        binaries: vec![("main", xtask::pipeline::oci::Body::Bytes(Default::default()))],
         ca_bundle: b"",
+        files: Vec::new(),
     };
-    let runtime: Vec<&str> = xtask::pipeline::oci::runtime_files(&content)
+    let runtime: Vec<String> = xtask::pipeline::oci::runtime_files(&content)
         .iter()
-        .map(|f| f.0)
+        .map(|f| f.0.to_string())
         .collect();
     assert_eq!(names, runtime);
     for (what, listing) in &listings[1..] {

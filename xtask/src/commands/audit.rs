@@ -38,15 +38,25 @@ impl flags::Audit {
             .map_err(cannot)?;
         let checkout = Checkout::open(ctx, None).map_err(cannot)?;
         let go = checkout.go(ctx).map_err(cannot)?;
-        let binary = paths.dist().join(project::BINARY);
-        if !binary.is_file() {
-            distdir::build_on_host(ctx, paths, &go, &[], &checkout.version).map_err(cannot)?;
+        let binaries: Vec<_> = checkout
+            .app
+            .binaries()
+            .map(|b| paths.dist().join(b))
+            .collect();
+        if !binaries.iter().all(|b| b.is_file()) {
+            distdir::build_on_host(ctx, paths, &checkout.app, &go, &[], &checkout.version)
+                .map_err(cannot)?;
         }
-        let mut found = ctx
-            .step("govulncheck: dist/main (binary)", || {
-                audit::binary(ctx, db.as_deref(), &binary)
-            })
-            .map_err(cannot)?;
+        let mut found = Vec::new();
+        for binary in &binaries {
+            let name = binary.file_name().unwrap_or_default();
+            found.extend(
+                ctx.step(&format!("govulncheck: dist/{name} (binary)"), || {
+                    audit::binary(ctx, db.as_deref(), binary)
+                })
+                .map_err(cannot)?,
+            );
+        }
         let mode = Mode::of(paths);
         match mode {
             Mode::Modules => found_in_source(ctx, &go, db.as_deref(), &mut found),
@@ -112,7 +122,7 @@ fn report(found: &[Finding], mode: Mode) {
 /// The Go release and the CA bundle of what we ship, against what the host's package source
 /// offers now.
 fn rebuild_would_change(ctx: &Ctx, checkout: &Checkout) {
-    let image = project::DEFAULT_TAG;
+    let image = &checkout.app.default_tag();
     let go = docker::label(ctx, image, project::LABEL_GO);
     match (go, audit::candidate(ctx, project::GO_PACKAGE)) {
         (Some(shipped), Some(offered)) => {

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use camino::Utf8PathBuf;
 use jzon::object;
 
+use crate::pipeline::app::App;
 use crate::{
     cmd,
     domain::{Builder, Strategy},
@@ -512,11 +513,12 @@ impl<'a> Bench<'a> {
                 aside
             }
         };
-        let app = gobuild::Mode::of(&paths).app_dir(&paths);
+        let contract = App::load(&paths.root)?;
+        let app = gobuild::Mode::of(&paths).app_dir(&paths, &contract);
         fs::write(app.join("main.go"), edited)?;
-        let out = self.ws.target().join("limit-main");
+        let out = self.ws.target().join("limit");
         let started = Instant::now();
-        gobuild::start(self.ctx, &self.go, &paths, &out, None, "bench")?.wait()?;
+        gobuild::start(self.ctx, &self.go, &paths, &contract, &out, None, "bench")?.wait()?;
         Ok(started.elapsed().as_secs_f64())
     }
 
@@ -552,17 +554,18 @@ impl<'a> Bench<'a> {
             Contender::Limit => {
                 // The host build as `dist` runs it (GOPATH mode: from the workspace's copy); cold:
                 // an empty GOCACHE.
+                let contract = App::load(&ws.root)?;
                 if gobuild::Mode::of(ws) == gobuild::Mode::Gopath {
-                    let app = ws.gopath_app();
+                    let app = ws.gopath_app(&contract.import_path);
                     fs::copy(ws.go_app().join("main.go"), app.join("main.go"))?;
                 }
                 let cache = ws.target().join("bench-gocache");
                 if cold {
                     fsx::remove_dir(&cache)?;
                 }
-                let out = ws.target().join("limit-main");
+                let out = ws.target().join("limit");
                 let cached = ctx.with_env("GOCACHE", cache.as_str());
-                gobuild::start(&cached, &self.go, ws, &out, None, "bench")?.wait()?;
+                gobuild::start(&cached, &self.go, ws, &contract, &out, None, "bench")?.wait()?;
             }
             Contender::Ours {
                 strategy,

@@ -94,7 +94,7 @@ fn debian_rust_builds(ctx: &Ctx) -> Result<()> {
         ctx.run(cmd!("rustup run {DEBIAN_RUST} cargo run --quiet --locked -p xtask --target-dir {target} -- {args...}"))
     };
     run(&["--help"])?;
-    let tag = format!("{}-rust-{DEBIAN_RUST}:check", project::APP);
+    let tag = format!("{}-rust-{DEBIAN_RUST}:check", project::TOOL);
     run(&[
         "image",
         "--offline",
@@ -111,8 +111,9 @@ fn debian_rust_builds(ctx: &Ctx) -> Result<()> {
 fn go_checks(ctx: &Ctx) -> Result<()> {
     let paths = &ctx.paths;
     let go = Go::find(ctx)?;
-    deps::vendor(ctx, paths, || Ok(go.clone()))?;
-    let app = gobuild::Mode::of(paths).app_dir(paths);
+    let contract = crate::pipeline::app::App::load(&paths.root)?;
+    deps::vendor(ctx, paths, &contract, || Ok(go.clone()))?;
+    let app = gobuild::Mode::of(paths).app_dir(paths, &contract);
     let env = gobuild::go_env(&go, paths);
     ctx.run(cmd!("go vet .").envs(&env).dir(&app))?;
     let sources: Vec<String> = paths

@@ -23,9 +23,10 @@ impl flags::Dev {
         if !matches!(strategy, Strategy::Direct | Strategy::Multistage) {
             bail!("dev builds with --strategy direct (default) or multistage, not {strategy}");
         }
+        let mut checkout = Checkout::open(ctx, None)?;
         let tag = self
             .tag
-            .unwrap_or_else(|| crate::domain::ImageRef(crate::project::DEFAULT_TAG.into()));
+            .unwrap_or_else(|| crate::domain::ImageRef(checkout.app.default_tag()));
         let mut request = Request {
             strategy,
             tag: tag.as_str(),
@@ -37,7 +38,6 @@ impl flags::Dev {
             tag_at_load: false, // each build's container is checked first
         };
         request.strategy = build::strategy(ctx, &request)?;
-        let mut checkout = Checkout::open(ctx, None)?;
         dev::run(
             ctx,
             &mut checkout,

@@ -22,7 +22,7 @@ impl flags::Dist {
         let platforms = self.platform.map(|p| p.0).unwrap_or_default();
         let version = checkout.version.clone();
         match go {
-            Ok(go) => distdir::build_on_host(ctx, paths, &go, &platforms, &version)?,
+            Ok(go) => distdir::build_on_host(ctx, paths, &checkout.app, &go, &platforms, &version)?,
             Err(no_go) if handoff::can_build_without_go() && platforms.is_empty() => {
                 let engine = Engine::ensure(ctx).map_err(|e| {
                     anyhow::anyhow!("{no_go:#}\n(the container fallback cannot run either: {e:#})")
@@ -33,7 +33,7 @@ impl flags::Dist {
                 let builder = checkout.builder(ctx, &engine, None)?;
                 handoff::dist_in_builder(
                     ctx,
-                    paths,
+                    &checkout.app,
                     &engine,
                     &mut checkout.record,
                     &builder.files,

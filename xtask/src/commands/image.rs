@@ -4,6 +4,7 @@
 use anyhow::Result;
 
 use crate::{
+    domain::ImageRef,
     flags,
     infra::ctx::Ctx,
     pipeline::{
@@ -14,7 +15,11 @@ use crate::{
 
 impl flags::Image {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
-        let tag = self.tag();
+        let mut checkout = Checkout::open(ctx, self.app_version.as_ref().map(|v| v.0.as_str()))?;
+        let tag = self
+            .tag
+            .clone()
+            .unwrap_or_else(|| ImageRef(checkout.app.default_tag()));
         let mut request = Request {
             strategy: self.strategy.unwrap_or_default(),
             tag: tag.as_str(),
@@ -28,7 +33,6 @@ impl flags::Image {
         };
         // Before any work: a request that cannot be built is an error now.
         request.strategy = build::strategy(ctx, &request)?;
-        let mut checkout = Checkout::open(ctx, self.app_version.as_ref().map(|v| v.0.as_str()))?;
         let built = build::build(ctx, &mut checkout, &request, None)?;
         if self.smoke {
             // The tag moves only once the candidate passed: until then it names what it named.

@@ -17,7 +17,7 @@ impl flags::Migrate {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
         let _checkout = Checkout::open(ctx, None)?;
         let go = Go::find(ctx)?;
-        match migrate::migrate(ctx, &go)? {
+        match migrate::migrate(ctx, &go, &_checkout.app)? {
             Outcome::AlreadyModules { glide_left } => {
                 println!("go-app/ is a Go module already (go-app/go.mod): nothing to do");
                 if glide_left {

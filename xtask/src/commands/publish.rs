@@ -53,7 +53,14 @@ impl flags::Publish {
         };
         let builder = checkout.builder(ctx, &engine, None)?;
         let meta = checkout.meta(ctx, &go.version, &builder.base.image);
-        distdir::build_on_host(ctx, &ctx.paths, &go, &platforms, &checkout.version)?;
+        distdir::build_on_host(
+            ctx,
+            &ctx.paths,
+            &checkout.app,
+            &go,
+            &platforms,
+            &checkout.version,
+        )?;
         // From dist/ (under --dry-run: the binaries a previous `dist --platform …` left, if any).
         let Some(built) = publish::assemble(ctx, &platforms, &meta, &builder)? else {
             return Ok(());

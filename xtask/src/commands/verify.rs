@@ -18,19 +18,15 @@ use crate::{
         tools::Go,
     },
     pipeline::{
-        checkout::Checkout,
-        compare, deps, distdir,
-        meta::Meta,
-        oci::{Body, Content, Image},
+        app::App, build, checkout::Checkout, compare, deps, distdir, meta::Meta, oci::Image,
     },
     project::{self, Paths},
 };
 
 impl flags::Verify {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
-        let image = self
-            .image
-            .map_or_else(|| project::DEFAULT_TAG.to_string(), |i| i.0);
+        let app = crate::pipeline::app::App::load(&ctx.paths.root)?;
+        let image = self.image.map_or_else(|| app.default_tag(), |i| i.0);
         let engine = Engine::ensure(ctx)?;
         let id = docker::image_id(ctx, &image)
             .with_context(|| format!("the engine has no image {image}"))?;
@@ -122,19 +118,23 @@ fn rebuild(
     };
     ctx.step(&format!("rebuild {revision} (direct)"), || {
         let wt = Paths::at(worktree.dir.clone())?;
-        deps::vendor(ctx, &wt, || Ok(go.clone()))?;
-        distdir::build_on_host(ctx, &wt, go, &[], version)?;
+        // The revision's own contract: its app.json and code, as they were then.
+        let app = App::load(&wt.root)?;
+        deps::vendor(ctx, &wt, &app, || Ok(go.clone()))?;
+        distdir::build_on_host(ctx, &wt, &app, go, &[], version)?;
         let builder = checkout.builder(ctx, engine, Some(builder_base))?;
-        let meta = Meta::of_checkout(ctx, &wt.root, version, &go.version, builder_base);
+        let meta = Meta::of_checkout(ctx, &wt.root, &app, version, &go.version, builder_base);
         ctx.change("assemble the image", || {
-            let binary = wt.dist().join(project::BINARY);
             let ca_bundle =
                 std::fs::read(&builder.files.ca_bundle).context("reading the CA bundle")?;
-            let content = Content {
-                binary: Body::File(&binary),
-                ca_bundle: &ca_bundle,
-            };
-            Image::assemble(&content, &meta, Platform::host())
+            build::assemble(
+                &app,
+                &wt.go_app(),
+                &wt.dist(),
+                &ca_bundle,
+                &meta,
+                Platform::host(),
+            )
         })
     })
 }

@@ -672,7 +672,7 @@ pub fn ancestors(ctx: &Ctx, id: &str, parent: Option<Option<String>>) -> Result<
         else {
             continue;
         };
-        if label == project::APP {
+        if label == project::TOOL {
             ours.insert(image, (with_prefix(parent), created));
         }
     }
@@ -1024,7 +1024,7 @@ impl<'a> TempContainer<'a> {
     }
 
     fn new_name(purpose: &str) -> String {
-        format!("{}-{purpose}-{}", project::APP, fsx::random_hex(6))
+        format!("{}-{purpose}-{}", project::TOOL, fsx::random_hex(6))
     }
 
     fn make(

@@ -112,6 +112,48 @@ pub fn copy_dir(src: &Utf8Path, dst: &Utf8Path) -> Result<()> {
     Ok(())
 }
 
+/// Makes `dst` (replaced whole) a mirror of `src`'s entries that `keep` takes (by top-level
+/// name): files hard-linked where the filesystem allows (else copied), links as links. What a
+/// Docker build context needs, made in milliseconds.
+pub fn mirror(src: &Utf8Path, dst: &Utf8Path, keep: impl Fn(&str) -> bool) -> Result<()> {
+    remove_dir(dst)?;
+    fs::create_dir_all(dst).with_context(|| format!("creating {dst}"))?;
+    for entry in src
+        .read_dir_utf8()
+        .with_context(|| format!("reading {src}"))?
+    {
+        let entry = entry.with_context(|| format!("reading {src}"))?;
+        if keep(entry.file_name()) {
+            link_entry(entry.path(), &dst.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+fn link_entry(from: &Utf8Path, to: &Utf8Path) -> Result<()> {
+    let kind = fs::symlink_metadata(from)
+        .with_context(|| format!("reading {from}"))?
+        .file_type();
+    if kind.is_dir() {
+        fs::create_dir(to).with_context(|| format!("creating {to}"))?;
+        for entry in fs::read_dir(from).with_context(|| format!("reading {from}"))? {
+            let name = entry
+                .with_context(|| format!("reading {from}"))?
+                .file_name();
+            let name = name.to_str().with_context(|| {
+                format!("{from} holds a file whose name is not UTF-8 ({name:?}): rename it")
+            })?;
+            link_entry(&from.join(name), &to.join(name))?;
+        }
+    } else if kind.is_symlink() {
+        let target = fs::read_link(from).with_context(|| format!("reading the link {from}"))?;
+        std::os::unix::fs::symlink(target, to).with_context(|| format!("linking {to}"))?;
+    } else if kind.is_file() && fs::hard_link(from, to).is_err() {
+        fs::copy(from, to).with_context(|| format!("copying {from} to {to}"))?;
+    }
+    Ok(())
+}
+
 /// Replaces the directory `dst` by `new` (on the same filesystem): the old one is moved aside, the
 /// new one renamed in, the old one removed. `dst` is never half-written.
 pub fn replace_dir(new: &Utf8Path, dst: &Utf8Path) -> Result<()> {

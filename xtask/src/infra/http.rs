@@ -27,9 +27,19 @@ pub fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
 
 /// Polls `GET path` until it answers 200 or `timeout` passes.
 pub fn wait_ok(addr: &str, path: &str, timeout: Duration) -> bool {
+    wait_for(addr, path, |status, _| status == 200, timeout)
+}
+
+/// Polls `GET path` until its answer (status, body) is one `accept` takes, or `timeout` passes.
+pub fn wait_for(
+    addr: &str,
+    path: &str,
+    accept: impl Fn(u16, &str) -> bool,
+    timeout: Duration,
+) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if matches!(get(addr, path), Ok((200, _))) {
+        if get(addr, path).is_ok_and(|(status, body)| accept(status, &body)) {
             return true;
         }
         // A new container answers a few ms after it starts: `dev` waits on this.

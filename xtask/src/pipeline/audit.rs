@@ -12,7 +12,7 @@ use camino::Utf8Path;
 use crate::{
     cmd,
     infra::{ctx::Ctx, process::ProcessError, tools::Go},
-    pipeline::gobuild::{self, Mode},
+    pipeline::gobuild,
     project::Paths,
 };
 
@@ -51,7 +51,8 @@ pub fn binary(ctx: &Ctx, db: Option<&str>, binary: &Utf8Path) -> Result<Vec<Find
 pub fn source(ctx: &Ctx, go: &Go, paths: &Paths, db: Option<&str>) -> Result<Vec<Finding>> {
     let db = db.map(|d| ["-db", d]).into_iter().flatten();
     let env = gobuild::go_env(go, paths);
-    let app = Mode::of(paths).app_dir(paths);
+    // Module mode: the module is go-app/ itself, wherever GOPATH would put it.
+    let app = paths.go_app();
     let out = ctx.read(cmd!("govulncheck {db...} -json ./...").envs(&env).dir(app))?;
     Ok(findings(&out))
 }

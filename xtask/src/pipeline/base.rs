@@ -147,7 +147,7 @@ pub fn ensure_local(ctx: &Ctx, mirror: Option<&str>) -> Result<Option<String>> {
         let changes = [
             "ENV GOPATH=/go".to_string(),
             path_env,
-            format!("LABEL {}={}", project::LABEL_BASE, project::APP),
+            format!("LABEL {}={}", project::LABEL_BASE, project::TOOL),
         ];
         let mut import: Vec<String> = vec!["import".into()];
         for change in &changes {
@@ -175,7 +175,7 @@ pub fn layer(ctx: &Ctx, image: &str) -> Option<String> {
 pub fn ours(ctx: &Ctx) -> Result<Vec<String>> {
     docker::images(
         ctx,
-        &[docker::label_filter(project::LABEL_BASE, project::APP)],
+        &[docker::label_filter(project::LABEL_BASE, project::TOOL)],
     )
 }
 

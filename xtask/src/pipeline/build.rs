@@ -25,12 +25,14 @@ use crate::{
         tools::{self, Go},
     },
     pipeline::{
+        app::{self, App},
         base,
         checkout::{self, Checkout},
         distdir,
-        dockerfile::{self, Plan},
-        handoff, load,
-        oci::{Body, Content, Image},
+        dockerfile::{self, BuildContext, Plan},
+        gobuild, handoff, load,
+        meta::Meta,
+        oci::{Content, Image},
         record::Superseded,
         smoke,
     },
@@ -115,7 +117,13 @@ pub fn build(
             Ok(go) => {
                 checkout.vendor(ctx, Ok(go.clone()))?;
                 started = Instant::now();
-                let build = distdir::HostBuild::start(ctx, &ctx.paths, &go, &checkout.version)?;
+                let build = distdir::HostBuild::start(
+                    ctx,
+                    &ctx.paths,
+                    &checkout.app,
+                    &go,
+                    &checkout.version,
+                )?;
                 build.until_linking();
                 host_build = Some((build, go));
             }
@@ -238,11 +246,13 @@ fn direct(
         None => None,
     };
     let staged = match host_build {
-        Some((build, go)) => Some(build.wait(ctx, paths, &go, &[], &checkout.version)?),
+        Some((build, go)) => {
+            Some(build.wait(ctx, paths, &checkout.app, &go, &[], &checkout.version)?)
+        }
         None => {
             handoff::dist_in_builder(
                 ctx,
-                paths,
+                &checkout.app,
                 &built.engine,
                 &mut checkout.record,
                 &builder.files,
@@ -253,23 +263,22 @@ fn direct(
         }
     };
     ctx.step("image (direct: assembled, loaded)", || {
-        let binary_path = staged
+        let dir = staged
             .as_ref()
-            .map_or_else(|| paths.dist(), |s| s.path().to_path_buf())
-            .join(project::BINARY);
+            .map_or_else(|| paths.dist(), |s| s.path().to_path_buf());
         let ca = &builder.files.ca_bundle;
         let Some(image) = ctx.change(
-            "assemble the image from dist/main and the CA bundle",
+            "assemble the image from dist/'s binaries, the app's files and the CA bundle",
             || {
                 let ca_bundle = std::fs::read(ca).with_context(|| format!("reading {ca}"))?;
-                if std::fs::metadata(&binary_path).is_ok_and(|m| m.len() == 0) {
-                    bail!("{binary_path} is empty");
-                }
-                let content = Content {
-                    binary: Body::File(&binary_path),
-                    ca_bundle: &ca_bundle,
-                };
-                Image::assemble(&content, &meta, Platform::host())
+                assemble(
+                    &checkout.app,
+                    &paths.go_app(),
+                    &dir,
+                    &ca_bundle,
+                    &meta,
+                    Platform::host(),
+                )
             },
         )?
         else {
@@ -309,6 +318,36 @@ fn direct(
     })
 }
 
+/// The image of `app`: its binaries from `dir` (`NAME`, or for `platform` `NAME-linux-arm64` when
+/// `dir` holds that), its extra files from `go_app`, the CA bundle.
+pub fn assemble(
+    app: &App,
+    go_app: &camino::Utf8Path,
+    dir: &camino::Utf8Path,
+    ca_bundle: &[u8],
+    meta: &Meta,
+    platform: Platform,
+) -> Result<Image> {
+    let binaries: Vec<(String, camino::Utf8PathBuf)> = app
+        .binaries()
+        .map(|b| {
+            let own = dir.join(gobuild::platform_binary(b, platform));
+            let path = if own.is_file() { own } else { dir.join(b) };
+            (b.to_string(), path)
+        })
+        .collect();
+    for (_, path) in &binaries {
+        match std::fs::metadata(path) {
+            Ok(m) if m.len() == 0 => bail!("{path} is empty"),
+            Ok(_) => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {path}")),
+        }
+    }
+    let files = app::data_files(go_app, app)?;
+    let content = Content::of_files(&binaries, ca_bundle, &files);
+    Image::assemble(&content, meta, platform)
+}
+
 /// Builds the production image with one of the Dockerfile strategies: its ID, untagged.
 fn dockerfile_build(
     ctx: &Ctx,
@@ -333,16 +372,24 @@ fn dockerfile_build(
                         &file,
                         Some(project::STAGE_BUILDER),
                         &builder_tag,
-                        &paths.go_app(),
+                        BuildContext::App,
                     )
                 })?;
             }
             ctx.step("production image (multi-stage)", || {
-                plan.build(ctx, record, &file, None, &paths.go_app())
+                plan.build(ctx, record, &file, None, BuildContext::App)
             })
         }
         Strategy::Handoff => {
-            handoff::to_dist(ctx, paths, plan, record, &builder_tag, request.compress)?;
+            handoff::to_dist(
+                ctx,
+                paths,
+                &checkout.app,
+                plan,
+                record,
+                &builder_tag,
+                request.compress,
+            )?;
             ctx.step("runtime image (ex2, from dist/)", || {
                 handoff::build_runtime(ctx, paths, plan, record)
             })
@@ -361,7 +408,7 @@ pub fn smoke(ctx: &Ctx, checkout: &mut Checkout, built: &Built, tag: &str) -> Re
     if id.is_empty() {
         return Ok(()); // --dry-run
     }
-    let Err(e) = smoke::run(ctx, &checkout.record.checkout, id, tag) else {
+    let Err(e) = smoke::run(ctx, &checkout.record.checkout, &checkout.app, id, tag) else {
         return Ok(());
     };
     let previous = built.previous.as_deref();

@@ -12,6 +12,7 @@ use crate::{
         tools::Go,
     },
     pipeline::{
+        app::App,
         base::{self, Base, BaseFiles},
         deps, gobuild,
         meta::Meta,
@@ -21,6 +22,8 @@ use crate::{
 
 pub struct Checkout {
     pub record: Record,
+    /// The app's contract (app.json, the rest detected).
+    pub app: App,
     /// What `main.version` and the labels say.
     pub version: String,
     _lock: std::fs::File,
@@ -37,10 +40,12 @@ impl Checkout {
     /// `app_version`, else `git describe`, else `dev`.
     pub fn open(ctx: &Ctx, app_version: Option<&str>) -> Result<Checkout> {
         let lock = ctx.lock()?;
+        let app = App::load(&ctx.paths.root)?;
         let record = Record::load(ctx, &ctx.paths)?;
         let version = gobuild::version(ctx, &ctx.paths.root, app_version);
         Ok(Checkout {
             record,
+            app,
             version,
             _lock: lock,
         })
@@ -56,7 +61,7 @@ impl Checkout {
     /// `vendor/`, made with `go` (or, without host Go, as the builder image will take it: the
     /// error says why there is none).
     pub fn vendor(&self, ctx: &Ctx, go: Result<Go>) -> Result<()> {
-        deps::vendor(ctx, &ctx.paths, || go)
+        deps::vendor(ctx, &ctx.paths, &self.app, || go)
     }
 
     /// The builder base (`requested`, else the default when the engine has it, else the local
@@ -87,6 +92,7 @@ impl Checkout {
         Meta::of_checkout(
             ctx,
             &ctx.paths.root,
+            &self.app,
             &self.version,
             go_version,
             builder_image,

@@ -10,18 +10,19 @@ use camino::Utf8Path;
 
 use crate::{
     infra::{ctx::Ctx, tools::Go},
-    pipeline::{glide, gobuild::Mode},
+    pipeline::{app::App, glide, gobuild::Mode},
     project::Paths,
 };
 
 /// vendor/, ready for the build: made by glide (GOPATH mode; `go` is asked for only when glide
 /// must run), or checked (module mode).
-pub fn vendor(ctx: &Ctx, paths: &Paths, go: impl FnOnce() -> Result<Go>) -> Result<()> {
+pub fn vendor(ctx: &Ctx, paths: &Paths, app: &App, go: impl FnOnce() -> Result<Go>) -> Result<()> {
     match Mode::of(paths) {
-        Mode::Gopath => glide::vendor(ctx, paths, go),
+        Mode::Gopath => glide::vendor(ctx, paths, app, go),
         Mode::Modules => {
             let modules = paths.vendor().join("modules.txt");
-            if !modules.is_file() {
+            // A module that requires nothing has nothing to vendor: `go mod vendor` writes nothing.
+            if !modules.is_file() && requires_any(&paths.go_app())? {
                 bail!(
                     "go-app/go.mod is there but not {modules}: module mode builds from the \
                      committed vendor/. Run `go mod vendor` in go-app/ (online), or check out the \
@@ -31,6 +32,15 @@ pub fn vendor(ctx: &Ctx, paths: &Paths, go: impl FnOnce() -> Result<Go>) -> Resu
             Ok(())
         }
     }
+}
+
+/// Whether go.mod requires any module (a `require` directive, alone or as a block).
+fn requires_any(go_app: &Utf8Path) -> Result<bool> {
+    let text = std::fs::read_to_string(go_app.join("go.mod")).context("reading go-app/go.mod")?;
+    Ok(text.lines().any(|l| {
+        let l = l.trim();
+        l == "require" || l.starts_with("require ") || l.starts_with("require(")
+    }))
 }
 
 /// What the xtask made that `clean` removes: glide's workspace, and vendor/ in GOPATH mode only
@@ -57,8 +67,11 @@ pub struct Dependency {
 /// The app's dependencies, from the files of its mode.
 pub fn dependencies(go_app: &Utf8Path) -> Result<Vec<Dependency>> {
     if go_app.join("go.mod").is_file() {
-        let text = std::fs::read_to_string(go_app.join("vendor/modules.txt"))
-            .context("reading go-app/vendor/modules.txt")?;
+        let modules = go_app.join("vendor/modules.txt");
+        if !modules.is_file() && !requires_any(go_app)? {
+            return Ok(Vec::new());
+        }
+        let text = std::fs::read_to_string(modules).context("reading go-app/vendor/modules.txt")?;
         return Ok(modules_txt(&text));
     }
     let read = |name: &str| {

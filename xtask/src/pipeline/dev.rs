@@ -29,11 +29,11 @@ use crate::{
         process::ProcessError,
     },
     pipeline::{
+        app::App,
         build::{self, Built, Request},
         checkout::Checkout,
         smoke,
     },
-    project,
 };
 
 /// How long a burst of saves may pause before it is built: each event waits this long for more
@@ -110,7 +110,7 @@ pub fn run(ctx: &Ctx, checkout: &mut Checkout, request: &Request, port: u16) -> 
     ctx.stopped_as_asked();
     proxy.stop();
     if let Some(serving) = session.serving.take() {
-        serving.stop(ctx)?;
+        serving.stop(ctx, &checkout.app)?;
     }
     drop(session.network.take());
     checkout.record.close_builds();
@@ -158,11 +158,24 @@ fn cycle<'a>(
     if built.id.is_empty() {
         return Ok((took, Instant::now())); // --dry-run
     }
+    let app = &checkout.app;
+    // An app whose port is fixed has one slot: the old container stops before the new one starts
+    // (a gap, said).
+    let gap = match session.serving.take_if(|_| app.port_env.is_none()) {
+        Some(old) => {
+            let stopping = Instant::now();
+            session.proxy.route(None);
+            old.stop(ctx, app)?;
+            Some(stopping)
+        }
+        None => None,
+    };
     let started = match &session.network {
         Some(network) => Ok(network),
         None => Network::start(
             ctx,
             &checkout.record.checkout,
+            app,
             &built.builder_image,
             session.local,
         )
@@ -170,8 +183,9 @@ fn cycle<'a>(
     };
     // The slot the serving container does not use.
     let slot = session.serving.as_ref().map_or(0, |s| 1 - s.slot);
-    let next = started
-        .and_then(|network| Serving::start(ctx, &checkout.record.checkout, &built, network, slot));
+    let next = started.and_then(|network| {
+        Serving::start(ctx, &checkout.record.checkout, app, &built, network, slot)
+    });
     let next = match next {
         Ok(next) => next,
         Err(e) => {
@@ -183,8 +197,16 @@ fn cycle<'a>(
     };
     session.proxy.route(next.addr);
     let answering = Instant::now();
+    if let Some(stopping) = gap {
+        println!(
+            "dev: the app's port is fixed ({}; no port_env in app.json): the old container \
+             stopped first, nothing answered for {}",
+            app.port,
+            secs(answering - stopping)
+        );
+    }
     if let Some(old) = session.serving.replace(next) {
-        old.stop(ctx)?;
+        old.stop(ctx, app)?;
     }
     build::place_reporting(ctx, checkout, &built, request.tag, false)?;
     Ok((took, answering))
@@ -192,19 +214,28 @@ fn cycle<'a>(
 
 /// The network namespace every container of the session joins, held by a container of the
 /// builder base that only sleeps, and publishing the two ports the app's containers take in turn
-/// (`PORT`): a container that joins it starts in half the time of one that gets a network of its
-/// own (docs/performance.md), and the old one serves on the other port until the new one is
-/// healthy.
+/// (the contract's `port_env`): a container that joins it starts in half the time of one that gets
+/// a network of its own (docs/performance.md), and the old one serves on the other port until the
+/// new one is healthy. An app whose port is fixed has the one slot.
 struct Network<'a> {
     holder: TempContainer<'a>,
     /// Each slot's port inside, and where it is published on this host's loopback (`None`: the
     /// engine publishes elsewhere).
-    slots: [(u16, Option<u16>); 2],
+    slots: Vec<(u16, Option<u16>)>,
 }
 
 impl<'a> Network<'a> {
-    fn start(ctx: &'a Ctx, checkout: &str, image: &str, local: bool) -> Result<Network<'a>> {
-        let mut slots = [(project::APP_PORT, None), (project::APP_PORT + 1, None)];
+    fn start(
+        ctx: &'a Ctx,
+        checkout: &str,
+        app: &App,
+        image: &str,
+        local: bool,
+    ) -> Result<Network<'a>> {
+        let mut slots = vec![(app.port, None)];
+        if app.port_env.is_some() {
+            slots.push((app.port.checked_add(1).unwrap_or(app.port - 1), None));
+        }
         for (_, host) in &mut slots {
             // Chosen now where the engine publishes here: known without asking.
             if local {
@@ -245,27 +276,39 @@ impl<'a> Serving<'a> {
     fn start(
         ctx: &'a Ctx,
         checkout: &str,
+        app: &App,
         built: &Built,
         network: &Network,
         slot: usize,
     ) -> Result<Serving<'a>> {
+        let slot = slot.min(network.slots.len() - 1);
         let (inside, host) = network.slots[slot];
         // No health checks by the engine's scheduler: `dev` checks the new container before it
         // serves, and the image's check every 2 s would run beside every rebuild.
         let confined = Confined {
             network_of: Some(&network.holder.name),
-            env: vec![format!("PORT={inside}")],
+            env: app
+                .port_env
+                .iter()
+                .map(|var| format!("{var}={inside}"))
+                .collect(),
             no_healthcheck: true,
             ..Confined::default()
         };
         let container = TempContainer::run(ctx, checkout, &built.id, "dev", &confined, &[])?;
         let name = container.name.clone();
         let addr = host.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
+        let probe = &app.probes[0];
         let healthy = match addr {
-            Some(addr) => http::wait_ok(&addr.to_string(), "/healthz", HEALTHY_WITHIN)
-                .then_some(())
-                .context("/healthz did not answer 200"),
-            None => smoke::wait_healthy(ctx, &name, &built.id, Instant::now()),
+            Some(addr) => {
+                let accept = |status, body: &str| probe.accepts(status, body);
+                http::wait_for(&addr.to_string(), &probe.path, accept, HEALTHY_WITHIN)
+                    .then_some(())
+                    .with_context(|| {
+                        format!("GET {} did not answer {}", probe.path, probe.expected())
+                    })
+            }
+            None => smoke::wait_healthy(ctx, &name, &built.id, app, None, Instant::now()).map(drop),
         };
         healthy.map_err(|e| {
             anyhow::anyhow!("{e:#}; its log:\n{}", smoke::container_log(ctx, &name))
@@ -279,14 +322,15 @@ impl<'a> Serving<'a> {
         })
     }
 
-    /// Stops the container with SIGTERM: the app must exit 0. Then it is removed.
-    fn stop(self, ctx: &Ctx) -> Result<()> {
+    /// Stops the container with SIGTERM (the exit code the contract expects, else said). Then it
+    /// is removed.
+    fn stop(self, ctx: &Ctx, app: &App) -> Result<()> {
         let name = &self.container.name;
-        ctx.cleanup(cmd!("docker stop -t 5 {name}"))?;
-        let format = "{{.State.ExitCode}}";
-        let code = ctx.read(cmd!("docker inspect --format {format} {name}"))?;
-        if code != "0" {
-            eprintln!("dev: {name} exited with {code} after SIGTERM, expected 0");
+        if let Err(e) = smoke::stop(ctx, name, app.stop_exit) {
+            if crate::infra::signals::received().is_some() && ProcessError::of(&e).is_some() {
+                return Err(e);
+            }
+            eprintln!("dev: {name}: {e:#}");
         }
         Ok(())
     }

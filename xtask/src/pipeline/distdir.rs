@@ -14,8 +14,8 @@ use crate::{
         process::Running,
         tools::Go,
     },
-    pipeline::gobuild,
-    project::{self, Paths},
+    pipeline::{app::App, gobuild},
+    project::Paths,
 };
 
 /// In `dist/`, after a handoff: the builder image it came from, and whether UPX ran.
@@ -95,12 +95,13 @@ fn sums(dir: &Utf8Path) -> Result<String> {
 pub fn build_on_host(
     ctx: &Ctx,
     paths: &Paths,
+    app: &App,
     go: &Go,
     platforms: &[Platform],
     version: &str,
 ) -> Result<()> {
-    HostBuild::start(ctx, paths, go, version)?
-        .wait(ctx, paths, go, platforms, version)?
+    HostBuild::start(ctx, paths, app, go, version)?
+        .wait(ctx, paths, app, go, platforms, version)?
         .publish(ctx, paths)
 }
 
@@ -114,12 +115,11 @@ pub struct HostBuild {
 
 impl HostBuild {
     /// Starts `go build` of `dist/main` in the background.
-    pub fn start(ctx: &Ctx, paths: &Paths, go: &Go, version: &str) -> Result<HostBuild> {
+    pub fn start(ctx: &Ctx, paths: &Paths, app: &App, go: &Go, version: &str) -> Result<HostBuild> {
         let step = ctx.begin("go build");
         let start = || {
             let tmp = scratch(paths)?;
-            let out = tmp.path().join(project::BINARY);
-            let main = gobuild::start(ctx, go, paths, &out, None, version)?;
+            let main = gobuild::start(ctx, go, paths, app, tmp.path(), None, version)?;
             Ok((tmp, main))
         };
         match start() {
@@ -138,6 +138,7 @@ impl HostBuild {
         self,
         ctx: &Ctx,
         paths: &Paths,
+        app: &App,
         go: &Go,
         platforms: &[Platform],
         version: &str,
@@ -146,8 +147,7 @@ impl HostBuild {
         let result = (|| {
             main.wait()?;
             for &platform in platforms {
-                let out = tmp.path().join(gobuild::platform_binary(platform));
-                gobuild::start(ctx, go, paths, &out, Some(platform), version)?.wait()?;
+                gobuild::start(ctx, go, paths, app, tmp.path(), Some(platform), version)?.wait()?;
             }
             Ok(())
         })();

@@ -5,7 +5,7 @@
 //! is wanted (`record`).
 
 use anyhow::{Context, Result};
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::{
     cmd,
@@ -16,17 +16,21 @@ use crate::{
         fsx, tools,
     },
     pipeline::{
+        app::{self, App},
         gobuild,
         meta::Meta,
         record::{self, Record},
     },
-    project::Paths,
+    project::{self, Paths},
 };
 
 /// The product's Dockerfiles, in `docker/`.
 pub const EX1: &str = "ex1.Dockerfile";
 pub const EX2: &str = "ex2.Dockerfile";
 pub const MULTISTAGE: &str = "Dockerfile";
+
+/// The line of our Dockerfiles that the app's settings replace, then the root of its binaries.
+const SETTINGS: &str = "#xtask:settings ";
 
 /// What every `docker build` of one run shares.
 #[derive(Debug, Clone)]
@@ -36,6 +40,17 @@ pub struct Plan {
     pub no_cache: bool,
     /// `--build-arg` values.
     args: Vec<(String, String)>,
+    /// The app our Dockerfiles are rendered for (None: the bench's fixtures, taken as they are).
+    app: Option<App>,
+}
+
+/// What a build sends: go-app/ (copied without the app's own .dockerignore, which might hide
+/// vendor/ or sources the build needs), the runtime files the dist handoff left in dist/ (its
+/// binaries, etc/ and the app's files, without SHA256SUMS), or a directory as it is.
+pub enum BuildContext<'a> {
+    App,
+    Runtime,
+    Dir(&'a Utf8Path),
 }
 
 impl Plan {
@@ -47,7 +62,7 @@ impl Plan {
         meta: &Meta,
         runtime_image: &str,
     ) -> Plan {
-        let args = gobuild::docker_build_args(meta.mode, &meta.version)
+        let args = gobuild::docker_build_args(meta.mode, &meta.app, &meta.version)
             .into_iter()
             .chain([
                 ("BUILDER_IMAGE", meta.builder_base.clone()),
@@ -61,6 +76,7 @@ impl Plan {
             buildkit,
             no_cache,
             args,
+            app: Some(meta.app.clone()),
         }
     }
 
@@ -78,6 +94,7 @@ impl Plan {
             buildkit,
             no_cache,
             args,
+            app: None,
         }
     }
 
@@ -95,19 +112,69 @@ impl Plan {
         record: &mut Record,
         dockerfile: &Utf8Path,
         target: Option<&str>,
-        context: &Utf8Path,
+        context: BuildContext,
     ) -> Result<String> {
         let paths = &ctx.paths;
+        let (dockerfile, context) = self.prepare(ctx, dockerfile, context)?;
         let build = record.intend_build(ctx, paths)?;
         let mut extra = vec!["--label".to_string(), record::build_label(&build)];
         if let Some(target) = target {
             extra.extend(["--target".to_string(), target.to_string()]);
         }
-        let built = self.docker_build(ctx, &paths.xtask_dir(), dockerfile, &extra, context);
+        let built = self.docker_build(ctx, &paths.xtask_dir(), &dockerfile, &extra, &context);
         record.build_ended(ctx, paths, &build)?;
         let id = built?;
         record.note_image(ctx, paths, &id)?;
         Ok(id)
+    }
+
+    /// The Dockerfile rendered for the app (in target/xtask/contexts/) and the context made, or
+    /// both as they are.
+    fn prepare(
+        &self,
+        ctx: &Ctx,
+        dockerfile: &Utf8Path,
+        context: BuildContext,
+    ) -> Result<(Utf8PathBuf, Utf8PathBuf)> {
+        let paths = &ctx.paths;
+        let dir = paths.contexts();
+        let Some(app) = &self.app else {
+            let BuildContext::Dir(context) = context else {
+                anyhow::bail!("a fixture's build takes a directory as its context");
+            };
+            return Ok((dockerfile.to_path_buf(), context.to_path_buf()));
+        };
+        let name = dockerfile.file_name().unwrap_or("Dockerfile");
+        let rendered = dir.join(name);
+        ctx.change(
+            format!("write {rendered}: {dockerfile} with the app's settings"),
+            || {
+                let text = std::fs::read_to_string(dockerfile)
+                    .with_context(|| format!("reading {dockerfile}"))?;
+                fsx::write_atomic(&rendered, render(&text, app).as_bytes())
+            },
+        )?;
+        let (from, to) = match context {
+            BuildContext::Dir(context) => return Ok((rendered, context.to_path_buf())),
+            BuildContext::App => (paths.go_app(), dir.join("go-app")),
+            BuildContext::Runtime => (paths.dist(), dir.join("runtime")),
+        };
+        ctx.change(format!("make the build context {to} from {from}"), || {
+            match context {
+                BuildContext::Runtime => fsx::mirror(&from, &to, |name| {
+                    name == "etc" || name == app::DATA_DIR || app.binaries().any(|b| b == name)
+                }),
+                _ => {
+                    fsx::mirror(&from, &to, |name| {
+                        ![".dockerignore", ".containerignore", ".git"].contains(&name)
+                    })?;
+                    // The Dockerfiles copy vendor/ first: an app with no dependencies has none.
+                    let vendor = to.join("vendor");
+                    std::fs::create_dir_all(&vendor).with_context(|| format!("creating {vendor}"))
+                }
+            }
+        })?;
+        Ok((rendered, to))
     }
 
     /// A bench fixture's build (the seed's Dockerfiles), tagged `tag` as the seed's flow does;
@@ -168,13 +235,53 @@ impl Plan {
         dockerfile: &Utf8Path,
         target: Option<&str>,
         tag: &str,
-        context: &Utf8Path,
+        context: BuildContext,
     ) -> Result<String> {
         let previous = docker::image_id(ctx, tag);
         let id = self.build(ctx, record, dockerfile, target, context)?;
         record.place(ctx, &ctx.paths, tag, &id, previous.as_deref(), false)?;
         Ok(id)
     }
+}
+
+/// A Dockerfile of ours with the app's settings in place of its settings line: the port, the
+/// environment, the working directory (when the image has extra files), the entrypoint and the
+/// health check, each binary under the line's root (`/`, or the builder stage's `/out/`).
+pub fn render(text: &str, app: &App) -> String {
+    let json = |items: Vec<String>| jzon::JsonValue::from(items).dump();
+    text.lines()
+        .map(|line| {
+            let Some(root) = line.strip_prefix(SETTINGS) else {
+                return format!("{line}\n");
+            };
+            let root = root.trim();
+            let mut out = format!("EXPOSE {}\n", app.port);
+            for (key, value) in &app.env {
+                out += &format!(
+                    "ENV {key}={}\n",
+                    jzon::JsonValue::from(value.as_str()).dump()
+                );
+            }
+            if root == "/" && !app.files.is_empty() {
+                out += &format!("WORKDIR {}\n", app.workdir());
+            }
+            out += &format!(
+                "ENTRYPOINT {}\n",
+                json(vec![format!("{root}{}", app.entrypoint())])
+            );
+            out += &match app.health_command(root) {
+                Some(command) => format!(
+                    "HEALTHCHECK --interval={}s --timeout={}s --retries={} CMD {}\n",
+                    project::HEALTHCHECK_INTERVAL_S,
+                    project::HEALTHCHECK_TIMEOUT_S,
+                    project::HEALTHCHECK_RETRIES,
+                    json(command)
+                ),
+                None => "HEALTHCHECK NONE\n".to_string(),
+            };
+            out
+        })
+        .collect()
 }
 
 /// The builder to use: the one asked for, else BuildKit when this client has it, else the legacy
@@ -258,7 +365,11 @@ mod tests {
         for (file, stages) in [(EX1, 1), (EX2, 1), (MULTISTAGE, 2)] {
             let text = read(file);
             let count = |needle: &str| text.matches(needle).count();
-            let first = format!("LABEL {}={}\n", project::LABEL_PROJECT, project::APP);
+            let first = format!("LABEL {}={}\n", project::LABEL_PROJECT, project::TOOL);
+            assert!(
+                text.contains("title=\"$TITLE\""),
+                "{file}: the title is the app's name"
+            );
             assert_eq!(count(&first), stages, "{file}");
             for key in [
                 project::LABEL_STAGE,
@@ -342,18 +453,49 @@ mod tests {
         );
         assert!(production.contains(&"COPY --chown=0:0 --from=builder /out/ /".to_string()));
         let ex2_copies: Vec<&String> = ex2.iter().filter(|l| l.starts_with("COPY ")).collect();
-        assert_eq!(
-            ex2_copies,
-            ["COPY --chown=0:0 etc/ /etc/", "COPY --chown=0:0 main /main"]
-        );
-        // The health check is the one `direct` writes, from the same facts.
+        assert_eq!(ex2_copies, ["COPY --chown=0:0 . /"]);
+        // The app's settings: one line, rendered from the contract as `direct` writes them.
+        for (file, lines) in [(MULTISTAGE, 2), (EX1, 1), (EX2, 1)] {
+            assert_eq!(read(file).matches(SETTINGS).count(), lines, "{file}");
+        }
+        assert!(read(MULTISTAGE).contains(&format!("{SETTINGS}/out/\n")));
+        assert!(read(EX2).contains(&format!("{SETTINGS}/\n")));
+    }
+
+    /// The settings line becomes the contract's port, environment, working directory,
+    /// entrypoint and health check, each binary under the line's root.
+    #[test]
+    fn the_settings_are_rendered_from_the_contract() {
+        let demo = crate::pipeline::app::App::demo();
+        let text = render(&read(MULTISTAGE), &demo);
+        assert!(!text.contains(SETTINGS));
         let check = format!(
-            "HEALTHCHECK --interval={}s --timeout={}s --retries={} CMD [\"/main\", \"{}\"]",
+            "HEALTHCHECK --interval={}s --timeout={}s --retries={} CMD [\"/main\",\"-healthcheck\"]",
             project::HEALTHCHECK_INTERVAL_S,
             project::HEALTHCHECK_TIMEOUT_S,
             project::HEALTHCHECK_RETRIES,
-            project::HEALTHCHECK_FLAG
         );
-        assert!(production.contains(&check), "{check}");
+        assert!(text.contains(&check), "{text}");
+        assert!(
+            text.contains("ENTRYPOINT [\"/out/main\"]\n")
+                && text.contains("ENTRYPOINT [\"/main\"]\n")
+        );
+        assert!(text.contains("EXPOSE 8080\n") && !text.contains("WORKDIR /srv"));
+        let other = crate::pipeline::app::App {
+            port: 3000,
+            env: [("GIN_MODE".to_string(), "re\"lease".to_string())].into(),
+            files: vec!["templates".into()],
+            health: crate::pipeline::app::Health::None,
+            ..demo
+        };
+        let text = render(&read(EX2), &other);
+        for line in [
+            "EXPOSE 3000\n",
+            "ENV GIN_MODE=\"re\\\"lease\"\n",
+            "WORKDIR /srv\n",
+            "HEALTHCHECK NONE\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }

@@ -12,6 +12,7 @@ use camino::Utf8Path;
 use crate::{
     cmd,
     infra::{ctx::Ctx, fsx, net, tools, tools::Go},
+    pipeline::app::App,
     project::Paths,
 };
 
@@ -20,19 +21,21 @@ const HTTPROUTER_VERSION: &str = "v1.3.0";
 const DEBIAN_HTTPROUTER: &str = "/usr/share/gocode/src/github.com/julienschmidt/httprouter";
 /// Fixed dates make the mirror's commit the same on every machine.
 const MIRROR_DATE: &str = "2019-09-29T00:00:00Z";
-/// The files that define the app's dependencies, copied into the GOPATH workspace.
-const GLIDE_FILES: [&str; 2] = ["glide.yaml", "glide.lock"];
 
 /// Copies the app into the GOPATH workspace and fills its vendor/ (and go-app/vendor/, the Docker
 /// build context's) with glide. Skips glide (and needs none of its tools) when glide.yaml and
 /// glide.lock did not change since it last ran. `go` is looked up only when glide must run.
-pub fn vendor(ctx: &Ctx, paths: &Paths, go: impl FnOnce() -> Result<Go>) -> Result<()> {
-    let app = paths.gopath_app();
+pub fn vendor(
+    ctx: &Ctx,
+    paths: &Paths,
+    contract: &App,
+    go: impl FnOnce() -> Result<Go>,
+) -> Result<()> {
+    let app = paths.gopath_app(&contract.import_path);
     let go_app = paths.go_app();
-    ctx.change(
-        format!("copy {go_app}/{{*.go,glide.yaml,glide.lock}} to {app}"),
-        || copy_sources(&go_app, &app),
-    )?;
+    ctx.change(format!("copy {go_app} (but vendor/) to {app}"), || {
+        copy_sources(&go_app, &app)
+    })?;
     let stamp_path = paths.gopath().join(".vendor-stamp");
     // The same glide files give the same vendor/, whether it came from GitHub or the mirror.
     let stamp = format!(
@@ -56,7 +59,7 @@ pub fn vendor(ctx: &Ctx, paths: &Paths, go: impl FnOnce() -> Result<Go>) -> Resu
             let online = !ctx.offline
                 && net::https_reachable("github.com", Duration::from_secs(3));
             if online {
-                match install(ctx, paths, &go, false) {
+                match install(ctx, paths, &app, &go, false) {
                     Ok(()) => return Ok(()),
                     Err(e) => ctx.announce(format!(
                         "glide failed online ({e:#}): trying the local mirror of Debian's httprouter"
@@ -68,7 +71,7 @@ pub fn vendor(ctx: &Ctx, paths: &Paths, go: impl FnOnce() -> Result<Go>) -> Resu
                     "{why}: glide resolves httprouter {HTTPROUTER_VERSION} from Debian's source (local mirror in target/glide)"
                 ));
             }
-            install(ctx, paths, &go, true)
+            install(ctx, paths, &app, &go, true)
         })?;
         ctx.change(format!("write {stamp_path}"), || {
             let digest = fsx::tree_digest(&app.join("vendor"))?;
@@ -90,9 +93,8 @@ pub fn vendor(ctx: &Ctx, paths: &Paths, go: impl FnOnce() -> Result<Go>) -> Resu
     Ok(())
 }
 
-fn install(ctx: &Ctx, paths: &Paths, go: &Go, offline: bool) -> Result<()> {
+fn install(ctx: &Ctx, paths: &Paths, app: &Utf8Path, go: &Go, offline: bool) -> Result<()> {
     let home = paths.glide_home(offline);
-    let app = paths.gopath_app();
     if offline {
         ensure_mirror(ctx, paths, go, &home)?;
         // The committed lock pins upstream's commit: resolve glide.yaml against the mirror.
@@ -109,18 +111,29 @@ fn install(ctx: &Ctx, paths: &Paths, go: &Go, offline: bool) -> Result<()> {
     ctx.run(
         cmd!("glide --no-color --home {home} install")
             .envs(&env)
-            .dir(&app),
-    )
+            .dir(app),
+    )?;
+    // An app without dependencies gets no vendor/ from glide: the builds take an empty one.
+    let vendor = app.join("vendor");
+    ctx.change(format!("mkdir -p {vendor}"), || {
+        fs::create_dir_all(&vendor).with_context(|| format!("creating {vendor}"))
+    })
     .map(drop)
 }
 
-/// Copies the app's Go files and glide files into the GOPATH workspace, dropping stale Go files.
+/// Copies the app's tree into the GOPATH workspace (its sub-packages import each other by the
+/// import path), but vendor/ (glide's, there) and dotfiles; what is gone from go-app/ goes there.
 fn copy_sources(go_app: &Utf8Path, app: &Utf8Path) -> Result<()> {
     fs::create_dir_all(app).with_context(|| format!("creating {app}"))?;
     for entry in app.read_dir_utf8()? {
         let entry = entry?;
-        if entry.file_name().ends_with(".go") {
-            fs::remove_file(entry.path())?;
+        if entry.file_name() != "vendor" {
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                fsx::remove_dir(path)?;
+            } else {
+                fs::remove_file(path).with_context(|| format!("removing {path}"))?;
+            }
         }
     }
     for entry in go_app
@@ -129,8 +142,15 @@ fn copy_sources(go_app: &Utf8Path, app: &Utf8Path) -> Result<()> {
     {
         let entry = entry?;
         let name = entry.file_name();
-        if entry.file_type()?.is_file() && (name.ends_with(".go") || GLIDE_FILES.contains(&name)) {
-            fs::copy(entry.path(), app.join(name))
+        if name == "vendor" || name.starts_with('.') {
+            continue;
+        }
+        let kind = entry.file_type()?;
+        let to = app.join(name);
+        if kind.is_dir() {
+            fsx::copy_dir(entry.path(), &to)?;
+        } else if kind.is_file() {
+            fs::copy(entry.path(), &to)
                 .with_context(|| format!("copying {} into the GOPATH workspace", entry.path()))?;
         }
     }

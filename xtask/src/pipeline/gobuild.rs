@@ -8,6 +8,7 @@ use crate::{
     cmd,
     domain::Platform,
     infra::{ctx::Ctx, git, process::Running, tools::Go},
+    pipeline::app::{self, App},
     project::{self, Paths},
 };
 
@@ -34,10 +35,11 @@ impl Mode {
         }
     }
 
-    /// Where `go` runs on the host: the GOPATH workspace's copy, or go-app/ itself.
-    pub fn app_dir(self, paths: &Paths) -> Utf8PathBuf {
+    /// Where `go` runs on the host: the GOPATH workspace's copy (at the app's import path), or
+    /// go-app/ itself.
+    pub fn app_dir(self, paths: &Paths, app: &App) -> Utf8PathBuf {
         match self {
-            Mode::Gopath => paths.gopath_app(),
+            Mode::Gopath => paths.gopath_app(&app.import_path),
             Mode::Modules => paths.go_app(),
         }
     }
@@ -138,9 +140,10 @@ pub fn sanitize_version(raw: &str) -> String {
     }
 }
 
-/// The build args every Dockerfile takes from us: the Go build's and the runtime files'. Every
-/// Go variable is passed, empty where the mode sets none.
-pub fn docker_build_args(mode: Mode, version: &str) -> Vec<(&'static str, String)> {
+/// The build args every Dockerfile takes from us: the Go build's, the app's (its import path, main
+/// packages, binaries, extra files) and the runtime files'. Every Go variable is passed, empty
+/// where the mode sets none.
+pub fn docker_build_args(mode: Mode, app: &App, version: &str) -> Vec<(&'static str, String)> {
     let env = mode.env();
     let value = |key: &str| {
         env.iter()
@@ -152,6 +155,18 @@ pub fn docker_build_args(mode: Mode, version: &str) -> Vec<(&'static str, String
         .map(|k| (*k, value(k)))
         .chain(mode.prebuild().map(|(k, v)| (k, v.to_string())))
         .chain([
+            ("IMPORT_PATH", app.import_path.clone()),
+            ("GO_OUT", output("/out", app, None)),
+            ("GO_PACKAGES", packages(app).join(" ")),
+            (
+                "BINARIES",
+                app.binaries()
+                    .map(|b| format!("/out/{b}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+            ("FILES", app.files.join(" ")),
+            ("DATA_DIR", app::DATA_DIR.to_string()),
             ("LDFLAGS", ldflags(version)),
             ("APP_UID", project::APP_UID.to_string()),
             ("PASSWD", project::passwd()),
@@ -179,13 +194,34 @@ pub fn arch_env(platform: Platform) -> Vec<(&'static str, String)> {
     env
 }
 
-/// The dist file name for a platform: `main-linux-arm64`, `main-linux-arm-v7`.
-pub fn platform_binary(platform: Platform) -> String {
-    format!(
-        "{}-{}",
-        project::BINARY,
-        platform.to_string().replace('/', "-")
-    )
+/// The dist file name of `binary` for a platform: `main-linux-arm64`, `main-linux-arm-v7`.
+pub fn platform_binary(binary: &str, platform: Platform) -> String {
+    format!("{binary}-{}", platform.to_string().replace('/', "-"))
+}
+
+/// The main packages as `go build` takes them: `./src`, `./cmd/api`, `.`.
+fn packages(app: &App) -> Vec<String> {
+    app.mains
+        .iter()
+        .map(|m| {
+            if m.dir == "." {
+                ".".to_string()
+            } else {
+                format!("./{}", m.dir)
+            }
+        })
+        .collect()
+}
+
+/// `go build -o`'s value in `dir`: the one binary's path (for `platform`: `NAME-linux-arm64`), or,
+/// for several main packages, the directory (`dir/`: Go names each binary by its package's
+/// directory).
+fn output(dir: &str, app: &App, platform: Option<Platform>) -> String {
+    match (app.mains.as_slice(), platform) {
+        ([one], None) => format!("{dir}/{}", one.binary),
+        ([one], Some(p)) => format!("{dir}/{}", platform_binary(&one.binary, p)),
+        _ => format!("{dir}/"),
+    }
 }
 
 /// The environment for `go` on the host, in the checkout at `paths` (GOPATH: its workspace under
@@ -200,23 +236,34 @@ pub fn go_env(go: &Go, paths: &Paths) -> Vec<(&'static str, String)> {
     env
 }
 
-/// Starts `go build` of the checkout's app into `out`, for `platform` (None: the host's
-/// architecture). It runs in the background (the xtask can ask the engine meanwhile): `wait` for
-/// it.
+/// Starts `go build` of the checkout's app (its main packages, `app`) into the directory `out`,
+/// each binary named as the contract says, for `platform` (None: the host's architecture; then
+/// named `NAME-linux-arm64`). It runs in the background (the xtask can ask the engine meanwhile):
+/// `wait` for it.
 pub fn start(
     ctx: &Ctx,
     go: &Go,
     paths: &Paths,
+    app: &App,
     out: &Utf8Path,
     platform: Option<Platform>,
     version: &str,
 ) -> Result<Running> {
+    if app.mains.len() > 1 && platform.is_some() {
+        anyhow::bail!(
+            "binaries for other platforms (--platform) are built for one main package only: \
+             this app builds {}",
+            app.binaries().collect::<Vec<_>>().join(", ")
+        );
+    }
     let mut env = go_env(go, paths);
     env.extend(platform.map(arch_env).unwrap_or_default());
     let ldflags = ldflags(version);
-    let dir = Mode::of(paths).app_dir(paths);
+    let dir = Mode::of(paths).app_dir(paths, app);
+    let output = output(out.as_str(), app, platform);
+    let packages = packages(app);
     ctx.start(
-        cmd!("go build -ldflags {ldflags} -o {out} .")
+        cmd!("go build -ldflags {ldflags} -o {output} {packages...}")
             .envs(&env)
             .dir(dir),
     )
@@ -249,6 +296,6 @@ mod tests {
             arch_env(armv7),
             vec![("GOARCH", "arm".to_string()), ("GOARM", "7".to_string())]
         );
-        assert_eq!(platform_binary(armv7), "main-linux-arm-v7");
+        assert_eq!(platform_binary("main", armv7), "main-linux-arm-v7");
     }
 }

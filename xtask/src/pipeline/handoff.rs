@@ -12,9 +12,10 @@ use crate::{
         tools,
     },
     pipeline::{
+        app::App,
         base::BaseFiles,
         distdir,
-        dockerfile::{self, Plan},
+        dockerfile::{self, BuildContext, Plan},
         meta::Meta,
         record::Record,
     },
@@ -30,7 +31,7 @@ pub fn build_builder(
     builder_tag: &str,
 ) -> Result<String> {
     let file = Plan::dockerfile(paths, dockerfile::EX1);
-    plan.build_tagged(ctx, record, &file, None, builder_tag, &paths.go_app())
+    plan.build_tagged(ctx, record, &file, None, builder_tag, BuildContext::App)
 }
 
 /// Builds ex1 and makes its /out the new `dist/` (with SHA256SUMS), UPX-compressed when asked.
@@ -38,6 +39,7 @@ pub fn build_builder(
 pub fn to_dist(
     ctx: &Ctx,
     paths: &Paths,
+    app: &App,
     plan: &Plan,
     record: &mut Record,
     builder_tag: &str,
@@ -51,7 +53,7 @@ pub fn to_dist(
     let layers = docker::inspect(ctx, &id, "{{json .RootFS.Layers}}").unwrap_or_default();
     let origin = format!("{layers} compress={compress}\n");
     let current = std::fs::read_to_string(dist.join(distdir::ORIGIN)).unwrap_or_default();
-    if !id.is_empty() && origin == current && dist.join(project::BINARY).is_file() {
+    if !id.is_empty() && origin == current && dist.join(app.entrypoint()).is_file() {
         ctx.announce("dist/ already holds this builder image's output: copy skipped");
         return Ok(());
     }
@@ -63,8 +65,7 @@ pub fn to_dist(
         let from = format!("{}:/out/.", container.name);
         ctx.run(cmd!("docker cp {from} {to}").quiet())
             .context("copying /out from the builder container")?;
-        if compress {
-            let binary = to.join(project::BINARY);
+        for binary in app.binaries().filter(|_| compress).map(|b| to.join(b)) {
             // UPX rewrites the file in place: writable for the moment, read-only again after.
             let mode = |m: u32| {
                 use std::os::unix::fs::PermissionsExt;
@@ -73,7 +74,7 @@ pub fn to_dist(
             };
             ctx.change(format!("chmod 755 {binary}"), || mode(0o755))?;
             ctx.run(cmd!("upx -q --best --lzma {binary}").quiet())
-                .context("compressing the binary with UPX")?;
+                .with_context(|| format!("compressing {binary} with UPX"))?;
             ctx.change(format!("chmod 555 {binary}"), || mode(0o555))?;
         }
         ctx.change("record where dist/ came from", || {
@@ -86,22 +87,30 @@ pub fn to_dist(
 /// ex2 from `dist/` alone, untagged: its ID.
 pub fn build_runtime(ctx: &Ctx, paths: &Paths, plan: &Plan, record: &mut Record) -> Result<String> {
     let file = Plan::dockerfile(paths, dockerfile::EX2);
-    plan.build(ctx, record, &file, None, &paths.dist())
+    plan.build(ctx, record, &file, None, BuildContext::Runtime)
 }
 
 /// `dist/main` on a host without Go: built in the builder image made over the base `files` came
 /// from (`builder_image`), copied out; that builder image is recorded in `record`.
 pub fn dist_in_builder(
     ctx: &Ctx,
-    paths: &Paths,
+    app: &App,
     engine: &Engine,
     record: &mut Record,
     files: &BaseFiles,
     builder_image: &str,
     version: &str,
 ) -> Result<()> {
+    let paths = &ctx.paths;
     let (builder, buildkit) = dockerfile::choose_builder(ctx, engine, None)?;
-    let meta = Meta::of_checkout(ctx, &paths.root, version, &files.go_version, builder_image);
+    let meta = Meta::of_checkout(
+        ctx,
+        &paths.root,
+        app,
+        version,
+        &files.go_version,
+        builder_image,
+    );
     let plan = Plan::new(
         builder,
         buildkit,
@@ -109,8 +118,8 @@ pub fn dist_in_builder(
         &meta,
         project::DEFAULT_RUNTIME_IMAGE,
     );
-    let builder_tag = crate::domain::ImageRef(project::DEFAULT_TAG.into()).builder_tag();
-    to_dist(ctx, paths, &plan, record, &builder_tag, false)
+    let builder_tag = crate::domain::ImageRef(app.default_tag()).builder_tag();
+    to_dist(ctx, paths, app, &plan, record, &builder_tag, false)
 }
 
 /// Whether `dist/` can be made on this host without Go (the container fallback).

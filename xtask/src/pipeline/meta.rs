@@ -19,6 +19,8 @@ pub struct Meta {
     pub builder_base: String,
     /// How the app's dependencies are managed (the Go build's environment follows it).
     pub mode: crate::pipeline::gobuild::Mode,
+    /// The app's contract: its name, binaries, port, health check (the image's settings).
+    pub app: crate::pipeline::app::App,
 }
 
 impl Meta {
@@ -30,12 +32,12 @@ impl Meta {
     /// Every label of an image of `stage` (`project::STAGE_*`), keys as `project` spells them.
     pub fn labels(&self, stage: &str) -> Vec<(&'static str, String)> {
         vec![
-            (project::OCI_TITLE, project::APP.to_string()),
+            (project::OCI_TITLE, self.app.name.clone()),
             (project::OCI_VERSION, self.version.clone()),
             (project::OCI_REVISION, self.revision.clone()),
             (project::OCI_CREATED, self.created()),
             (project::OCI_SOURCE, self.source.clone()),
-            (project::LABEL_PROJECT, project::APP.to_string()),
+            (project::LABEL_PROJECT, project::TOOL.to_string()),
             (project::LABEL_STAGE, stage.to_string()),
             (project::LABEL_GO, self.go.clone()),
             (project::LABEL_BUILDER_BASE, self.builder_base.clone()),
@@ -45,6 +47,7 @@ impl Meta {
     /// The build args the Dockerfiles' LABEL instruction takes (`stage` is spelled there).
     pub fn build_args(&self) -> Vec<(&'static str, String)> {
         vec![
+            ("TITLE", self.app.name.clone()),
             ("VERSION", self.version.clone()),
             ("REVISION", self.revision.clone()),
             ("CREATED", self.created()),
@@ -71,10 +74,11 @@ pub fn rfc3339(epoch: u64) -> String {
 
 impl Meta {
     /// The metadata of the checkout at `root`: its commit (or "unknown"), the commit's time (or
-    /// SOURCE_DATE_EPOCH), its public source URL.
+    /// SOURCE_DATE_EPOCH), its public source URL; `app` its contract.
     pub fn of_checkout(
         ctx: &crate::infra::ctx::Ctx,
         root: &camino::Utf8Path,
+        app: &crate::pipeline::app::App,
         version: &str,
         go: &str,
         builder_base: &str,
@@ -90,6 +94,7 @@ impl Meta {
             go: go.to_string(),
             builder_base: builder_base.to_string(),
             mode: crate::pipeline::gobuild::Mode::at(root),
+            app: app.clone(),
         }
     }
 }

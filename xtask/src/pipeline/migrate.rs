@@ -13,6 +13,7 @@ use std::{collections::BTreeMap, time::Duration};
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::pipeline::app::App;
 use crate::{
     cmd,
     infra::{ctx::Ctx, fsx, http, net, tools::Go},
@@ -157,7 +158,7 @@ pub struct Migrated {
 }
 
 /// Converts the checkout's app, proved first (see the module's doc).
-pub fn migrate(ctx: &Ctx, go: &Go) -> Result<Outcome> {
+pub fn migrate(ctx: &Ctx, go: &Go, app: &App) -> Result<Outcome> {
     let paths = &ctx.paths;
     let go_app = paths.go_app();
     if Mode::of(paths) == Mode::Modules {
@@ -165,9 +166,9 @@ pub fn migrate(ctx: &Ctx, go: &Go) -> Result<Outcome> {
         return Ok(Outcome::AlreadyModules { glide_left });
     }
     // Glide's vendor/ first: the GOPATH build to compare with, and the offline source.
-    deps::vendor(ctx, paths, || Ok(go.clone()))?;
+    deps::vendor(ctx, paths, app, || Ok(go.clone()))?;
     let module = Module::from_glide(&go_app, |dep| commit_time(ctx, paths, dep))?;
-    let glide_vendor = paths.gopath_app().join("vendor");
+    let glide_vendor = paths.gopath_app(&app.import_path).join("vendor");
     let packages = vendored_packages(&glide_vendor, &module)?;
     let go_mod = module.go_mod();
     let modules_txt = module.modules_txt(&packages);
@@ -193,7 +194,7 @@ pub fn migrate(ctx: &Ctx, go: &Go) -> Result<Outcome> {
     })?;
     let answers = ctx.step(
         "prove it: tests, the same answers, the pinned versions",
-        || prove(ctx, go, paths, &staged, &module),
+        || prove(ctx, go, paths, &staged, app, &module),
     )?;
     ctx.step("move go-app/ to module mode", || {
         apply(ctx, &staged.go_app(), &go_app, go_sum)
@@ -330,17 +331,28 @@ fn vendor_module(
 
 /// The staged module passes the app's tests, its binary answers every route as the GOPATH
 /// build's does, and lists each dependency at its required version: how many answers matched.
-fn prove(ctx: &Ctx, go: &Go, paths: &Paths, staged: &Paths, module: &Module) -> Result<usize> {
+fn prove(
+    ctx: &Ctx,
+    go: &Go,
+    paths: &Paths,
+    staged: &Paths,
+    contract: &App,
+    module: &Module,
+) -> Result<usize> {
     let env = gobuild::go_env(go, staged);
     let app = staged.go_app();
     ctx.run(cmd!("go test -count=1 ./...").envs(&env).dir(&app).kept())
         .context("the app's tests fail in module mode: nothing was changed")?;
     let dir = staged.target();
     std::fs::create_dir_all(&dir)?;
-    let (modules_bin, gopath_bin) = (dir.join("main-modules"), dir.join("main-gopath"));
+    let (modules_dir, gopath_dir) = (dir.join("modules"), dir.join("gopath"));
     let version = "migrate";
-    gobuild::start(ctx, go, staged, &modules_bin, None, version)?.wait()?;
-    gobuild::start(ctx, go, paths, &gopath_bin, None, version)?.wait()?;
+    gobuild::start(ctx, go, staged, contract, &modules_dir, None, version)?.wait()?;
+    gobuild::start(ctx, go, paths, contract, &gopath_dir, None, version)?.wait()?;
+    let (modules_bin, gopath_bin) = (
+        modules_dir.join(contract.entrypoint()),
+        gopath_dir.join(contract.entrypoint()),
+    );
     let listed = ctx.read(cmd!("go version -m {modules_bin}").env("PATH", go.path_env()))?;
     for r in &module.requires {
         let line = format!("dep\t{}\t{}", r.path, r.version);
@@ -363,8 +375,8 @@ fn prove(ctx: &Ctx, go: &Go, paths: &Paths, staged: &Paths, module: &Module) -> 
             }
         }
     }
-    let theirs = answers(ctx, &gopath_bin)?;
-    let ours = answers(ctx, &modules_bin)?;
+    let theirs = answers(ctx, contract, &gopath_bin)?;
+    let ours = answers(ctx, contract, &modules_bin)?;
     for ((route, a), (_, b)) in theirs.iter().zip(&ours) {
         if a != b {
             bail!("GET {route}: the GOPATH build answers {a:?}, the module build {b:?}: nothing was changed");
@@ -374,20 +386,43 @@ fn prove(ctx: &Ctx, go: &Go, paths: &Paths, staged: &Paths, module: &Module) -> 
 }
 
 /// What the binary at `bin`, serving on a free loopback port, answers on each of `ROUTES`.
-fn answers(ctx: &Ctx, bin: &Utf8Path) -> Result<Vec<(&'static str, (u16, String))>> {
-    let port = net::free_port()?;
+fn answers(ctx: &Ctx, app: &App, bin: &Utf8Path) -> Result<Vec<(String, (u16, String))>> {
+    // On a free port where the app takes one; else on its own, which must be free.
+    let port = match &app.port_env {
+        Some(_) => net::free_port()?,
+        None => app.port,
+    };
     let addr = format!("127.0.0.1:{port}");
-    let server = ctx.start(
-        crate::infra::process::Cmd::new(bin)
-            .env("PORT", port.to_string())
-            .kept(),
-    )?;
-    if !http::wait_ok(&addr, "/healthz", Duration::from_secs(10)) {
-        bail!("{bin} does not answer on {addr}");
+    let mut cmd = crate::infra::process::Cmd::new(bin)
+        .envs(&app.env_lines_pairs())
+        .kept();
+    if let Some(var) = &app.port_env {
+        cmd = cmd.env(var, port.to_string());
     }
-    let got = ROUTES
+    let server = ctx.start(cmd)?;
+    let probe = &app.probes[0];
+    let accept = |status, body: &str| probe.accepts(status, body);
+    if !http::wait_for(&addr, &probe.path, accept, Duration::from_secs(10)) {
+        bail!(
+            "{bin} does not answer GET {} with {} on {addr}{}",
+            probe.path,
+            probe.expected(),
+            if app.port_env.is_none() {
+                " (its fixed port: is it free?)"
+            } else {
+                ""
+            }
+        );
+    }
+    let routes = ROUTES
         .iter()
-        .map(|route| Ok((*route, http::get(&addr, route)?)))
+        .map(|r| r.to_string())
+        .chain(app.probes.iter().map(|p| p.path.clone()));
+    let got = routes
+        .map(|route| {
+            let answer = http::get(&addr, &route)?;
+            Ok((route, answer))
+        })
         .collect::<std::io::Result<Vec<_>>>()
         .with_context(|| format!("asking {bin}"));
     drop(server); // stopped

@@ -1,6 +1,7 @@
 //! The pipeline's steps: plain functions and types that take plain values (paths, a tag, a
 //! strategy), run things only through `Ctx`, and never see a CLI struct or a command module.
 
+pub mod app;
 pub mod audit;
 pub mod base;
 pub mod build;

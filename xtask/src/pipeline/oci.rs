@@ -37,9 +37,37 @@ const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/b
 
 /// What goes into the runtime layer.
 pub struct Content<'a> {
-    pub binary: Body<'a>,
+    /// The app's binaries, by name (`App::binaries`), each at the image's root.
+    pub binaries: Vec<(&'a str, Body<'a>)>,
     pub ca_bundle: &'a [u8],
+    /// The app's extra files (`app::data_files`): their paths in the image and their content
+    /// (None: a directory).
+    pub files: Vec<(String, Option<Body<'a>>)>,
 }
+
+impl<'a> Content<'a> {
+    /// The binaries (name, path) and the extra files (`app::data_files`), read as files.
+    pub fn of_files(
+        binaries: &'a [(String, camino::Utf8PathBuf)],
+        ca_bundle: &'a [u8],
+        files: &'a [DataFile],
+    ) -> Content<'a> {
+        Content {
+            binaries: binaries
+                .iter()
+                .map(|(name, path)| (name.as_str(), Body::File(path)))
+                .collect(),
+            ca_bundle,
+            files: files
+                .iter()
+                .map(|(path, from)| (path.clone(), from.as_deref().map(Body::File)))
+                .collect(),
+        }
+    }
+}
+
+/// An extra file in the image: its path there, and the file it is read from (None: a directory).
+pub type DataFile = (String, Option<camino::Utf8PathBuf>);
 
 /// A file's content in the layer: bytes in hand, or a file read straight into the layer (the
 /// binary: its megabytes copied once).
@@ -243,16 +271,16 @@ pub fn opening() -> Result<Vec<u8>> {
 }
 
 /// A runtime file: path, mode, content (None: a directory).
-pub type RuntimeFile<'a> = (&'static str, u32, Option<Body<'a>>);
+pub type RuntimeFile<'a> = (Cow<'a, str>, u32, Option<Body<'a>>);
 
 /// The runtime files, as every strategy ships them (the tests compare `docker export` listings).
 pub fn runtime_files<'a>(content: &'a Content<'a>) -> Vec<RuntimeFile<'a>> {
     let line = |s: String| Some(Body::Bytes(Cow::Owned((s + "\n").into_bytes())));
-    let binary = match &content.binary {
+    let borrow = |body: &'a Body<'a>| match body {
         Body::Bytes(bytes) => Body::Bytes(Cow::Borrowed(bytes)),
         Body::File(path) => Body::File(path),
     };
-    vec![
+    let fixed: [(&'static str, u32, Option<Body<'a>>); 6] = [
         ("etc/", 0o755, None),
         ("etc/group", 0o444, line(project::group())),
         ("etc/passwd", 0o444, line(project::passwd())),
@@ -263,8 +291,22 @@ pub fn runtime_files<'a>(content: &'a Content<'a>) -> Vec<RuntimeFile<'a>> {
             0o444,
             Some(Body::Bytes(Cow::Borrowed(content.ca_bundle))),
         ),
-        (project::BINARY, 0o555, Some(binary)),
-    ]
+    ];
+    let mut binaries: Vec<&(&str, Body)> = content.binaries.iter().collect();
+    binaries.sort_by_key(|(name, _)| *name);
+    fixed
+        .into_iter()
+        .map(|(path, mode, body)| (Cow::Borrowed(path), mode, body))
+        .chain(
+            binaries
+                .into_iter()
+                .map(|(name, body)| (Cow::Borrowed(*name), 0o555, Some(borrow(body)))),
+        )
+        .chain(content.files.iter().map(|(path, body)| match body {
+            Some(body) => (Cow::Borrowed(path.as_str()), 0o444, Some(borrow(body))),
+            None => (Cow::Owned(format!("{path}/")), 0o755, None),
+        }))
+        .collect()
 }
 
 /// The layer: a tar with entries in a fixed order, owner 0:0, `epoch` as every mtime.
@@ -286,13 +328,13 @@ fn layer(content: &Content<'_>, epoch: u64) -> Result<(Vec<u8>, u64)> {
     for ((path, mode, body), len) in files.into_iter().zip(lengths) {
         size += len;
         match body {
-            Some(Body::Bytes(bytes)) => append_file(&mut tar, path, &bytes, mode, epoch)?,
+            Some(Body::Bytes(bytes)) => append_file(&mut tar, &path, &bytes, mode, epoch)?,
             Some(Body::File(file)) => {
                 let before = tar.get_ref().len() as u64;
                 let mut header = header(tar::EntryType::Regular, mode, len, epoch);
                 let reader =
                     std::fs::File::open(file).with_context(|| format!("reading {file}"))?;
-                tar.append_data(&mut header, path, reader.take(len))
+                tar.append_data(&mut header, &*path, reader.take(len))
                     .with_context(|| format!("adding {file} to the layer"))?;
                 if tar.get_ref().len() as u64 != before + 512 + len.next_multiple_of(512) {
                     bail!("{file} changed while it was read");
@@ -300,7 +342,7 @@ fn layer(content: &Content<'_>, epoch: u64) -> Result<(Vec<u8>, u64)> {
             }
             None => {
                 let mut header = header(tar::EntryType::Directory, mode, 0, epoch);
-                tar.append_data(&mut header, path, std::io::empty())?;
+                tar.append_data(&mut header, &*path, std::io::empty())?;
             }
         }
     }
@@ -346,20 +388,27 @@ fn config(meta: &Meta, platform: Platform, layer_digest: &str) -> JsonValue {
     let seconds = |s: u64| s * 1_000_000_000;
     let mut config = platform_json(platform);
     config["created"] = meta.created().into();
+    let app = &meta.app;
+    let env: Vec<String> = std::iter::once(DEFAULT_PATH.to_string())
+        .chain(app.env_lines())
+        .collect();
     config["config"] = object! {
         "User": format!("{0}:{0}", project::APP_UID),
-        "ExposedPorts": { [&format!("{}/tcp", project::APP_PORT)]: {} },
-        "Env": [DEFAULT_PATH],
-        "Entrypoint": [format!("/{}", project::BINARY)],
-        "WorkingDir": "/",
+        "ExposedPorts": { [&format!("{}/tcp", app.port)]: {} },
+        "Env": env,
+        "Entrypoint": [format!("/{}", app.entrypoint())],
+        "WorkingDir": app.workdir(),
         "Labels": labels,
-        "Healthcheck": {
-            "Test": ["CMD", format!("/{}", project::BINARY), project::HEALTHCHECK_FLAG],
+    };
+    if let Some(command) = app.health_command("/") {
+        let test: Vec<String> = std::iter::once("CMD".to_string()).chain(command).collect();
+        config["config"]["Healthcheck"] = object! {
+            "Test": test,
             "Interval": seconds(project::HEALTHCHECK_INTERVAL_S),
             "Timeout": seconds(project::HEALTHCHECK_TIMEOUT_S),
             "Retries": project::HEALTHCHECK_RETRIES,
-        },
-    };
+        };
+    }
     config["rootfs"] = object! { "type": "layers", "diff_ids": [layer_digest] };
     config["history"] = array![{
         "created": meta.created(),
@@ -381,6 +430,7 @@ mod tests {
             go: "go1.27.4".into(),
             builder_base: project::LOCAL_BUILDER_IMAGE.into(),
             mode: crate::pipeline::gobuild::Mode::Gopath,
+            app: crate::pipeline::app::App::demo(),
         }
     }
 
@@ -390,8 +440,9 @@ mod tests {
 
     fn content() -> Content<'static> {
         Content {
-            binary: bytes(b"\x7fELF binary"),
+            binaries: vec![("main", bytes(b"\x7fELF binary"))],
             ca_bundle: b"certs",
+            files: Vec::new(),
         }
     }
 
@@ -426,7 +477,7 @@ mod tests {
                 "binary",
                 id(
                     Content {
-                        binary: bytes(b"\x7fELF binarY"),
+                        binaries: vec![("main", bytes(b"\x7fELF binarY"))],
                         ..content()
                     },
                     meta(),
@@ -492,6 +543,31 @@ mod tests {
                 "platform",
                 id(content(), meta(), "linux/arm64".parse().unwrap()),
             ),
+            (
+                "an extra file",
+                id(
+                    Content {
+                        files: vec![("srv".into(), None)],
+                        ..content()
+                    },
+                    meta(),
+                    amd64(),
+                ),
+            ),
+            (
+                "the contract",
+                id(
+                    content(),
+                    Meta {
+                        app: crate::pipeline::app::App {
+                            port: 9090,
+                            ..crate::pipeline::app::App::demo()
+                        },
+                        ..meta()
+                    },
+                    amd64(),
+                ),
+            ),
         ];
         for (input, changed) in changed {
             assert_ne!(changed, base, "the {input} did not change the image ID");
@@ -505,7 +581,7 @@ mod tests {
         let file = camino::Utf8PathBuf::from_path_buf(dir.path().join("main")).unwrap();
         std::fs::write(&file, b"\x7fELF binary").unwrap();
         let from_file = Content {
-            binary: Body::File(&file),
+            binaries: vec![("main", Body::File(&file))],
             ..content()
         };
         let image = Image::assemble(&from_file, &meta(), amd64()).unwrap();
@@ -584,8 +660,9 @@ mod tests {
     #[test]
     fn the_layer_holds_exactly_the_runtime_files_as_root() {
         let content = Content {
-            binary: bytes(b"bin"),
+            binaries: vec![("main", bytes(b"bin"))],
             ca_bundle: b"certs",
+            files: Vec::new(),
         };
         let image = Image::assemble(&content, &meta(), Platform::host()).unwrap();
         let mut archive = tar::Archive::new(image.layer.as_slice());
@@ -626,5 +703,42 @@ mod tests {
         assert_eq!(config["created"], "2025-01-01T00:00:00Z");
         assert_eq!(config["rootfs"]["diff_ids"][0], image.layer_digest.as_str());
         assert_eq!(config["config"]["Labels"][project::OCI_REVISION], "abc");
+    }
+
+    /// Several binaries (sorted) and the extra files under /app, which is then the working
+    /// directory; an app without a health check declares none.
+    #[test]
+    fn binaries_and_extra_files_follow_the_contract() {
+        let content = Content {
+            binaries: vec![("worker", bytes(b"w")), ("api", bytes(b"a"))],
+            ca_bundle: b"certs",
+            files: vec![
+                ("srv".into(), None),
+                ("srv/templates".into(), None),
+                ("srv/templates/index.html".into(), Some(bytes(b"<p>"))),
+            ],
+        };
+        let app = crate::pipeline::app::App {
+            files: vec!["templates".into()],
+            health: crate::pipeline::app::Health::None,
+            ..crate::pipeline::app::App::demo()
+        };
+        let meta = Meta { app, ..meta() };
+        let image = Image::assemble(&content, &meta, amd64()).unwrap();
+        let files = entries(&image.layer);
+        let names: Vec<&str> = files.keys().map(String::as_str).collect();
+        for name in [
+            "api",
+            "worker",
+            "srv/",
+            "srv/templates/",
+            "srv/templates/index.html",
+        ] {
+            assert!(names.contains(&name), "{name} in {names:?}");
+        }
+        let config = jzon::parse(std::str::from_utf8(&image.config).unwrap()).unwrap();
+        assert_eq!(config["config"]["WorkingDir"], "/srv");
+        assert_eq!(config["config"]["Entrypoint"][0], "/main");
+        assert!(config["config"]["Healthcheck"].is_null());
     }
 }

@@ -6,8 +6,6 @@
 //! offline. Credentials are the docker CLI's (`docker login`, `~/.docker/config.json`, its
 //! credential helpers) or REGISTRY_AUTH_FILE: never on a command line, never printed.
 
-use std::borrow::Cow;
-
 use anyhow::{bail, Context, Result};
 use camino::Utf8Path;
 
@@ -15,13 +13,7 @@ use crate::{
     cmd,
     domain::Platform,
     infra::{ctx::Ctx, fsx, process::ProcessError},
-    pipeline::{
-        checkout::Builder,
-        gobuild,
-        meta::Meta,
-        oci::{Body, Content, Image},
-        sbom,
-    },
+    pipeline::{build, checkout::Builder, gobuild, meta::Meta, oci::Image, sbom},
 };
 
 /// Where a release goes: `REGISTRY/REPOSITORY:TAG`.
@@ -118,16 +110,21 @@ pub fn assemble(
     let deps = sbom::dependencies(&paths.go_app(), &paths.vendor())?;
     let mut built = Vec::new();
     for &platform in platforms {
-        let binary_path = paths.dist().join(gobuild::platform_binary(platform));
+        let binary_path = paths
+            .dist()
+            .join(gobuild::platform_binary(meta.app.entrypoint(), platform));
         let Ok(binary) = std::fs::read(&binary_path) else {
             println!("[dry-run] no {binary_path} yet: digests unknown until `cargo xtask dist --platform {platform}` ran");
             return Ok(None);
         };
-        let content = Content {
-            binary: Body::Bytes(Cow::Borrowed(&binary)),
-            ca_bundle: &ca_bundle,
-        };
-        let image = Image::assemble(&content, meta, platform)?;
+        let image = build::assemble(
+            &meta.app,
+            &paths.go_app(),
+            &paths.dist(),
+            &ca_bundle,
+            meta,
+            platform,
+        )?;
         let binary_sha = fsx::sha256_hex(&binary);
         let spdx = sbom::spdx(
             meta,

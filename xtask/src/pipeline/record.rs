@@ -261,7 +261,7 @@ impl Record {
         if !self.builds.is_empty() {
             // Made while a build of ours ran, with our project label (the legacy builder's
             // intermediate images carry that, not the build id).
-            let project = docker::label_filter(project::LABEL_PROJECT, project::APP);
+            let project = docker::label_filter(project::LABEL_PROJECT, project::TOOL);
             let labelled = docker::dangling(ctx, &[project])?;
             let refs: Vec<&str> = labelled.iter().map(String::as_str).collect();
             for (id, created) in docker::created(ctx, &refs)? {

@@ -78,7 +78,7 @@ pub fn spdx(
     let go_version = meta.go.trim_start_matches("go");
     let mut packages = vec![object! {
         "SPDXID": "SPDXRef-Package-app",
-        "name": project::APP,
+        "name": meta.app.name.as_str(),
         "versionInfo": meta.version.as_str(),
         "downloadLocation": if meta.source.is_empty() { "NOASSERTION".to_string() } else { format!("git+{}@{}", meta.source, meta.revision) },
         "sourceInfo": format!("revision {}", meta.revision),
@@ -163,8 +163,8 @@ pub fn spdx(
         "spdxVersion": "SPDX-2.3",
         "dataLicense": "CC0-1.0",
         "SPDXID": "SPDXRef-DOCUMENT",
-        "name": format!("{}-{}-{slug}", project::APP, meta.version),
-        "documentNamespace": format!("https://spdx.org/spdxdocs/{}-{}-{slug}", project::APP, meta.revision),
+        "name": format!("{}-{}-{slug}", meta.app.name, meta.version),
+        "documentNamespace": format!("https://spdx.org/spdxdocs/{}-{}-{slug}", meta.app.name, meta.revision),
         "creationInfo": { "created": meta.created(), "creators": ["Tool: cargo-xtask (go-docker-prod)"] },
         "packages": packages,
         "relationships": relationships,
@@ -186,7 +186,7 @@ pub fn provenance(
     };
     object! {
         "_type": "https://in-toto.io/Statement/v1",
-        "subject": [{ "name": project::APP, "digest": { "sha256": manifest_digest.trim_start_matches("sha256:") } }],
+        "subject": [{ "name": meta.app.name.as_str(), "digest": { "sha256": manifest_digest.trim_start_matches("sha256:") } }],
         "predicateType": "https://slsa.dev/provenance/v1",
         "predicate": {
             "buildDefinition": {
@@ -228,6 +228,7 @@ mod tests {
             go: "go1.27.4".into(),
             builder_base: project::LOCAL_BUILDER_IMAGE.into(),
             mode: crate::pipeline::gobuild::Mode::Gopath,
+            app: crate::pipeline::app::App::demo(),
         };
         let deps = [Dependency {
             dep: deps::Dependency {

@@ -1,7 +1,8 @@
-//! The smoke test: run the image hardened (read-only, no capabilities) on a free loopback port,
-//! wait until its own health check passes, run by us with `docker exec` (Podman without systemd
-//! never runs an image's HEALTHCHECK), check /healthz and /hello/x from here when the engine
-//! publishes its ports here, stop it with SIGTERM (it must exit 0), remove it.
+//! The smoke test, against the app's contract (`pipeline::app`): run the image hardened
+//! (read-only, no capabilities) on a free loopback port, wait until its own health check passes,
+//! run by us with `docker exec` (Podman without systemd never runs an image's HEALTHCHECK), or,
+//! with none, until the first probe answers; ask every probe from here when the engine publishes
+//! its ports here; stop it with SIGTERM (the exit code the contract expects), remove it.
 
 use std::time::{Duration, Instant};
 
@@ -15,18 +16,22 @@ use crate::{
         docker::{self, Confined, TempContainer},
         http,
     },
-    project,
+    pipeline::app::{self, App},
 };
 
 /// How long the container has to turn healthy.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(15);
+/// How long an app has to stop after SIGTERM before the engine kills it.
+pub const STOP_WITHIN_S: u64 = 5;
 
-/// Smoke-tests the image `id`, the candidate for `tag` (which it does not name yet).
-pub fn run(ctx: &Ctx, checkout: &str, id: &str, tag: &str) -> Result<()> {
+/// Smoke-tests the image `id`, the candidate for `tag` (which it does not name yet), against the
+/// app's contract: its health check passes (when it declares one), every probe gets the answer
+/// expected, and SIGTERM gives the exit code expected.
+pub fn run(ctx: &Ctx, checkout: &str, app: &App, id: &str, tag: &str) -> Result<()> {
     let image = format!("{tag} ({id})");
     ctx.step(&format!("smoke test {image}"), || {
         let confined = Confined {
-            publish: vec![(None, project::APP_PORT)],
+            publish: vec![(None, app.port)],
             ..Confined::default()
         };
         let hardening = confined.args();
@@ -40,38 +45,43 @@ pub fn run(ctx: &Ctx, checkout: &str, id: &str, tag: &str) -> Result<()> {
         ctx.after_real_run(|| {
             let started = Instant::now();
             let logs = || container_log(ctx, name);
-            wait_healthy(ctx, name, id, started).map_err(|e| anyhow::anyhow!("{e:#}; its log:\n{}", logs()))?;
-            let healthy_after = started.elapsed();
-            let port = format!("{}/tcp", project::APP_PORT);
+            let with_log = |e: anyhow::Error| anyhow::anyhow!("{e:#}; its log:\n{}", logs());
+            let port = format!("{}/tcp", app.port);
             let addr = ctx.read(cmd!("docker port {name} {port}")).context("finding the published port")?;
             let addr = addr
                 .lines()
                 .find(|l| l.starts_with("127.0.0.1:"))
                 .context("no loopback port published")?
                 .to_string();
-            let reachable = local && http::wait_ok(&addr, "/healthz", Duration::from_secs(5));
-            if reachable {
-                let (status, body) = http::get(&addr, "/hello/x").context("GET /hello/x")?;
-                if status != 200 || body != "Hello, x!\n" {
-                    bail!("GET /hello/x answered {status} {body:?}, expected 200 \"Hello, x!\\n\"");
+            let ready = local.then_some(addr.as_str());
+            let health = wait_healthy(ctx, name, id, app, ready, started).map_err(with_log)?;
+            let healthy_after = started.elapsed();
+            let checked = if local {
+                for probe in &app.probes {
+                    let (status, body) = http::get(&addr, &probe.path)
+                        .with_context(|| format!("GET {} from {addr}", probe.path))
+                        .map_err(with_log)?;
+                    if !probe.accepts(status, &body) {
+                        bail!(
+                            "GET {} answered {status} {body:?}, expected {} (app.json's probes); its log:\n{}",
+                            probe.path,
+                            probe.expected(),
+                            logs()
+                        );
+                    }
                 }
-            } else if local {
-                bail!("{image} is healthy but {addr} does not answer /healthz; its log:\n{}", logs());
+                let paths: Vec<&str> = app.probes.iter().map(|p| p.path.as_str()).collect();
+                format!("{health}, answered {} on {addr}", paths.join(" "))
             } else {
                 ctx.announce(format!(
-                    "{addr} is the engine's own loopback ({endpoint} runs elsewhere): its health check \
-                     passed, /hello/x was not checked from here"
+                    "{addr} is the engine's own loopback ({endpoint} runs elsewhere): the probes \
+                     were not asked from here"
                 ));
-            }
-            ctx.run(cmd!("docker stop -t 5 {name}").quiet()).context("stopping the container")?;
-            let format = "{{.State.ExitCode}}";
-            let code = ctx.read(cmd!("docker inspect --format {format} {name}"))?;
-            if code.trim() != "0" {
-                bail!("{image} exited with {code} after SIGTERM, expected 0; its log:\n{}", logs());
-            }
-            let checked = if reachable { format!("answered /healthz and /hello/x on {addr}") } else { "health check only".into() };
+                health
+            };
+            let stop = stop(ctx, name, app.stop_exit).map_err(with_log)?;
             println!(
-                "smoke: {image} healthy after {:.1}s, {checked}; SIGTERM → exit 0",
+                "smoke: {image} ready after {:.1}s: {checked}; {stop}",
                 healthy_after.as_secs_f64()
             );
             Ok(())
@@ -79,12 +89,49 @@ pub fn run(ctx: &Ctx, checkout: &str, id: &str, tag: &str) -> Result<()> {
     })
 }
 
-/// Runs the image's own health check (its HEALTHCHECK's command) in the container until it
-/// passes; fails at once when the server exits, and after `HEALTHY_WITHIN`, with the real time.
-pub fn wait_healthy(ctx: &Ctx, name: &str, id: &str, started: Instant) -> Result<()> {
+/// Stops the container with SIGTERM (the engine kills it after `STOP_WITHIN_S`): what happened,
+/// or an error when the exit code is not `expected`.
+pub fn stop(ctx: &Ctx, name: &str, expected: i32) -> Result<String> {
+    let asked = Instant::now();
+    let within = STOP_WITHIN_S.to_string();
+    ctx.cleanup(cmd!("docker stop -t {within} {name}"))?;
+    let took = asked.elapsed().as_secs_f64();
+    let format = "{{.State.ExitCode}}";
+    let code: i32 = ctx
+        .read(cmd!("docker inspect --format {format} {name}"))?
+        .trim()
+        .parse()
+        .unwrap_or(-1);
+    let killed = code == 137;
+    let what = match (code == expected, killed) {
+        (_, true) => format!("SIGTERM ignored: killed after {took:.1} s (exit 137)"),
+        (_, false) if code == app::GO_UNHANDLED_SIGTERM_EXIT && code == expected => {
+            format!("SIGTERM → exit {code} after {took:.1} s (Go's, without a handler)")
+        }
+        _ => format!("SIGTERM → exit {code} after {took:.1} s"),
+    };
+    if code != expected {
+        bail!("{what}, expected exit {expected} (app.json's stop_exit)");
+    }
+    Ok(what)
+}
+
+/// Waits until the container is ready: its health check passes, run by us with `docker exec` (the
+/// image's own, or the contract's where the engine does not show it), else, with none, until the
+/// first probe gets its answer at `addr` (None: the engine publishes elsewhere; then it must stay
+/// up for a second). Fails at once when the server exits, and after `HEALTHY_WITHIN`, with the
+/// real time. What was checked.
+pub fn wait_healthy(
+    ctx: &Ctx,
+    name: &str,
+    id: &str,
+    app: &App,
+    addr: Option<&str>,
+    started: Instant,
+) -> Result<String> {
     let format = "{{.State.Running}} {{.State.ExitCode}}";
-    let check = &health_command(ctx, id)?;
-    let shown = check.join(" ");
+    let check = health_command(ctx, id, app);
+    let probe = &app.probes[0];
     loop {
         ctx.check_signal("waiting for the container to turn healthy")?;
         let state = ctx.read(cmd!("docker inspect --format {format} {name}"))?;
@@ -94,49 +141,55 @@ pub fn wait_healthy(ctx: &Ctx, name: &str, id: &str, started: Instant) -> Result
                 started.elapsed().as_secs_f64()
             );
         }
-        match ctx.read(cmd!("docker exec {name} {check...}").within(HEALTHY_WITHIN)) {
-            Ok(_) => return Ok(()),
-            // It answered, not healthy (yet).
-            Err(e) if ProcessError::of(&e).is_some_and(|p| p.code().is_some()) => {}
-            Err(e) => return Err(e),
+        match (&check, addr) {
+            (Some(check), _) => {
+                match ctx.read(cmd!("docker exec {name} {check...}").within(HEALTHY_WITHIN)) {
+                    Ok(_) => return Ok(format!("health check `{}` passed", check.join(" "))),
+                    // It answered, not healthy (yet).
+                    Err(e) if ProcessError::of(&e).is_some_and(|p| p.code().is_some()) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            (None, Some(addr)) => {
+                if http::get(addr, &probe.path).is_ok_and(|(s, b)| probe.accepts(s, &b)) {
+                    return Ok("no health check declared".into());
+                }
+            }
+            (None, None) if started.elapsed() >= Duration::from_secs(1) => {
+                return Ok("no health check declared, up for 1 s".into());
+            }
+            (None, None) => {}
         }
         if started.elapsed() >= HEALTHY_WITHIN {
-            bail!(
-                "its health check (`{shown}`) did not pass within {:.1} s",
-                started.elapsed().as_secs_f64()
-            );
+            let what = match &check {
+                Some(check) => format!("its health check (`{}`) did not pass", check.join(" ")),
+                None => format!("GET {} did not answer {}", probe.path, probe.expected()),
+            };
+            bail!("{what} within {:.1} s", started.elapsed().as_secs_f64());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 /// The command the image's HEALTHCHECK runs: `["CMD", args…]` as it is, `["CMD-SHELL", line]`
-/// through `sh -c`. An engine that does not show it (Podman's Docker API) gets the check every image
-/// of ours declares: its entrypoint with `-healthcheck`.
-fn health_command(ctx: &Ctx, id: &str) -> Result<Vec<String>> {
-    let strings = |format: &str| -> Vec<String> {
-        let value = docker::inspect(ctx, id, format).unwrap_or_default();
-        jzon::parse(&value)
-            .unwrap_or(jzon::JsonValue::Null)
-            .members()
-            .filter_map(|w| w.as_str())
-            .map(str::to_string)
-            .collect()
-    };
-    let test = strings("{{json .Config.Healthcheck.Test}}");
+/// through `sh -c`, none for `["NONE"]`. An engine that does not show it (Podman's Docker API)
+/// gets the contract's.
+fn health_command(ctx: &Ctx, id: &str, app: &App) -> Option<Vec<String>> {
+    let value = docker::inspect(ctx, id, "{{json .Config.Healthcheck.Test}}").unwrap_or_default();
+    let test: Vec<String> = jzon::parse(&value)
+        .unwrap_or(jzon::JsonValue::Null)
+        .members()
+        .filter_map(|w| w.as_str())
+        .map(str::to_string)
+        .collect();
     match test.split_first() {
-        Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => return Ok(rest.to_vec()),
+        Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => Some(rest.to_vec()),
         Some((kind, [line])) if kind == "CMD-SHELL" => {
-            return Ok(vec!["sh".into(), "-c".into(), line.clone()])
+            Some(vec!["sh".into(), "-c".into(), line.clone()])
         }
-        _ => {}
+        Some((kind, _)) if kind == "NONE" => None,
+        _ => app.health_command("/"),
     }
-    let mut entrypoint = strings("{{json .Config.Entrypoint}}");
-    if entrypoint.is_empty() {
-        bail!("{id} shows neither a health check nor an entrypoint: the smoke test needs one");
-    }
-    entrypoint.push(project::HEALTHCHECK_FLAG.to_string());
-    Ok(entrypoint)
 }
 
 /// The container's whole log, standard output and standard error as the app wrote them.

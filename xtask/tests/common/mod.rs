@@ -424,7 +424,7 @@ pub fn label(image: &str, key: &str) -> String {
 
 /// The filter for every image of the project.
 pub fn project_label() -> String {
-    format!("label={}={}", project::LABEL_PROJECT, project::APP)
+    format!("label={}={}", project::LABEL_PROJECT, project::TOOL)
 }
 
 /// Dangling images of the project on the engine at `host` (None: the default one).

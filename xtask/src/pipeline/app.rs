@@ -1,0 +1,943 @@
+//! The app's contract: what the xtask needs to know about the Go service in go-app/ (its name,
+//! main packages, binaries, port, environment, health check, smoke probes, exit on SIGTERM, extra
+//! files), in one value. Read from `app.json` at the workspace root; every field left out is
+//! detected from the Go code, so a conventional app needs no file at all. Every step, the
+//! Dockerfiles (as build args and rendered settings) and the OCI writer take it from here.
+
+use std::{collections::BTreeMap, fs};
+
+use anyhow::{bail, Context, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+use jzon::{object, JsonValue};
+
+/// The contract's file, at the workspace root.
+pub const FILE: &str = "app.json";
+/// Where the image keeps the app's extra files; also its working directory when there are any.
+pub const DATA_DIR: &str = "srv";
+/// Names of directories read at run time that are shipped when present and no file says
+/// otherwise (ko's `kodata/` among them).
+const CONVENTIONAL_FILES: [&str; 5] = ["templates", "static", "public", "assets", "kodata"];
+/// Go exits with 2 on SIGTERM when it has no handler: its runtime re-raises the signal, which
+/// PID 1 ignores, then exits 2.
+pub const GO_UNHANDLED_SIGTERM_EXIT: i32 = 2;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct App {
+    /// The image's name and title, the SBOM's name.
+    pub name: String,
+    /// GOPATH mode: the app's import path under `$GOPATH/src` (glide.yaml's `package`, else the
+    /// name).
+    pub import_path: String,
+    /// The main packages built, the first one the image's entrypoint.
+    pub mains: Vec<Main>,
+    /// The port the app answers on in the container.
+    pub port: u16,
+    /// The variable the app reads its port from (`PORT`), if any: `dev` swaps containers
+    /// without a gap only when the port can be set.
+    pub port_env: Option<String>,
+    /// The image's environment, besides PATH.
+    pub env: BTreeMap<String, String>,
+    pub health: Health,
+    /// What the smoke test and `dev` ask; the first says the app is ready.
+    pub probes: Vec<Probe>,
+    /// The exit code expected after SIGTERM.
+    pub stop_exit: i32,
+    /// Files and directories of go-app/ shipped under `/srv` (the working directory then).
+    pub files: Vec<String>,
+    /// Where each value came from: the file, or detected (what `init` prints).
+    pub from_file: bool,
+}
+
+/// A main package: its directory in go-app/ (`.` for the root) and the binary's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Main {
+    pub dir: String,
+    pub binary: String,
+}
+
+/// The health check the image declares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// None: the app offers no probe (the default for an app without a `-healthcheck` flag).
+    None,
+    /// The app's own binary with these arguments (`["-healthcheck"]`): no shell, no curl.
+    Command(Vec<String>),
+}
+
+/// One HTTP question: the path, and the answer expected (`status` None: any HTTP answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub path: String,
+    pub status: Option<u16>,
+    pub body: Option<String>,
+}
+
+impl Probe {
+    /// Whether an answer is the one expected.
+    pub fn accepts(&self, status: u16, body: &str) -> bool {
+        status != 0
+            && self.status.is_none_or(|s| s == status)
+            && self.body.as_deref().is_none_or(|b| b == body)
+    }
+
+    /// What it expects, for messages: `200 "Hello, x!\n"`, `any HTTP answer`.
+    pub fn expected(&self) -> String {
+        match (self.status, &self.body) {
+            (None, None) => "any HTTP answer".into(),
+            (Some(s), None) => s.to_string(),
+            (status, Some(body)) => format!(
+                "{} {body:?}",
+                status.map_or("any status,".into(), |s| s.to_string())
+            ),
+        }
+    }
+}
+
+impl App {
+    /// The contract of the checkout at `root`: `app.json` where there is one, the rest detected.
+    pub fn load(root: &Utf8Path) -> Result<App> {
+        let file = root.join(FILE);
+        let text = match fs::read_to_string(&file) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("reading {file}")),
+        };
+        let json = match &text {
+            Some(text) => jzon::parse(text).with_context(|| {
+                format!("{file} is not valid JSON: fix it, or remove it and run `cargo xtask init`")
+            })?,
+            None => JsonValue::new_object(),
+        };
+        App::from_json(&root.join("go-app"), &json, text.is_some())
+            .with_context(|| format!("reading the app's contract ({file}, and go-app/'s Go code)"))
+    }
+
+    /// The contract from `json` (an object; missing fields detected from the code in `go_app`).
+    fn from_json(go_app: &Utf8Path, json: &JsonValue, from_file: bool) -> Result<App> {
+        if !json.is_object() {
+            bail!("{FILE} must hold one JSON object");
+        }
+        let known = [
+            "name",
+            "main",
+            "binary",
+            "port",
+            "port_env",
+            "env",
+            "health",
+            "probes",
+            "stop_exit",
+            "files",
+        ];
+        for (key, _) in json.entries() {
+            if !known.contains(&key) {
+                bail!(
+                    "{FILE}: unknown field `{key}`; the fields are {}",
+                    known.join(", ")
+                );
+            }
+        }
+        let code = Code::read(go_app)?;
+        let name = match json["name"].as_str() {
+            Some(name) => name.to_string(),
+            None => code.name.clone(),
+        };
+        check_name(&name)?;
+        let import_path = code.glide_package.clone().unwrap_or_else(|| name.clone());
+        let dirs: Vec<String> = match &json["main"] {
+            JsonValue::Null => match code.mains.as_slice() {
+                [] => bail!(
+                    "no main package in go-app/ (no directory with a `package main` Go file, \
+                     vendor/ and testdata/ aside): put the service's code in go-app/"
+                ),
+                [one] => vec![one.clone()],
+                several => bail!(
+                    "go-app/ has {} main packages ({}): say which to build in {FILE}, e.g. \
+                     {{\"main\": [\"{}\"]}} (several: one image with all of them, the first its \
+                     entrypoint); `cargo xtask init` writes the file",
+                    several.len(),
+                    several.join(", "),
+                    several[0]
+                ),
+            },
+            value => strings(value, "main")?,
+        };
+        if dirs.is_empty() {
+            bail!("{FILE}: `main` names no package");
+        }
+        for dir in &dirs {
+            if !code.mains.contains(&clean_dir(dir)) {
+                bail!(
+                    "{FILE}: `main` names {dir}, which is not a main package in go-app/ (found: {})",
+                    code.mains.join(", ")
+                );
+            }
+        }
+        let mains = mains(&name, &dirs, json["binary"].as_str())?;
+        let port = match &json["port"] {
+            JsonValue::Null => code.port.unwrap_or(8080),
+            value => value
+                .as_u16()
+                .filter(|p| *p > 0)
+                .with_context(|| format!("{FILE}: `port` must be a number from 1 to 65535"))?,
+        };
+        let port_env = match &json["port_env"] {
+            JsonValue::Null if json.has_key("port_env") => None,
+            JsonValue::Null => code.reads_port.then(|| "PORT".to_string()),
+            value => Some(
+                value
+                    .as_str()
+                    .filter(|v| is_env_name(v))
+                    .with_context(|| {
+                        format!("{FILE}: `port_env` must be a variable's name, or null")
+                    })?
+                    .to_string(),
+            ),
+        };
+        let mut env = BTreeMap::new();
+        if let (Some(var), None) = (&port_env, code.port) {
+            // The app reads its port and has none of its own: the image sets it.
+            env.insert(var.clone(), port.to_string());
+        }
+        match &json["env"] {
+            JsonValue::Null => {}
+            JsonValue::Object(object) => {
+                for (key, value) in object.iter() {
+                    let value = value
+                        .as_str()
+                        .with_context(|| format!("{FILE}: `env.{key}` must be a string"))?;
+                    if !is_env_name(key) {
+                        bail!("{FILE}: `env` key `{key}` is not a variable's name");
+                    }
+                    env.insert(key.to_string(), value.to_string());
+                }
+            }
+            _ => bail!("{FILE}: `env` must be an object of strings"),
+        }
+        let health = match &json["health"] {
+            JsonValue::Null if code.healthcheck_flag => {
+                Health::Command(vec!["-healthcheck".into()])
+            }
+            JsonValue::Null => Health::None,
+            value if value.as_str() == Some("none") => Health::None,
+            value => match strings(&value["command"], "health.command") {
+                Ok(args) if !value["command"].is_null() => Health::Command(args),
+                _ => bail!(
+                    "{FILE}: `health` must be \"none\" or {{\"command\": [ARGS…]}} (the entrypoint \
+                     binary run with ARGS, exit 0 when healthy)"
+                ),
+            },
+        };
+        let probes = match &json["probes"] {
+            JsonValue::Null if code.healthz => vec![Probe {
+                path: "/healthz".into(),
+                status: Some(200),
+                body: None,
+            }],
+            JsonValue::Null => vec![Probe {
+                path: "/".into(),
+                status: None,
+                body: None,
+            }],
+            JsonValue::Array(items) => items.iter().map(probe).collect::<Result<_>>()?,
+            _ => bail!("{FILE}: `probes` must be a list"),
+        };
+        if probes.is_empty() {
+            bail!("{FILE}: `probes` must name at least one path (the first says the app is ready)");
+        }
+        let stop_exit = match &json["stop_exit"] {
+            JsonValue::Null if code.handles_sigterm => 0,
+            JsonValue::Null => GO_UNHANDLED_SIGTERM_EXIT,
+            value => value
+                .as_i32()
+                .with_context(|| format!("{FILE}: `stop_exit` must be an exit code"))?,
+        };
+        let files = match &json["files"] {
+            JsonValue::Null => code.files.clone(),
+            value => strings(value, "files")?,
+        };
+        for file in &files {
+            check_file(go_app, file)?;
+        }
+        Ok(App {
+            name,
+            import_path,
+            mains,
+            port,
+            port_env,
+            env,
+            health,
+            probes,
+            stop_exit,
+            files,
+            from_file,
+        })
+    }
+
+    /// The image's entrypoint binary.
+    pub fn entrypoint(&self) -> &str {
+        &self.mains[0].binary
+    }
+
+    /// The binaries' names.
+    pub fn binaries(&self) -> impl Iterator<Item = &str> {
+        self.mains.iter().map(|m| m.binary.as_str())
+    }
+
+    /// The default image tag: `NAME:latest`.
+    pub fn default_tag(&self) -> String {
+        format!("{}:latest", self.name)
+    }
+
+    /// The image's environment, as a process takes it.
+    pub fn env_lines_pairs(&self) -> Vec<(&str, String)> {
+        self.env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect()
+    }
+
+    /// The image's environment as `K=V` lines, sorted.
+    pub fn env_lines(&self) -> Vec<String> {
+        self.env.iter().map(|(k, v)| format!("{k}={v}")).collect()
+    }
+
+    /// The health check's command inside the image (`root`: where the binary is, `/` or `/out/`).
+    pub fn health_command(&self, root: &str) -> Option<Vec<String>> {
+        match &self.health {
+            Health::None => None,
+            Health::Command(args) => Some(
+                std::iter::once(format!("{root}{}", self.entrypoint()))
+                    .chain(args.iter().cloned())
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The image's working directory: where the extra files are, else `/`.
+    pub fn workdir(&self) -> String {
+        if self.files.is_empty() {
+            "/".into()
+        } else {
+            format!("/{DATA_DIR}")
+        }
+    }
+
+    /// The contract as `app.json` holds it, every field spelled (what `init` writes).
+    pub fn to_json(&self) -> JsonValue {
+        let mut env = JsonValue::new_object();
+        for (k, v) in &self.env {
+            env[k.as_str()] = v.as_str().into();
+        }
+        let health = match &self.health {
+            Health::None => JsonValue::from("none"),
+            Health::Command(args) => object! { "command": args.clone() },
+        };
+        let probes: Vec<JsonValue> = self
+            .probes
+            .iter()
+            .map(|p| {
+                let mut o = object! { "path": p.path.as_str() };
+                if let Some(s) = p.status {
+                    o["status"] = s.into();
+                }
+                if let Some(b) = &p.body {
+                    o["body"] = b.as_str().into();
+                }
+                o
+            })
+            .collect();
+        let mut json = object! {
+            "name": self.name.as_str(),
+            "main": self.mains.iter().map(|m| m.dir.as_str()).collect::<Vec<_>>(),
+            "port": self.port,
+            "port_env": self.port_env.as_deref(),
+            "env": env,
+            "health": health,
+            "probes": probes,
+            "stop_exit": self.stop_exit,
+            "files": self.files.clone(),
+        };
+        if let [one] = self.mains.as_slice() {
+            json["binary"] = one.binary.as_str().into();
+        }
+        json
+    }
+}
+
+/// The binaries for `dirs`: one main gets `binary` (default: `cmd/NAME`'s NAME, else the app's
+/// name); several are named by their directories (as `go build -o DIR/` names them).
+fn mains(name: &str, dirs: &[String], binary: Option<&str>) -> Result<Vec<Main>> {
+    let base = |dir: &str| dir.rsplit('/').next().unwrap_or(dir).to_string();
+    let mains: Vec<Main> = match dirs {
+        [dir] => {
+            let dir = clean_dir(dir);
+            let default = if dir.starts_with("cmd/") {
+                base(&dir)
+            } else {
+                name.to_string()
+            };
+            vec![Main {
+                binary: binary.map_or(default, str::to_string),
+                dir,
+            }]
+        }
+        _ => {
+            if binary.is_some() {
+                bail!("{FILE}: `binary` names the one main package's binary; several are named by their directories");
+            }
+            dirs.iter()
+                .map(|d| {
+                    let dir = clean_dir(d);
+                    Main {
+                        binary: base(&dir),
+                        dir,
+                    }
+                })
+                .collect()
+        }
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for m in &mains {
+        let ok = !m.binary.is_empty()
+            && m.binary
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            && !m.binary.starts_with('.')
+            && !["etc", DATA_DIR, "SHA256SUMS"].contains(&m.binary.as_str());
+        if !ok {
+            bail!(
+                "the binary name `{}` (of {}) cannot be a file at the image's root: set `binary` \
+                 in {FILE} to letters, digits and `._-`",
+                m.binary,
+                m.dir
+            );
+        }
+        if !seen.insert(m.binary.clone()) {
+            bail!(
+                "two main packages make the binary `{}`: name them apart in {FILE}",
+                m.binary
+            );
+        }
+    }
+    Ok(mains)
+}
+
+#[cfg(test)]
+impl App {
+    /// The demo app's contract (go-app/ and app.json), for unit tests.
+    pub fn demo() -> App {
+        App {
+            name: "go-docker-prod".into(),
+            import_path: "go-docker-prod".into(),
+            mains: vec![Main {
+                dir: ".".into(),
+                binary: "main".into(),
+            }],
+            port: 8080,
+            port_env: Some("PORT".into()),
+            env: BTreeMap::new(),
+            health: Health::Command(vec!["-healthcheck".into()]),
+            probes: vec![Probe {
+                path: "/healthz".into(),
+                status: Some(200),
+                body: None,
+            }],
+            stop_exit: 0,
+            files: Vec::new(),
+            from_file: true,
+        }
+    }
+}
+
+/// `./cmd/api/` → `cmd/api`; `` and `./` → `.`.
+fn clean_dir(dir: &str) -> String {
+    let d = dir.trim_start_matches("./").trim_end_matches('/');
+    if d.is_empty() {
+        ".".into()
+    } else {
+        d.to_string()
+    }
+}
+
+fn strings(value: &JsonValue, field: &str) -> Result<Vec<String>> {
+    let items: Option<Vec<String>> = match value {
+        JsonValue::Array(items) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => None,
+    };
+    items.with_context(|| format!("{FILE}: `{field}` must be a list of strings"))
+}
+
+fn probe(value: &JsonValue) -> Result<Probe> {
+    let path = value["path"]
+        .as_str()
+        .filter(|p| p.starts_with('/') && !p.contains(char::is_whitespace))
+        .with_context(|| format!("{FILE}: each probe needs a `path` that starts with `/`"))?;
+    let status = match &value["status"] {
+        JsonValue::Null => None,
+        s => Some(
+            s.as_u16()
+                .filter(|s| (100..600).contains(s))
+                .with_context(|| {
+                    format!("{FILE}: probe {path}: `status` must be an HTTP status")
+                })?,
+        ),
+    };
+    let body = match &value["body"] {
+        JsonValue::Null => None,
+        b => Some(
+            b.as_str()
+                .with_context(|| format!("{FILE}: probe {path}: `body` must be a string"))?
+                .to_string(),
+        ),
+    };
+    Ok(Probe {
+        path: path.to_string(),
+        status,
+        body,
+    })
+}
+
+/// A name image references take (a repository path's component).
+fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+        && !name.contains("..")
+        && !name.contains("__");
+    if !ok {
+        bail!(
+            "the app's name `{name}` cannot name an image: set `name` in {FILE} to lower-case \
+             letters, digits and `.-_`"
+        );
+    }
+    Ok(())
+}
+
+fn check_file(go_app: &Utf8Path, file: &str) -> Result<()> {
+    let bad = file.is_empty()
+        || file.starts_with('/')
+        || file.contains('/')
+        || file.starts_with('.')
+        || ["vendor", "go.mod", "go.sum", "glide.yaml", "glide.lock"].contains(&file);
+    if bad {
+        bail!(
+            "{FILE}: `files` entry `{file}` must be a file or directory at the top of go-app/ \
+             (not vendor/, not a dotfile)"
+        );
+    }
+    let path = go_app.join(file);
+    let meta = fs::symlink_metadata(&path)
+        .with_context(|| format!("{FILE}: `files` names {path}, which is not there"))?;
+    if meta.file_type().is_symlink() {
+        bail!("{FILE}: `files` entry {path} is a symbolic link: name what it points to");
+    }
+    Ok(())
+}
+
+fn is_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// What the Go code says, read without running Go: the main packages (a directory with a
+/// non-test `package main` file), and from their sources the port, whether `PORT` is read, a
+/// `-healthcheck` flag, a `/healthz` route and a SIGTERM handler.
+#[derive(Debug, Default)]
+struct Code {
+    name: String,
+    glide_package: Option<String>,
+    mains: Vec<String>,
+    port: Option<u16>,
+    reads_port: bool,
+    healthcheck_flag: bool,
+    healthz: bool,
+    handles_sigterm: bool,
+    files: Vec<String>,
+}
+
+impl Code {
+    fn read(go_app: &Utf8Path) -> Result<Code> {
+        let mut code = Code::default();
+        let module = fs::read_to_string(go_app.join("go.mod"))
+            .ok()
+            .and_then(|m| {
+                m.lines()
+                    .find_map(|l| l.trim().strip_prefix("module "))
+                    .map(|p| p.trim().trim_matches('"').to_string())
+            });
+        code.glide_package = fs::read_to_string(go_app.join("glide.yaml"))
+            .ok()
+            .and_then(|y| {
+                y.lines()
+                    .find_map(|l| l.strip_prefix("package:"))
+                    .map(|p| p.trim().trim_matches(['"', '\'']).to_string())
+            })
+            .filter(|p| !p.is_empty());
+        // The name: the last element of the module or import path, as images take it.
+        let path = module
+            .as_deref()
+            .or(code.glide_package.as_deref())
+            .unwrap_or("app");
+        let last = path
+            .rsplit('/')
+            .find(|s| !s.is_empty() && !is_major(s))
+            .unwrap_or("app");
+        code.name = image_name(last);
+        let mut sources = String::new();
+        walk(go_app, Utf8Path::new("."), &mut code.mains, &mut sources)?;
+        code.mains.sort();
+        // Read from the main packages' sources only.
+        code.port = listen_port(&sources);
+        code.reads_port =
+            sources.contains("Getenv(\"PORT\")") || sources.contains("LookupEnv(\"PORT\")");
+        code.healthcheck_flag = sources.contains("(\"healthcheck\"");
+        code.healthz = sources.contains("\"/healthz\"");
+        code.handles_sigterm = sources.contains("signal.Notify");
+        code.files = CONVENTIONAL_FILES
+            .iter()
+            .filter(|f| go_app.join(f).is_dir())
+            .map(|f| f.to_string())
+            .collect();
+        Ok(code)
+    }
+}
+
+/// `v2`, `v3`: a module path's major version, not its name.
+fn is_major(s: &str) -> bool {
+    s.len() > 1 && s.starts_with('v') && s[1..].chars().all(|c| c.is_ascii_digit())
+}
+
+/// `My_App` → `my_app`; characters images cannot take become `-`.
+fn image_name(raw: &str) -> String {
+    let name: String = raw
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let name = name
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string();
+    if check_name(&name).is_ok() {
+        name
+    } else {
+        "app".into()
+    }
+}
+
+/// Collects the main packages under `dir` (relative `rel`), and their sources into `sources`.
+fn walk(
+    root: &Utf8Path,
+    rel: &Utf8Path,
+    mains: &mut Vec<String>,
+    sources: &mut String,
+) -> Result<()> {
+    let dir = root.join(rel);
+    let mut entries: Vec<_> = dir
+        .read_dir_utf8()
+        .with_context(|| format!("reading {dir}"))?
+        .collect::<std::io::Result<_>>()
+        .with_context(|| format!("reading {dir}"))?;
+    entries.sort_by(|a, b| a.file_name().cmp(b.file_name()));
+    let mut main_sources = String::new();
+    let mut is_main = false;
+    for entry in entries {
+        let name = entry.file_name();
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            let skip = name.starts_with(['.', '_']) || ["vendor", "testdata"].contains(&name);
+            if !skip {
+                walk(root, &rel.join(name), mains, sources)?;
+            }
+        } else if kind.is_file() && name.ends_with(".go") && !name.ends_with("_test.go") {
+            let Ok(text) = fs::read_to_string(entry.path()) else {
+                continue;
+            };
+            if package_clause(&text) == Some("main") {
+                is_main = true;
+                main_sources.push_str(&text);
+            }
+        }
+    }
+    if is_main {
+        let rel = rel.as_str().trim_start_matches("./");
+        mains.push(if rel.is_empty() || rel == "." {
+            ".".into()
+        } else {
+            rel.to_string()
+        });
+        sources.push_str(&main_sources);
+    }
+    Ok(())
+}
+
+/// The package a Go file declares: the first line that starts with `package `, comments aside.
+fn package_clause(text: &str) -> Option<&str> {
+    let mut in_block = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if in_block {
+            if line.contains("*/") {
+                in_block = false;
+            }
+            continue;
+        }
+        if line.starts_with("/*") && !line.contains("*/") {
+            in_block = true;
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("package ") {
+            return rest.split_whitespace().next();
+        }
+    }
+    None
+}
+
+/// The port of a `":8080"`-like string literal (the address a server listens on), if any.
+fn listen_port(sources: &str) -> Option<u16> {
+    sources
+        .match_indices("\":")
+        .find_map(|(i, _)| {
+            let digits: String = sources[i + 2..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            let closed = sources[i + 2 + digits.len()..].starts_with('"');
+            (closed && !digits.is_empty())
+                .then(|| digits.parse().ok())
+                .flatten()
+        })
+        .or_else(|| {
+            // `defaultPort = "8080"`, `port := "8080"`.
+            sources.lines().find_map(|l| {
+                let l = l.to_ascii_lowercase();
+                if !l.contains("port") {
+                    return None;
+                }
+                let (_, rest) = l.split_once('"')?;
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                (rest[digits.len()..].starts_with('"') && digits.len() >= 2)
+                    .then(|| digits.parse().ok())?
+            })
+        })
+}
+
+/// The contract file's path in the checkout at `root`.
+pub fn file(root: &Utf8Path) -> Utf8PathBuf {
+    root.join(FILE)
+}
+
+/// The app's extra files as the image holds them, in a fixed order: `app/`, then each entry of
+/// `files` (read from `go_app`) and what a directory holds, sorted; each with the file it is read
+/// from (None: a directory). Empty when there are none.
+pub fn data_files(go_app: &Utf8Path, app: &App) -> Result<Vec<crate::pipeline::oci::DataFile>> {
+    let mut out = Vec::new();
+    if app.files.is_empty() {
+        return Ok(out);
+    }
+    out.push((DATA_DIR.to_string(), None));
+    let mut files = app.files.clone();
+    files.sort();
+    for file in files {
+        add_data(&go_app.join(&file), &format!("{DATA_DIR}/{file}"), &mut out)?;
+    }
+    Ok(out)
+}
+
+fn add_data(
+    from: &Utf8Path,
+    to: &str,
+    out: &mut Vec<crate::pipeline::oci::DataFile>,
+) -> Result<()> {
+    let meta = fs::symlink_metadata(from).with_context(|| format!("reading {from}"))?;
+    if meta.is_file() {
+        out.push((to.to_string(), Some(from.to_path_buf())));
+        return Ok(());
+    }
+    if !meta.is_dir() {
+        bail!("{from} is neither a file nor a directory (a link?): the image takes files and directories only");
+    }
+    out.push((to.to_string(), None));
+    let mut names = Vec::new();
+    for entry in fs::read_dir(from).with_context(|| format!("reading {from}"))? {
+        let name = entry
+            .with_context(|| format!("reading {from}"))?
+            .file_name();
+        let name = name.into_string().map_err(|n| {
+            anyhow::anyhow!("{from} holds a file whose name is not UTF-8 ({n:?}): rename it")
+        })?;
+        names.push(name);
+    }
+    names.sort();
+    for name in names {
+        add_data(&from.join(&name), &format!("{to}/{name}"), out)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app_with(files: &[(&str, &str)], json: &str) -> Result<App> {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        for (path, text) in files {
+            let p = root.join(path);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        }
+        App::from_json(root, &jzon::parse(json).unwrap(), true)
+    }
+
+    const TUTORIAL: &str =
+        "package main\nimport \"net/http\"\nfunc main() { http.ListenAndServe(\":8080\", nil) }\n";
+
+    #[test]
+    fn a_tutorial_app_needs_no_file() {
+        let app = app_with(
+            &[
+                ("src/main.go", TUTORIAL),
+                ("glide.yaml", "package: \"\"\nimport: []\n"),
+            ],
+            "{}",
+        )
+        .unwrap();
+        assert_eq!(app.name, "app");
+        assert_eq!(
+            app.mains,
+            [Main {
+                dir: "src".into(),
+                binary: "app".into()
+            }]
+        );
+        assert_eq!((app.port, app.port_env.as_deref()), (8080, None));
+        assert_eq!(app.health, Health::None);
+        assert_eq!(app.stop_exit, GO_UNHANDLED_SIGTERM_EXIT);
+        assert_eq!(app.probes[0].path, "/");
+        assert!(app.env.is_empty());
+    }
+
+    #[test]
+    fn a_modules_app_in_cmd_is_named_by_its_module() {
+        let main = "package main\nimport (\"os\"; \"os/signal\")\nfunc main() { p := os.Getenv(\"PORT\"); signal.Notify(nil); _ = p }\n";
+        let app = app_with(
+            &[
+                ("go.mod", "module example.com/team/Ping-Svc/v2\n\ngo 1.22\n"),
+                ("cmd/ping/main.go", main),
+                ("internal/x/x.go", "package x\n"),
+            ],
+            "{}",
+        )
+        .unwrap();
+        assert_eq!(app.name, "ping-svc");
+        assert_eq!(
+            app.mains,
+            [Main {
+                dir: "cmd/ping".into(),
+                binary: "ping".into()
+            }]
+        );
+        assert_eq!(app.port_env.as_deref(), Some("PORT"));
+        // It has no port of its own: the image sets the variable.
+        assert_eq!(app.env_lines(), ["PORT=8080"]);
+        assert_eq!(app.stop_exit, 0);
+    }
+
+    #[test]
+    fn several_mains_must_be_chosen() {
+        let files = [
+            ("go.mod", "module m\n"),
+            ("cmd/api/main.go", TUTORIAL),
+            ("cmd/worker/main.go", TUTORIAL),
+        ];
+        let err = app_with(&files, "{}").unwrap_err().to_string();
+        assert!(
+            err.contains("cmd/api, cmd/worker") && err.contains("\"main\""),
+            "{err}"
+        );
+        let app = app_with(&files, r#"{"main": ["./cmd/worker", "cmd/api/"]}"#).unwrap();
+        assert_eq!(app.binaries().collect::<Vec<_>>(), ["worker", "api"]);
+        assert_eq!(app.entrypoint(), "worker");
+        let err = app_with(&files, r#"{"main": ["cmd/nope"]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cmd/nope"), "{err}");
+    }
+
+    #[test]
+    fn the_file_overrides_and_is_checked() {
+        let files = [
+            ("glide.yaml", "package: go-docker-prod\n"),
+            ("main.go", TUTORIAL),
+            ("templates/a.html", "x"),
+        ];
+        let app = app_with(
+            &files,
+            r#"{"binary": "main", "health": {"command": ["-healthcheck"]}, "env": {"GIN_MODE": "release"},
+                "probes": [{"path": "/hello/x", "status": 200, "body": "Hello, x!\n"}], "stop_exit": 0}"#,
+        )
+        .unwrap();
+        assert_eq!(app.name, "go-docker-prod");
+        assert_eq!(app.import_path, "go-docker-prod");
+        assert_eq!(
+            app.health_command("/"),
+            Some(vec!["/main".to_string(), "-healthcheck".into()])
+        );
+        assert_eq!(app.files, ["templates"]);
+        assert_eq!(app.workdir(), "/srv");
+        assert!(app.probes[0].accepts(200, "Hello, x!\n") && !app.probes[0].accepts(200, "Hello"));
+        for bad in [
+            r#"{"prot": 1}"#,
+            r#"{"port": 0}"#,
+            r#"{"name": "Bad Name"}"#,
+            r#"{"binary": "etc"}"#,
+            r#"{"files": ["nope"]}"#,
+            r#"{"files": ["../x"]}"#,
+            r#"{"health": "curl"}"#,
+            r#"{"probes": [{"path": "x"}]}"#,
+            r#"{"env": {"1X": "y"}}"#,
+        ] {
+            assert!(app_with(&files, bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn what_init_writes_reads_back_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        fs::write(root.join("main.go"), TUTORIAL).unwrap();
+        fs::create_dir(root.join("static")).unwrap();
+        let detected = App::from_json(root, &JsonValue::new_object(), false).unwrap();
+        let again = App::from_json(root, &detected.to_json(), false).unwrap();
+        assert_eq!(again, detected);
+    }
+
+    #[test]
+    fn ports_are_read_from_literals() {
+        assert_eq!(
+            listen_port("ln, err := net.Listen(\"tcp\", \":9090\")"),
+            Some(9090)
+        );
+        assert_eq!(listen_port("const defaultPort = \"3000\""), Some(3000));
+        assert_eq!(listen_port("fmt.Println(\"a:b\")"), None);
+        assert_eq!(
+            package_clause("// c\n/* x\npackage no\n*/\npackage main // x\n"),
+            Some("main")
+        );
+    }
+}
