@@ -18,6 +18,13 @@ xflags::xflags! {
         /// dockerd when no engine answers. Leaves /etc/apt as it found it.
         cmd setup {}
 
+        /// Print the app's contract as detected from go-app/ (main packages, port, health check,
+        /// probes, files) and write it to app.json, to read and edit.
+        cmd init {
+            /// Write app.json even where there is one (it is replaced by what it says, in full).
+            optional --force
+        }
+
         /// Glide, then static Linux binaries: dist/main and dist/SHA256SUMS.
         cmd dist {
             /// Also build for these platforms, comma separated (dist/main-linux-arm64, ...).

@@ -9,6 +9,7 @@ mod clean;
 mod dev;
 mod dist;
 mod image;
+mod init;
 mod migrate;
 mod publish;
 mod setup;
@@ -39,6 +40,7 @@ pub fn run(flags: Xtask) -> Result<()> {
     let ctx = Ctx::new(global, paths)?;
     match flags.subcommand {
         XtaskCmd::Setup(cmd) => cmd.run(&ctx),
+        XtaskCmd::Init(cmd) => cmd.run(&ctx),
         XtaskCmd::Dist(cmd) => cmd.run(&ctx),
         XtaskCmd::Image(cmd) => cmd.run(&ctx),
         XtaskCmd::Publish(cmd) => cmd.run(&ctx),

@@ -17,9 +17,9 @@ pub const DATA_DIR: &str = "srv";
 /// Names of directories read at run time that are shipped when present and no file says
 /// otherwise (ko's `kodata/` among them).
 const CONVENTIONAL_FILES: [&str; 5] = ["templates", "static", "public", "assets", "kodata"];
-/// Go exits with 2 on SIGTERM when it has no handler: its runtime re-raises the signal, which
-/// PID 1 ignores, then exits 2.
-pub const GO_UNHANDLED_SIGTERM_EXIT: i32 = 2;
+/// What a Go program without a SIGTERM handler gives when stopped: its runtime re-raises the
+/// signal with the default action, and the engine reports death by SIGTERM (128 + 15).
+pub const GO_UNHANDLED_SIGTERM_EXIT: i32 = 143;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct App {
@@ -110,6 +110,23 @@ impl App {
         };
         App::from_json(&root.join("go-app"), &json, text.is_some())
             .with_context(|| format!("reading the app's contract ({file}, and go-app/'s Go code)"))
+    }
+
+    /// What `init` writes: the contract as `load` reads it, with every main package where the
+    /// code has several and no file chose (one image with all of them); and whether the file is
+    /// there already.
+    pub fn for_init(root: &Utf8Path) -> Result<(App, bool)> {
+        let file = root.join(FILE);
+        let go_app = root.join("go-app");
+        if !file.exists() {
+            let mains = Code::read(&go_app)?.mains;
+            if mains.len() > 1 {
+                let json = object! { "main": mains };
+                return Ok((App::from_json(&go_app, &json, false)?, false));
+            }
+        }
+        let app = App::load(root)?;
+        Ok((app, file.exists()))
     }
 
     /// The contract from `json` (an object; missing fields detected from the code in `go_app`).
@@ -350,17 +367,17 @@ impl App {
         let mut json = object! {
             "name": self.name.as_str(),
             "main": self.mains.iter().map(|m| m.dir.as_str()).collect::<Vec<_>>(),
-            "port": self.port,
-            "port_env": self.port_env.as_deref(),
-            "env": env,
-            "health": health,
-            "probes": probes,
-            "stop_exit": self.stop_exit,
-            "files": self.files.clone(),
         };
         if let [one] = self.mains.as_slice() {
             json["binary"] = one.binary.as_str().into();
         }
+        json["port"] = self.port.into();
+        json["port_env"] = self.port_env.as_deref().into();
+        json["env"] = env;
+        json["health"] = health;
+        json["probes"] = probes.into();
+        json["stop_exit"] = self.stop_exit.into();
+        json["files"] = self.files.clone().into();
         json
     }
 }

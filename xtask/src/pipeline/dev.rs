@@ -100,12 +100,17 @@ pub fn run(ctx: &Ctx, checkout: &mut Checkout, request: &Request, port: u16) -> 
                 secs(answering - saved)
             ),
             Err(e) => eprintln!(
-                "dev: {what}: FAILED, the running container serves on: {}",
+                "dev: {what}: FAILED, {}: {}",
+                match session.serving {
+                    Some(_) => "the running container serves on",
+                    None => "nothing serves",
+                },
                 why(&e)
             ),
         }
     }
-    // Stopped by a signal, as asked: the container goes with SIGTERM (the app must exit 0), and
+    // Stopped by a signal, as asked: the container goes with SIGTERM (the exit the contract
+    // expects), and
     // what a stopped build left goes too.
     ctx.stopped_as_asked();
     proxy.stop();
@@ -191,6 +196,12 @@ fn cycle<'a>(
         Err(e) => {
             if session.serving.as_ref().is_none_or(|s| s.id != built.id) {
                 checkout.record.discard(ctx, &ctx.paths, &built.id);
+            }
+            if gap.is_some() {
+                return Err(e.context(
+                    "the old container was stopped first (the app's port is fixed): nothing \
+                     serves until a build passes",
+                ));
             }
             return Err(e);
         }
