@@ -114,7 +114,10 @@ fn every_strategy_ships_the_same_files_hardened_and_labelled() {
         .collect();
     // The files `direct` writes: the one list of what a runtime image holds.
     let content = xtask::pipeline::oci::Content {
-        binaries: vec![("main", xtask::pipeline::oci::Body::Bytes(Default::default()))],
+        binaries: vec![(
+            "main",
+            xtask::pipeline::oci::Body::Bytes(Default::default()),
+        )],
         ca_bundle: b"",
         files: Vec::new(),
     };

@@ -16,13 +16,21 @@ impl flags::Init {
         let (contract, exists) = App::for_init(root)?;
         let text = contract.to_json().pretty(2) + "\n";
         let file = app::file(root);
-        let what = if contract.from_file { "read from app.json and the code" } else { "detected from go-app/'s code" };
-        println!("The app's contract, {what} (docs/app-contract.md says what each field means):\n{text}");
+        let what = if contract.from_file {
+            "read from app.json and the code"
+        } else {
+            "detected from go-app/'s code"
+        };
+        println!(
+            "The app's contract, {what} (docs/app-contract.md says what each field means):\n{text}"
+        );
         if exists && !self.force {
             println!("{file} is there already: left as it is (--force writes the above in full)");
             return Ok(());
         }
-        ctx.change(format!("write {file}"), || fsx::write_atomic(&file, text.as_bytes()))?;
+        ctx.change(format!("write {file}"), || {
+            fsx::write_atomic(&file, text.as_bytes())
+        })?;
         ctx.after_real_run(|| {
             println!(
                 "wrote {file}: edit it, commit it; then `cargo xtask image --smoke` builds {} and checks it",

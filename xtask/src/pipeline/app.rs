@@ -80,6 +80,11 @@ impl Probe {
             && self.body.as_deref().is_none_or(|b| b == body)
     }
 
+    /// Whether an answer says the app is up, whatever it says (`dev`: an edit changes answers).
+    pub fn answers(&self, status: u16) -> bool {
+        status != 0 && self.status.is_none_or(|s| s == status)
+    }
+
     /// What it expects, for messages: `200 "Hello, x!\n"`, `any HTTP answer`.
     pub fn expected(&self) -> String {
         match (self.status, &self.body) {

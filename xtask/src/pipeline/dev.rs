@@ -51,7 +51,7 @@ pub fn run(ctx: &Ctx, checkout: &mut Checkout, request: &Request, port: u16) -> 
     let engine = Engine::ensure(ctx)?;
     let local = docker::publishes_here(&docker::endpoint(ctx));
     let proxy = Proxy::bind(port)?;
-    let watch = Watch::start(&paths.go_app())?;
+    let watch = Watch::start(&paths.go_app(), &checkout.app.files)?;
     // What a killed `dev` of this checkout left.
     let left = docker::remove_temp_containers(ctx, &checkout.record.checkout)?;
     if left > 0 {
@@ -310,13 +310,15 @@ impl<'a> Serving<'a> {
         let name = container.name.clone();
         let addr = host.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
         let probe = &app.probes[0];
+        // Up once the first probe answers with its status: the body is what the edit may change.
         let healthy = match addr {
             Some(addr) => {
-                let accept = |status, body: &str| probe.accepts(status, body);
+                let accept = |status, _: &str| probe.answers(status);
                 http::wait_for(&addr.to_string(), &probe.path, accept, HEALTHY_WITHIN)
                     .then_some(())
                     .with_context(|| {
-                        format!("GET {} did not answer {}", probe.path, probe.expected())
+                        let status = probe.status.map_or("at all".into(), |s| s.to_string());
+                        format!("GET {} did not answer {status}", probe.path)
                     })
             }
             None => smoke::wait_healthy(ctx, &name, &built.id, app, None, Instant::now()).map(drop),
@@ -482,11 +484,13 @@ impl Changed {
 /// Changes to the app's sources and dependency files (not vendor/, not editors' scratch files).
 struct Watch {
     events: mpsc::Receiver<notify::Result<notify::Event>>,
+    /// The app's extra files (the contract's `files`), as paths: the image ships them too.
+    shipped: Vec<PathBuf>,
     _watcher: notify::RecommendedWatcher,
 }
 
 impl Watch {
-    fn start(dir: &Utf8Path) -> Result<Watch> {
+    fn start(dir: &Utf8Path, files: &[String]) -> Result<Watch> {
         use notify::Watcher;
         let (tx, events) = mpsc::channel();
         let mut watcher =
@@ -496,6 +500,10 @@ impl Watch {
             .with_context(|| format!("watching {dir}"))?;
         Ok(Watch {
             events,
+            shipped: files
+                .iter()
+                .map(|f| dir.join(f).into_std_path_buf())
+                .collect(),
             _watcher: watcher,
         })
     }
@@ -523,8 +531,11 @@ impl Watch {
                                 RenameMode::To | RenameMode::Both
                             ))
                     );
-                    let files: Vec<PathBuf> =
-                        event.paths.into_iter().filter(|p| relevant(p)).collect();
+                    let files: Vec<PathBuf> = event
+                        .paths
+                        .into_iter()
+                        .filter(|p| relevant(p, &self.shipped))
+                        .collect();
                     if files.is_empty() || (event.kind.is_access() && !saved) {
                         continue;
                     }
@@ -550,8 +561,8 @@ impl Watch {
 }
 
 /// A file whose change makes a new build: Go sources and the dependency files, outside vendor/,
-/// and no editor's swap or backup file.
-fn relevant(path: &std::path::Path) -> bool {
+/// and what the image ships of the app's own (`shipped`); no editor's swap or backup file.
+fn relevant(path: &std::path::Path, shipped: &[PathBuf]) -> bool {
     if path.components().any(|c| c.as_os_str() == "vendor") {
         return false;
     }
@@ -561,7 +572,8 @@ fn relevant(path: &std::path::Path) -> bool {
     let scratch = name.starts_with('.') || name.ends_with('~') || name.starts_with("#");
     !scratch
         && (name.ends_with(".go")
-            || ["glide.yaml", "glide.lock", "go.mod", "go.sum"].contains(&name))
+            || ["glide.yaml", "glide.lock", "go.mod", "go.sum"].contains(&name)
+            || shipped.iter().any(|s| path.starts_with(s)))
 }
 
 #[cfg(test)]
@@ -576,7 +588,7 @@ mod tests {
             "go-app/go.mod",
             "go-app/x/y.go",
         ] {
-            assert!(relevant(std::path::Path::new(yes)), "{yes}");
+            assert!(relevant(std::path::Path::new(yes), &[]), "{yes}");
         }
         for no in [
             "go-app/vendor/github.com/a/b.go",
@@ -586,7 +598,20 @@ mod tests {
             "go-app/4913",
             "go-app/README.md",
         ] {
-            assert!(!relevant(std::path::Path::new(no)), "{no}");
+            assert!(!relevant(std::path::Path::new(no), &[]), "{no}");
         }
+        let shipped = [PathBuf::from("go-app/templates")];
+        assert!(relevant(
+            std::path::Path::new("go-app/templates/a.html"),
+            &shipped
+        ));
+        assert!(!relevant(
+            std::path::Path::new("go-app/templates/.a.html.swp"),
+            &shipped
+        ));
+        assert!(!relevant(
+            std::path::Path::new("go-app/docs/a.html"),
+            &shipped
+        ));
     }
 }

@@ -106,7 +106,9 @@ pub fn stop(ctx: &Ctx, name: &str, expected: i32) -> Result<String> {
     let what = match (code == expected, killed) {
         (_, true) => format!("SIGTERM ignored: killed after {took:.1} s (exit 137)"),
         (_, false) if code == app::GO_UNHANDLED_SIGTERM_EXIT && code == expected => {
-            format!("SIGTERM → exit {code} after {took:.1} s (no handler: Go's default, as expected)")
+            format!(
+                "SIGTERM → exit {code} after {took:.1} s (no handler: Go's default, as expected)"
+            )
         }
         _ => format!("SIGTERM → exit {code} after {took:.1} s"),
     };

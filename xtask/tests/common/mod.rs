@@ -282,6 +282,11 @@ pub fn ctrl_c(child: &Child) {
     unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
 }
 
+/// A signal to the xtask's whole process group.
+pub fn signal_group(child: &Child, signal: i32) {
+    unsafe { libc::kill(-(child.id() as i32), signal) };
+}
+
 /// A signal to the xtask alone (CI cancelling a job, `timeout`): its children get nothing.
 pub fn signal_alone(child: &Child, signal: i32) {
     unsafe { libc::kill(child.id() as i32, signal) };
