@@ -297,6 +297,11 @@ impl<'a> Bench<'a> {
                 fsx::remove_dir(&ws.vendor())?;
             }
             fsx::copy_dir(&from.docker_dir(), &ws.docker_dir())?;
+            let contract = crate::pipeline::app::file(&from.root);
+            if contract.is_file() {
+                fs::copy(&contract, crate::pipeline::app::file(&ws.root))
+                    .with_context(|| format!("copying {contract}"))?;
+            }
             fs::create_dir_all(ws.root.join("xtask")).context("creating the bench copy")
         })?;
         let exe = Utf8PathBuf::try_from(std::env::current_exe()?)

@@ -73,11 +73,10 @@ pub fn run(ctx: &Ctx, checkout: &str, app: &App, id: &str, tag: &str) -> Result<
                 let paths: Vec<&str> = app.probes.iter().map(|p| p.path.as_str()).collect();
                 format!("{health}, answered {} on {addr}", paths.join(" "))
             } else {
-                ctx.announce(format!(
-                    "{addr} is the engine's own loopback ({endpoint} runs elsewhere): the probes \
-                     were not asked from here"
-                ));
-                health
+                format!(
+                    "{health} (health check only: {addr} is the engine's own loopback, and \
+                     {endpoint} runs elsewhere; the probes were not asked from here)"
+                )
             };
             let stop = stop(ctx, name, app.stop_exit).map_err(with_log)?;
             println!(
