@@ -5,38 +5,18 @@
 
 mod common;
 
-use std::{fs, path::Path};
+use std::fs;
 
 use common::{
-    ctrl_c, dangling, docker, export_listing, free_port, http, rest, source_root, spawn,
-    temp_containers, wait_for, DockerWorkspace,
+    ctrl_c, dangling, docker, export_listing, free_port, http, rest, spawn, temp_containers,
+    wait_for, DockerWorkspace,
 };
 
 /// A workspace copy whose go-app/ (and app.json) are the fixture `name`'s, committed.
 fn with_app(name: &str) -> DockerWorkspace {
     let ws = DockerWorkspace::new();
-    let fixture = source_root().join("xtask/tests/apps").join(name);
-    fs::remove_dir_all(ws.path("go-app")).unwrap();
-    fs::remove_file(ws.path("app.json")).unwrap();
-    copy(&fixture.join("go-app"), &ws.path("go-app"));
-    if fixture.join("app.json").is_file() {
-        fs::copy(fixture.join("app.json"), ws.path("app.json")).unwrap();
-    }
-    ws.git(&["add", "-A"]);
-    ws.commit(&format!("the {name} app"));
+    common::put_app(&ws, name);
     ws
-}
-
-fn copy(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// A child process, killed with its group when dropped.

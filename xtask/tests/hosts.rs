@@ -179,7 +179,7 @@ echo "not mine: $(find "$top" ! -user "$(id -un)" | head -5)"
         "the user's base image layer differs from root's"
     );
     assert!(
-        out.contains("smoke: go-docker-prod:latest (sha256:") && out.contains(") ready after"),
+        out.contains("smoke: go-docker-prod:latest (sha256:") && out.contains(") healthy after"),
         "{out}"
     );
     assert!(

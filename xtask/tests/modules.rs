@@ -207,3 +207,83 @@ fn audit_sees_the_dependencies_of_a_module_app_only() {
     let missing = modules.xtask(&["audit", "--offline", "--db", "/nonexistent/vulndb"]);
     assert_eq!(missing.code, Some(2), "{}", missing.all());
 }
+
+/// The tutorial's glide files: a version range glide.lock pins to an untagged commit stops
+/// migrate offline with the cause and the fix, changing nothing; pinned to a release, with
+/// `package: ""` and a `.gitignore` line `vendor`, it migrates: the module is named after the app,
+/// git sees vendor/, and the proof runs the app on its fixed port.
+#[test]
+#[ignore = "needs Go and glide: cargo xtask ci"]
+fn migrate_takes_the_tutorials_glide_files_or_says_why_not() {
+    let ws = Workspace::copy();
+    common::put_app(&ws, "tutorial");
+    fs::write(ws.path("go-app/.gitignore"), "vendor\n").unwrap();
+    ws.git(&["add", "-A"]);
+    ws.commit("ignore vendor");
+    let refused = ws.xtask(&["migrate", "--offline"]).failed();
+    assert!(
+        refused
+            .stderr
+            .contains("glide.yaml asks for `^1.1`, not a release tag")
+            && refused.stderr.contains("run migrate online"),
+        "{}",
+        refused.stderr
+    );
+    let status = ws.git(&["status", "--porcelain", "--untracked-files=all", "go-app"]);
+    assert!(status.is_empty(), "migrate changed {status}");
+
+    let yaml = fs::read_to_string(ws.path("go-app/glide.yaml")).unwrap();
+    fs::write(ws.path("go-app/glide.yaml"), yaml.replace("^1.1", "v1.3.0")).unwrap();
+    let lock = fs::read_to_string(ws.path("go-app/glide.lock")).unwrap();
+    let lock = lock.replace(
+        "8c199fb6259ffc1af525cc3ad52ee60ba8359669",
+        "4eec211fa4e8df74ed978dc5681612131854144f",
+    );
+    fs::write(ws.path("go-app/glide.lock"), lock).unwrap();
+    ws.commit("pin httprouter v1.3.0");
+    let run = ws.xtask(&["migrate", "--offline"]).ok();
+    assert!(
+        run.stderr.contains("the module path is `app`"),
+        "{}",
+        run.stderr
+    );
+    let go_mod = fs::read_to_string(ws.path("go-app/go.mod")).unwrap();
+    assert!(go_mod.starts_with("module app\n"), "{go_mod}");
+    let ignore = fs::read_to_string(ws.path("go-app/.gitignore")).unwrap();
+    assert!(!ignore.contains("vendor"), "{ignore}");
+    let status = ws.git(&["status", "--short", "--untracked-files=all", "go-app"]);
+    assert!(status.contains("go-app/vendor/modules.txt"), "{status}");
+}
+
+/// A migrate killed with SIGKILL while it compares the two builds leaves no server running: the
+/// kernel stops what it started for the check.
+#[test]
+#[ignore = "needs Go and glide: cargo xtask ci"]
+fn a_killed_migrate_leaves_no_server_behind() {
+    let ws = Workspace::copy();
+    let (child, rx) = common::spawn(&ws, &["migrate", "--offline"], &[]);
+    // The first server's command line: `$ PORT=N …/main`.
+    let line = common::wait_for(&rx, "$ PORT=");
+    let port: u16 = line
+        .lines()
+        .find_map(|l| l.strip_prefix("$ PORT="))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line}"));
+    let addr = format!("127.0.0.1:{port}");
+    assert!(
+        common::http::wait_ok(&addr, "/healthz", std::time::Duration::from_secs(10)),
+        "the server never answered on {addr}"
+    );
+    common::signal_alone(&child, libc::SIGKILL);
+    let mut child = child;
+    child.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while common::http::get(&addr, "/healthz").is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a server still answers on {addr} after migrate was killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -143,7 +143,29 @@ impl Ctx {
         }
         // Children never read the terminal (a prompt would hang CI); a command's own input (bytes
         // fed to `docker load`) wins over this outer one.
+        let dies_with_xtask = cmd.dies_with_xtask;
         let mut expr = cmd.expression(&self.paths.root).stdin_null().unchecked();
+        if dies_with_xtask {
+            let xtask = std::process::id();
+            expr = expr.before_spawn(move |command| {
+                // SAFETY: the closure runs in the child between fork and exec, and calls only
+                // prctl(2), getppid(2) and _exit(2), which are async-signal-safe; it allocates
+                // nothing. PR_SET_PDEATHSIG has the kernel kill the child when its parent goes;
+                // a parent that went before it was set is caught by getppid.
+                unsafe {
+                    std::os::unix::process::CommandExt::pre_exec(command, move || {
+                        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        if libc::getppid() as u32 != xtask {
+                            libc::_exit(1);
+                        }
+                        Ok(())
+                    });
+                }
+                Ok(())
+            });
+        }
         if !running.stoppable {
             expr = expr.before_spawn(|command| {
                 std::os::unix::process::CommandExt::process_group(command, 0);

@@ -67,6 +67,8 @@ pub struct Cmd {
     pub(crate) kind: Kind,
     pub(crate) stdout: Stdout,
     pub(crate) timeout: Option<Duration>,
+    /// Killed when the xtask dies, however it dies (`dies_with_xtask`).
+    pub(crate) dies_with_xtask: bool,
 }
 
 impl Cmd {
@@ -83,7 +85,15 @@ impl Cmd {
             kind: Kind::Change,
             stdout: Stdout::Shown,
             timeout: None,
+            dies_with_xtask: false,
         }
+    }
+
+    /// Killed (SIGKILL) by the kernel when the xtask dies, even by `kill -9`: a server started
+    /// for a check never outlives it.
+    pub fn dies_with_xtask(mut self) -> Cmd {
+        self.dies_with_xtask = true;
+        self
     }
 
     /// What `cmd!` makes of xshell's command: its program and arguments (xshell's shell, a

@@ -596,14 +596,7 @@ impl Code {
                     .find_map(|l| l.trim().strip_prefix("module "))
                     .map(|p| p.trim().trim_matches('"').to_string())
             });
-        code.glide_package = fs::read_to_string(go_app.join("glide.yaml"))
-            .ok()
-            .and_then(|y| {
-                y.lines()
-                    .find_map(|l| l.strip_prefix("package:"))
-                    .map(|p| p.trim().trim_matches(['"', '\'']).to_string())
-            })
-            .filter(|p| !p.is_empty());
+        code.glide_package = glide_package(go_app);
         // The name: the last element of the module or import path, as images take it.
         let path = module
             .as_deref()
@@ -631,6 +624,17 @@ impl Code {
             .collect();
         Ok(code)
     }
+}
+
+/// glide.yaml's `package` (the app's GOPATH import path), unless empty: the tutorial's says
+/// `package: ""`.
+pub fn glide_package(go_app: &Utf8Path) -> Option<String> {
+    fs::read_to_string(go_app.join("glide.yaml"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("package:"))
+        .map(|p| p.trim().trim_matches(['"', '\'']).to_string())
+        .filter(|p| !p.is_empty() && p != ".")
 }
 
 /// `v2`, `v3`: a module path's major version, not its name.

@@ -13,7 +13,7 @@ use std::{collections::BTreeMap, time::Duration};
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::pipeline::app::App;
+use crate::pipeline::app::{self, App};
 use crate::{
     cmd,
     infra::{ctx::Ctx, fsx, http, net, tools::Go},
@@ -52,18 +52,14 @@ pub struct Module {
 impl Module {
     /// From go-app/'s glide files; `commit_time` gives a pinned commit's time (seconds) for a
     /// dependency glide.yaml pins by commit only.
+    /// The module path is glide.yaml's `package`, else `fallback` (the app's name: glide.yaml
+    /// may say `package: ""`).
     pub fn from_glide(
         go_app: &Utf8Path,
+        fallback: &str,
         commit_time: impl Fn(&Dependency) -> Option<u64>,
     ) -> Result<Module> {
-        let yaml = std::fs::read_to_string(go_app.join("glide.yaml"))
-            .context("reading go-app/glide.yaml")?;
-        let path = yaml
-            .lines()
-            .find_map(|l| l.strip_prefix("package:"))
-            .map(|p| p.trim().trim_matches('"').to_string())
-            .filter(|p| !p.is_empty())
-            .context("go-app/glide.yaml names no `package`: the module path comes from it")?;
+        let path = app::glide_package(go_app).unwrap_or_else(|| fallback.to_string());
         let mut requires = Vec::new();
         for dep in deps::dependencies(go_app)? {
             let commit = dep.commit.clone().unwrap_or_default();
@@ -71,11 +67,19 @@ impl Module {
                 Some(tag) => tag,
                 None => {
                     let Some(time) = commit_time(&dep) else {
+                        let asked = match dep.version.as_deref() {
+                            Some(v) if is_short_tag(v) => format!(
+                                "glide.yaml asks for `{v}`, a tag Go's modules do not take as a \
+                                 version (they need vMAJOR.MINOR.PATCH)"
+                            ),
+                            Some(v) => format!("glide.yaml asks for `{v}`, not a release tag"),
+                            None => "glide.yaml names no version".into(),
+                        };
                         bail!(
-                            "{} is pinned to commit {commit} with no release tag in glide.yaml, and \
-                             that commit's date is unknown here (Go's pseudo-version needs it): run \
-                             migrate online, or set glide.yaml's version to the release tag of that \
-                             commit",
+                            "{} is pinned to commit {commit} and {asked}; Go's pseudo-version of \
+                             that commit needs its date, which is unknown here: run migrate online \
+                             (glide's clone has the date), or set glide.yaml's version to a \
+                             three-part release tag of that commit (`v1.1.0`)",
                             dep.name
                         );
                     };
@@ -131,6 +135,15 @@ fn release(version: &str) -> Option<String> {
     .then(|| format!("v{bare}"))
 }
 
+/// `v1.1`, `1.1`: a two-part tag.
+fn is_short_tag(version: &str) -> bool {
+    let parts: Vec<&str> = version.trim_start_matches('v').split('.').collect();
+    parts.len() == 2
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+}
+
 /// Go's pseudo-version for a commit with no tag: `v0.0.0-YYYYMMDDhhmmss-abcdefabcdef`.
 pub fn pseudo_version(commit: &str, time: u64) -> String {
     let stamp = crate::pipeline::meta::rfc3339(time).replace(['-', ':', 'T', 'Z'], "");
@@ -167,7 +180,14 @@ pub fn migrate(ctx: &Ctx, go: &Go, app: &App) -> Result<Outcome> {
     }
     // Glide's vendor/ first: the GOPATH build to compare with, and the offline source.
     deps::vendor(ctx, paths, app, || Ok(go.clone()))?;
-    let module = Module::from_glide(&go_app, |dep| commit_time(ctx, paths, dep))?;
+    let module = Module::from_glide(&go_app, &app.name, |dep| commit_time(ctx, paths, dep))?;
+    if app::glide_package(&go_app).is_none() {
+        ctx.announce(format!(
+            "glide.yaml names no package: the module path is `{}`, the app's name (edit go.mod's \
+             first line for another)",
+            module.path
+        ));
+    }
     let glide_vendor = paths.gopath_app(&app.import_path).join("vendor");
     let packages = vendored_packages(&glide_vendor, &module)?;
     let go_mod = module.go_mod();
@@ -393,9 +413,11 @@ fn answers(ctx: &Ctx, app: &App, bin: &Utf8Path) -> Result<Vec<(String, (u16, St
         None => app.port,
     };
     let addr = format!("127.0.0.1:{port}");
+    // Dies with the xtask: a `kill -9` during the comparison leaves no server behind.
     let mut cmd = crate::infra::process::Cmd::new(bin)
         .envs(&app.env_lines_pairs())
-        .kept();
+        .kept()
+        .dies_with_xtask();
     if let Some(var) = &app.port_env {
         cmd = cmd.env(var, port.to_string());
     }
@@ -439,9 +461,10 @@ fn apply(ctx: &Ctx, staged: &Utf8Path, go_app: &Utf8Path, go_sum: bool) -> Resul
     })?;
     let ignore = go_app.join(".gitignore");
     if let Ok(text) = std::fs::read_to_string(&ignore) {
+        // `vendor`, `/vendor`, `vendor/`, `/vendor/`: each hides the module's vendor/ from git.
         let kept: String = text
             .lines()
-            .filter(|l| l.trim() != "/vendor/")
+            .filter(|l| l.trim().trim_matches('/') != "vendor")
             .map(|l| format!("{l}\n"))
             .collect();
         if kept != text {

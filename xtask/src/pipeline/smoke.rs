@@ -79,8 +79,10 @@ pub fn run(ctx: &Ctx, checkout: &str, app: &App, id: &str, tag: &str) -> Result<
                 )
             };
             let stop = stop(ctx, name, app.stop_exit).map_err(with_log)?;
+            // Healthy by its own health check, or ready by the first probe's answer.
+            let state = if app.health == app::Health::None { "ready" } else { "healthy" };
             println!(
-                "smoke: {image} ready after {:.1}s: {checked}; {stop}",
+                "smoke: {image} {state} after {:.1}s: {checked}; {stop}",
                 healthy_after.as_secs_f64()
             );
             Ok(())

@@ -183,6 +183,20 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// Puts the fixture app `name` (`xtask/tests/apps/NAME`: its go-app/, and its app.json or none)
+/// in place of the demo in `ws`, committed.
+pub fn put_app(ws: &Workspace, name: &str) {
+    let fixture = source_root().join("xtask/tests/apps").join(name);
+    fs::remove_dir_all(ws.path("go-app")).unwrap();
+    fs::remove_file(ws.path("app.json")).unwrap();
+    copy_tree(&fixture.join("go-app"), &ws.path("go-app"));
+    if fixture.join("app.json").is_file() {
+        fs::copy(fixture.join("app.json"), ws.path("app.json")).unwrap();
+    }
+    ws.git(&["add", "-A"]);
+    ws.commit(&format!("the {name} app"));
+}
+
 /// A finished xtask run.
 pub struct Run {
     pub code: Option<i32>,
