@@ -219,6 +219,44 @@ impl fmt::Display for ImageRef {
 }
 
 /// `host:5000/a/b:tag` → (`host:5000/a/b`, Some(`tag`)); a `:` before the last `/` is a port.
+/// A path component as the distribution reference grammar has it: alphanumerics, joined by
+/// separators `.`, `_`, `__` or any run of `-`.
+fn path_component_ok(p: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let mut chars = p.chars().peekable();
+    let mut expect_alnum = true;
+    while let Some(c) = chars.next() {
+        if alnum(c) {
+            expect_alnum = false;
+            continue;
+        }
+        if expect_alnum {
+            return false;
+        }
+        let separator_ok = match c {
+            '.' => true,
+            '_' => {
+                if chars.peek() == Some(&'_') {
+                    chars.next();
+                }
+                true
+            }
+            '-' => {
+                while chars.peek() == Some(&'-') {
+                    chars.next();
+                }
+                true
+            }
+            _ => false,
+        };
+        if !separator_ok {
+            return false;
+        }
+        expect_alnum = true;
+    }
+    !expect_alnum
+}
+
 fn split_tag(reference: &str) -> (&str, Option<&str>) {
     let reference = reference.split('@').next().unwrap_or(reference);
     match reference.rsplit_once(':') {
@@ -266,25 +304,38 @@ impl FromStr for ImageRef {
             }
         }
         let mut parts: Vec<&str> = name.split('/').collect();
-        // A first part with a `.` or `:` (or `localhost`) is a registry host.
+        // A first part with a `.` or `:` (or `localhost`) is a registry host: domain components
+        // (letters, digits, inner `-`) joined by `.`, then an optional `:PORT`. No IPv6
+        // address: the engines here refuse `[::1]:5000/x`.
         if parts.len() > 1 && (parts[0].contains(['.', ':']) || parts[0] == "localhost") {
             let host = parts.remove(0);
-            if !host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
-            {
-                return bad("the registry host");
+            let (domain, port) = match host.rsplit_once(':') {
+                Some((d, p)) => (d, Some(p)),
+                None => (host, None),
+            };
+            let label_ok = |l: &str| {
+                !l.is_empty()
+                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+            };
+            let port_ok =
+                port.is_none_or(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+            if !domain.split('.').all(label_ok) || !port_ok {
+                return bad(
+                    "the registry host: letters, digits and `-` between dots, then `:PORT`",
+                );
             }
         }
-        let component_ok = |p: &str| {
-            !p.is_empty()
-                && p.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
-                && p.starts_with(|c: char| c.is_ascii_alphanumeric())
-                && p.ends_with(|c: char| c.is_ascii_alphanumeric())
-        };
-        if !parts.iter().all(|p| component_ok(p)) {
-            return bad("each path component: lowercase letters, digits, `._-`");
+        if !parts.iter().all(|p| path_component_ok(p)) {
+            return bad(
+                "each path component: lowercase letters and digits, joined by one `.`, one or \
+                 two `_`, or `-`s",
+            );
+        }
+        // The engine counts the name in full (`docker.io/library/NAME`): at most 255.
+        if split_tag(&ImageRef(name.to_string()).normalized()).0.len() > 255 {
+            return bad("the name in full, `docker.io/library/` and all, is over 255 characters");
         }
         Ok(ImageRef(s.to_string()))
     }
@@ -380,6 +431,9 @@ mod tests {
             "golang@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
             "golang:1.27@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
             "scratch",
+            "a__b--c.d_e:1",
+            "my-reg.example.com:5000/team/app---x:v1",
+            &"a".repeat(237),
         ] {
             assert!(ok.parse::<ImageRef>().is_ok(), "{ok}");
         }
@@ -391,6 +445,14 @@ mod tests {
             "x@sha256:12",
             "",
             "a//b",
+            "a..b:1",
+            "a.-b:1",
+            "a___b:1",
+            "[::1]:5000/x",
+            "-a/b",
+            "reg-.io/a",
+            "reg.io:50a0/a",
+            &"a".repeat(248),
         ] {
             assert!(bad.parse::<ImageRef>().is_err(), "{bad}");
         }

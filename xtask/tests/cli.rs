@@ -22,6 +22,12 @@ fn bad_arguments_are_usage_errors_before_any_work() {
         (&["dist", "--platform", "linux/sparc"], "linux/arm64"),
         (&["dist", "--app-version", "a b"], "invalid version"),
         (&["frobnicate"], "cargo xtask --help"),
+        // References the engine would refuse after glide and Go ran.
+        (&["image", "--tag", "a..b:1"], "each path component"),
+        (&["image", "--tag", "a.-b:1"], "each path component"),
+        (&["image", "--tag", "a___b:1"], "each path component"),
+        (&["image", "--tag", "[::1]:5000/x"], "the registry host"),
+        (&["image", "--tag", &"a".repeat(248)], "over 255 characters"),
     ] {
         let run = ws.xtask(args);
         assert_eq!(run.code, Some(2), "{args:?}: {}", run.all());
@@ -29,6 +35,20 @@ fn bad_arguments_are_usage_errors_before_any_work() {
         assert!(
             !ws.path("target").exists() && !ws.path("dist").exists(),
             "{args:?} did work"
+        );
+    }
+}
+
+#[test]
+fn a_source_date_epoch_no_image_can_carry_is_a_usage_error() {
+    let ws = Workspace::copy();
+    for value in ["99999999999999999", "253402300800", "-1", "yesterday"] {
+        let run = ws.xtask_env(&["dist"], &[("SOURCE_DATE_EPOCH", value)]);
+        assert_eq!(run.code, Some(2), "{value}: {}", run.all());
+        assert!(run.stderr.contains("SOURCE_DATE_EPOCH="), "{}", run.stderr);
+        assert!(
+            !ws.path("target").exists() && !ws.path("dist").exists(),
+            "{value} did work"
         );
     }
 }

@@ -61,6 +61,18 @@ fn dist_is_static_reproducible_and_leaves_git_clean() {
         first,
         "a build in another checkout differs"
     );
+    // The shell's Go settings do not change the target: the same bytes, for this host.
+    let env = [
+        ("GOARCH", "arm64"),
+        ("GOAMD64", "v4"),
+        ("GOEXPERIMENT", "fieldtrack"),
+    ];
+    other.xtask_env(&["dist", "--offline"], &env).ok();
+    assert_eq!(
+        sha256(&other.path("dist/main")),
+        first,
+        "GOARCH, GOAMD64 or GOEXPERIMENT in the environment changed dist/main"
+    );
 }
 
 #[test]

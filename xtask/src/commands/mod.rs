@@ -29,6 +29,8 @@ pub fn run(flags: Xtask) -> Result<()> {
         no_setup: flags.no_setup,
         offline: flags.offline,
     };
+    // A usage error, before any work: the time every image is stamped with.
+    crate::pipeline::meta::source_date_epoch().map_err(|e| Exit::new(2, e))?;
     let paths = Paths::discover()?;
     let dist = paths.dist();
     if dist.symlink_metadata().is_ok_and(|m| !m.is_dir()) {

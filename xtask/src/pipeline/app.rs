@@ -523,21 +523,16 @@ fn probe(value: &JsonValue) -> Result<Probe> {
     })
 }
 
-/// A name image references take (a repository path's component).
+/// A name image references take: one path component, as the engine's grammar has it.
 fn check_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
-        && !name.contains("..")
-        && !name.contains("__");
+    let ok = !name.contains(['/', ':', '@'])
+        && format!("{name}:latest")
+            .parse::<crate::domain::ImageRef>()
+            .is_ok();
     if !ok {
         bail!(
             "the app's name `{name}` cannot name an image: set `name` in {FILE} to lower-case \
-             letters, digits and `.-_`"
+             letters and digits, joined by `.`, `_`, `__` or `-`"
         );
     }
     Ok(())

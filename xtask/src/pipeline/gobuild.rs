@@ -233,8 +233,23 @@ pub fn go_env(go: &Go, paths: &Paths) -> Vec<(&'static str, String)> {
         ("GOPATH", paths.gopath().to_string()),
     ];
     env.extend(mode.env().into_iter().map(|(k, v)| (k, v.to_string())));
+    env.extend(PINNED.iter().map(|(k, v)| (*k, v.to_string())));
+    env.push(("GOARCH", Platform::host().arch.to_string()));
     env
 }
+
+/// What the user's environment (or `go env -w`'s file) could set to change the binary on the
+/// host, set to Go's defaults: the target is the host's (`GOARCH`, set beside these) or the
+/// platform asked for, never what the shell says. The builder images have no such settings.
+const PINNED: [(&str, &str); 7] = [
+    ("GOENV", "off"),
+    ("GOWORK", "off"),
+    ("GOAMD64", "v1"),
+    ("GOARM64", "v8.0"),
+    ("GO386", "sse2"),
+    ("GOEXPERIMENT", ""),
+    ("GOFIPS140", "off"),
+];
 
 /// Starts `go build` of the checkout's app (its main packages, `app`) into the directory `out`,
 /// each binary named as the contract says, for `platform` (None: the host's architecture; then

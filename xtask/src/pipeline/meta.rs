@@ -59,11 +59,30 @@ impl Meta {
 
 /// The time to stamp: SOURCE_DATE_EPOCH when set (reproducible-builds.org), else `commit_time`.
 pub fn epoch(commit_time: Option<u64>) -> u64 {
-    std::env::var("SOURCE_DATE_EPOCH")
+    source_date_epoch()
         .ok()
-        .and_then(|v| v.trim().parse().ok())
+        .flatten()
         .or(commit_time)
         .unwrap_or(0)
+}
+
+/// The latest time an image's RFC 3339 stamps can say: 9999-12-31T23:59:59Z.
+const LATEST_EPOCH: u64 = 253_402_300_799;
+
+/// SOURCE_DATE_EPOCH, when set: a whole number of seconds an image can carry, else what is wrong
+/// with it (checked before any work: `commands::run`).
+pub fn source_date_epoch() -> Result<Option<u64>, String> {
+    let Ok(value) = std::env::var("SOURCE_DATE_EPOCH") else {
+        return Ok(None);
+    };
+    match value.trim().parse::<u64>() {
+        Ok(epoch) if epoch <= LATEST_EPOCH => Ok(Some(epoch)),
+        _ => Err(format!(
+            "SOURCE_DATE_EPOCH={value:?} is not a time an image can carry: set it to a whole number \
+             of seconds since 1970 from 0 to {LATEST_EPOCH} (9999-12-31), or unset it to stamp the \
+             commit's time"
+        )),
+    }
 }
 
 /// 1735689600 → "2025-01-01T00:00:00Z".
