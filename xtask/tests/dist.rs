@@ -234,3 +234,17 @@ fn target_on_another_filesystem() {
     assert!(run.stdout.contains("dist/"), "{}", run.stdout);
     assert!(ws.path("dist/main").is_file());
 }
+
+/// A file whose name is not UTF-8, which Go never reads, stops no build.
+#[test]
+#[ignore = "needs Go and glide: cargo xtask ci"]
+fn a_file_name_that_is_not_utf8_stops_no_build() {
+    use std::os::unix::ffi::OsStrExt;
+    let ws = Workspace::copy();
+    let name = std::ffi::OsStr::from_bytes(b"notes-\xff.txt");
+    fs::create_dir_all(ws.path("go-app/docs")).unwrap();
+    fs::write(ws.path("go-app").join(name), "x").unwrap();
+    fs::write(ws.path("go-app/docs").join(name), "x").unwrap();
+    ws.xtask(&["dist", "--offline"]).ok();
+    assert!(ws.path("dist/main").is_file());
+}

@@ -56,13 +56,26 @@ fn a_damaged_record_is_moved_aside_and_its_images_still_cleaned() {
     // An empty record is damaged too. (What it named is lost with its text: the second image
     // cannot be proven ours any more, and stays.)
     fs::write(ws.path("target/xtask/record.json"), "").unwrap();
-    direct("v3").ok();
+    let third = direct("v3").ok().image_id();
     assert!(ws.path("target/xtask/record.json.damaged-2").is_file());
+    // Bytes that are not UTF-8 around what it said: damaged too, and what it names still goes.
+    let bytes = [&b"\xff\xfe"[..], record(&ws).as_bytes(), b"\x80"].concat();
+    fs::write(ws.path("target/xtask/record.json"), bytes).unwrap();
+    let run = direct("v4").ok();
+    assert!(
+        run.stderr.contains("record.json.damaged-3"),
+        "{}",
+        run.stderr
+    );
     ws.xtask(&["clean"]).ok();
     let left = dangling(None);
     assert!(
         !left.iter().any(|d| first.contains(d.as_str())),
         "clean forgot what the damaged record named"
+    );
+    assert!(
+        !left.iter().any(|d| third.contains(d.as_str())),
+        "clean forgot what the record of bytes that are not UTF-8 named"
     );
     assert!(
         left.iter().any(|d| second.contains(d.as_str())),

@@ -78,6 +78,26 @@ fn direct_gives_one_image_id_and_verify_proves_it() {
         "worktree left"
     );
 
+    // An image whose builder-base label is an option: refused, never passed to a command line.
+    let dir = a.path("target/tampered");
+    std::fs::create_dir_all(&dir).unwrap();
+    let label = common::project::LABEL_BUILDER_BASE;
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!("FROM {tag}\nLABEL {label}=--help\n"),
+    )
+    .unwrap();
+    let tampered = format!("{}-tampered:1", tag.trim_end_matches(":latest"));
+    common::docker(&["build", "-q", "-t", &tampered, dir.to_str().unwrap()]);
+    let run = a.xtask(&["verify", &tampered]).failed();
+    common::docker(&["image", "rm", &tampered]);
+    assert!(
+        run.stderr.contains("label is not an image reference")
+            && !run.stderr.contains("$ docker create"),
+        "{}",
+        run.stderr
+    );
+
     // One byte of the source changed under the same labels: verify fails and names /main.
     let main_go = b.path("go-app/main.go");
     let source = std::fs::read_to_string(&main_go).unwrap();

@@ -43,7 +43,15 @@ impl flags::Verify {
         }
         let version = label(project::OCI_VERSION)?;
         let go_label = label(project::LABEL_GO)?;
+        // Image data is never an option: the label must be an image reference.
         let builder_base = label(project::LABEL_BUILDER_BASE)?;
+        if let Err(e) = builder_base.parse::<crate::domain::ImageRef>() {
+            bail!(
+                "{image}'s {} label is not an image reference ({e}): it was not built by this \
+                 project's xtask, or was changed since",
+                project::LABEL_BUILDER_BASE
+            );
+        }
         let arch = docker::inspect(ctx, &image, "{{.Architecture}}").unwrap_or_default();
         let host = Platform::host();
         if arch != host.arch {

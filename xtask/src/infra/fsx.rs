@@ -93,20 +93,24 @@ pub fn random_hex(n: usize) -> String {
     hex(&bytes)
 }
 
-/// Copies the directory tree `src` to `dst` (created; must not exist).
+/// Copies the directory tree `src` to `dst` (created; must not exist). Names need not be UTF-8: a
+/// file Go never reads may have any name.
 pub fn copy_dir(src: &Utf8Path, dst: &Utf8Path) -> Result<()> {
-    fs::create_dir_all(dst).with_context(|| format!("creating {dst}"))?;
-    for entry in src
-        .read_dir_utf8()
-        .with_context(|| format!("reading {src}"))?
-    {
-        let entry = entry?;
+    copy_tree(src.as_std_path(), dst.as_std_path())
+}
+
+/// `copy_dir` for paths that need not be UTF-8.
+pub fn copy_tree(src: &std::path::Path, dst: &std::path::Path) -> Result<()> {
+    fs::create_dir_all(dst).with_context(|| format!("creating {}", dst.display()))?;
+    for entry in fs::read_dir(src).with_context(|| format!("reading {}", src.display()))? {
+        let entry = entry.with_context(|| format!("reading {}", src.display()))?;
         let to = dst.join(entry.file_name());
         if entry.file_type()?.is_dir() {
-            copy_dir(entry.path(), &to)?;
+            copy_tree(&entry.path(), &to)?;
         } else {
-            fs::copy(entry.path(), &to)
-                .with_context(|| format!("copying {} to {to}", entry.path()))?;
+            fs::copy(entry.path(), &to).with_context(|| {
+                format!("copying {} to {}", entry.path().display(), to.display())
+            })?;
         }
     }
     Ok(())
@@ -118,38 +122,35 @@ pub fn copy_dir(src: &Utf8Path, dst: &Utf8Path) -> Result<()> {
 pub fn mirror(src: &Utf8Path, dst: &Utf8Path, keep: impl Fn(&str) -> bool) -> Result<()> {
     remove_dir(dst)?;
     fs::create_dir_all(dst).with_context(|| format!("creating {dst}"))?;
-    for entry in src
-        .read_dir_utf8()
-        .with_context(|| format!("reading {src}"))?
-    {
+    for entry in fs::read_dir(src).with_context(|| format!("reading {src}"))? {
         let entry = entry.with_context(|| format!("reading {src}"))?;
-        if keep(entry.file_name()) {
-            link_entry(entry.path(), &dst.join(entry.file_name()))?;
+        // A name that is not UTF-8 is none of the names `keep` asks about: kept.
+        if entry.file_name().to_str().is_none_or(&keep) {
+            link_entry(&entry.path(), &dst.as_std_path().join(entry.file_name()))?;
         }
     }
     Ok(())
 }
 
-fn link_entry(from: &Utf8Path, to: &Utf8Path) -> Result<()> {
+fn link_entry(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    let (shown_from, shown_to) = (from.display(), to.display());
     let kind = fs::symlink_metadata(from)
-        .with_context(|| format!("reading {from}"))?
+        .with_context(|| format!("reading {shown_from}"))?
         .file_type();
     if kind.is_dir() {
-        fs::create_dir(to).with_context(|| format!("creating {to}"))?;
-        for entry in fs::read_dir(from).with_context(|| format!("reading {from}"))? {
+        fs::create_dir(to).with_context(|| format!("creating {shown_to}"))?;
+        for entry in fs::read_dir(from).with_context(|| format!("reading {shown_from}"))? {
             let name = entry
-                .with_context(|| format!("reading {from}"))?
+                .with_context(|| format!("reading {shown_from}"))?
                 .file_name();
-            let name = name.to_str().with_context(|| {
-                format!("{from} holds a file whose name is not UTF-8 ({name:?}): rename it")
-            })?;
-            link_entry(&from.join(name), &to.join(name))?;
+            link_entry(&from.join(&name), &to.join(&name))?;
         }
     } else if kind.is_symlink() {
-        let target = fs::read_link(from).with_context(|| format!("reading the link {from}"))?;
-        std::os::unix::fs::symlink(target, to).with_context(|| format!("linking {to}"))?;
+        let target =
+            fs::read_link(from).with_context(|| format!("reading the link {shown_from}"))?;
+        std::os::unix::fs::symlink(target, to).with_context(|| format!("linking {shown_to}"))?;
     } else if kind.is_file() && fs::hard_link(from, to).is_err() {
-        fs::copy(from, to).with_context(|| format!("copying {from} to {to}"))?;
+        fs::copy(from, to).with_context(|| format!("copying {shown_from} to {shown_to}"))?;
     }
     Ok(())
 }

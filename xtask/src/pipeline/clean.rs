@@ -46,7 +46,8 @@ pub fn images(ctx: &Ctx, store: Store, record: &mut Record, all: bool) -> Result
     // Ours: the record's images and those a damaged record still names.
     let mut ours: BTreeMap<String, BTreeSet<String>> = record.images.clone();
     for file in &record::damaged(&ctx.paths) {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
+        // Its IDs are ASCII: whatever else is in it (bytes not UTF-8 too) does not hide them.
+        let text = String::from_utf8_lossy(&std::fs::read(file).unwrap_or_default()).into_owned();
         for id in record::ids_in(&text) {
             ours.entry(id).or_default();
         }

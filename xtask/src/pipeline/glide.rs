@@ -125,33 +125,32 @@ fn install(ctx: &Ctx, paths: &Paths, app: &Utf8Path, go: &Go, offline: bool) -> 
 /// import path), but vendor/ (glide's, there) and dotfiles; what is gone from go-app/ goes there.
 fn copy_sources(go_app: &Utf8Path, app: &Utf8Path) -> Result<()> {
     fs::create_dir_all(app).with_context(|| format!("creating {app}"))?;
-    for entry in app.read_dir_utf8()? {
+    for entry in fs::read_dir(app).with_context(|| format!("reading {app}"))? {
         let entry = entry?;
         if entry.file_name() != "vendor" {
             let path = entry.path();
             if entry.file_type()?.is_dir() {
-                fsx::remove_dir(path)?;
+                fs::remove_dir_all(&path)
             } else {
-                fs::remove_file(path).with_context(|| format!("removing {path}"))?;
+                fs::remove_file(&path)
             }
+            .with_context(|| format!("removing {}", path.display()))?;
         }
     }
-    for entry in go_app
-        .read_dir_utf8()
-        .with_context(|| format!("reading {go_app}"))?
-    {
+    // Names need not be UTF-8: a file Go never reads may have any name.
+    for entry in fs::read_dir(go_app).with_context(|| format!("reading {go_app}"))? {
         let entry = entry?;
         let name = entry.file_name();
-        if name == "vendor" || name.starts_with('.') {
+        if name == "vendor" || name.as_encoded_bytes().starts_with(b".") {
             continue;
         }
+        let (from, to) = (entry.path(), app.as_std_path().join(&name));
         let kind = entry.file_type()?;
-        let to = app.join(name);
         if kind.is_dir() {
-            fsx::copy_dir(entry.path(), &to)?;
+            fsx::copy_tree(&from, &to)?;
         } else if kind.is_file() {
-            fs::copy(entry.path(), &to)
-                .with_context(|| format!("copying {} into the GOPATH workspace", entry.path()))?;
+            fs::copy(&from, &to)
+                .with_context(|| format!("copying {} into the GOPATH workspace", from.display()))?;
         }
     }
     Ok(())

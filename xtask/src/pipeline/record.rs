@@ -106,8 +106,8 @@ impl Record {
             engine: engine.clone(),
             ..Record::default()
         };
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let record = fresh(None);
                 record.save(ctx, paths)?;
@@ -115,7 +115,11 @@ impl Record {
             }
             Err(e) => return Err(e).with_context(|| format!("reading {path}")),
         };
-        match Record::parse(&text, engine.clone()) {
+        // Bytes that are not UTF-8 are a damaged record like any other.
+        let parsed = std::str::from_utf8(&bytes)
+            .context("not UTF-8")
+            .and_then(|text| Record::parse(text, engine.clone()));
+        match parsed {
             Ok(record) => Ok(record),
             Err(e) => {
                 let aside = damaged_path(paths);
