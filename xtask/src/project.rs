@@ -111,7 +111,8 @@ impl Paths {
 
     fn is_root(dir: &Utf8Path) -> bool {
         let app = dir.join("go-app");
-        (app.join("glide.yaml").is_file() || app.join("go.mod").is_file())
+        let moved_aside = || !crate::infra::fsx::leftovers_beside(&app).is_empty();
+        (app.join("glide.yaml").is_file() || app.join("go.mod").is_file() || moved_aside())
             && dir.join("xtask").is_dir()
     }
 

@@ -40,6 +40,8 @@ pub fn run(flags: Xtask) -> Result<()> {
         );
     }
     let ctx = Ctx::new(global, paths)?;
+    // What an interrupted `migrate` left beside go-app/, put right before anything reads it.
+    crate::pipeline::migrate::recover(&ctx)?;
     match flags.subcommand {
         XtaskCmd::Setup(cmd) => cmd.run(&ctx),
         XtaskCmd::Init(cmd) => cmd.run(&ctx),

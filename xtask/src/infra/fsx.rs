@@ -179,6 +179,61 @@ pub fn replace_dir(new: &Utf8Path, dst: &Utf8Path) -> Result<()> {
     Ok(())
 }
 
+/// Swaps the directories `a` and `b` (one filesystem) in one step: each is, at every instant,
+/// either what it was or what the other was. Where the filesystem cannot (no RENAME_EXCHANGE),
+/// `replace_dir`'s two renames, `b`'s old self kept at `.NAME.old-*` (what `restore_beside`
+/// puts back after a crash between them); then `a` is gone.
+pub fn exchange(a: &Utf8Path, b: &Utf8Path) -> Result<()> {
+    let (ca, cb) = (path_c(a)?, path_c(b)?);
+    // SAFETY: both pointers are NUL-terminated strings alive across the call; AT_FDCWD makes
+    // renameat2(2) resolve them as the paths they are. It only renames.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => replace_dir(a, b),
+        _ => Err(e).with_context(|| format!("swapping {a} and {b}")),
+    }
+}
+
+fn path_c(path: &Utf8Path) -> Result<std::ffi::CString> {
+    std::ffi::CString::new(path.as_str()).with_context(|| format!("{path} holds a NUL byte"))
+}
+
+/// After a crash between `replace_dir`'s two renames `dst` is missing and its old self is at
+/// `.NAME.old-*`: put back (whether it was taken). What is left beside `dst` besides is removed
+/// when `dst` is there: scratch never moved in, or the old self of a swap that completed.
+pub fn restore_beside(dst: &Utf8Path) -> Result<bool> {
+    let leftovers = leftovers_beside(dst);
+    let mut restored = false;
+    if !dst.exists() {
+        let prefix = format!(".{}.old-", dst.file_name().unwrap_or("dir"));
+        if let Some(old) = leftovers
+            .iter()
+            .find(|l| l.file_name().is_some_and(|n| n.starts_with(&prefix)))
+        {
+            fs::rename(old, dst).with_context(|| format!("putting {old} back as {dst}"))?;
+            restored = true;
+        }
+    }
+    if dst.exists() {
+        for left in leftovers.iter().filter(|l| l.exists()) {
+            remove_dir(left)?;
+        }
+    }
+    Ok(restored)
+}
+
 /// Writes `bytes` to `path` through a temporary file beside it and a rename.
 pub fn write_atomic(path: &Utf8Path, bytes: &[u8]) -> Result<()> {
     let parent = path.parent().context("no parent directory")?;

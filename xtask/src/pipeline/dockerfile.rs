@@ -11,6 +11,7 @@ use crate::{
     cmd,
     domain::Builder,
     infra::{
+        apt,
         ctx::Ctx,
         docker::{self, BuildKit, Engine},
         fsx, tools,
@@ -304,7 +305,13 @@ pub fn choose_builder(
         }
         return Ok((Builder::Legacy, None));
     }
-    let buildkit = BuildKit::detect(ctx);
+    let mut buildkit = BuildKit::detect(ctx);
+    // The default is BuildKit: where the xtask installs what it needs (root on Debian), it
+    // installs the plugin that brings it, as `setup` would.
+    if buildkit.is_none() && requested.is_none() && !ctx.no_setup && apt::may_install_unasked() {
+        tools::require(ctx, &[tools::BUILDX])?;
+        buildkit = BuildKit::detect(ctx);
+    }
     match (requested, buildkit) {
         (Some(Builder::BuildKit), None) => anyhow::bail!(
             "BuildKit is not available from this docker client: {}; or use `--builder legacy`",

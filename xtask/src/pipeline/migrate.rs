@@ -217,7 +217,7 @@ pub fn migrate(ctx: &Ctx, go: &Go, app: &App) -> Result<Outcome> {
         || prove(ctx, go, paths, &staged, app, &module),
     )?;
     ctx.step("move go-app/ to module mode", || {
-        apply(ctx, &staged.go_app(), &go_app, go_sum)
+        apply(ctx, &staged.go_app(), &go_app)
     })?;
     Ok(Outcome::Migrated(Migrated {
         module,
@@ -451,41 +451,58 @@ fn answers(ctx: &Ctx, app: &App, bin: &Utf8Path) -> Result<Vec<(String, (u16, St
     got
 }
 
-/// Moves the staged go.mod (and go.sum) and vendor/ into go-app/, removes glide's files, and lets
-/// git see vendor/ (module mode builds from the committed copy). go.mod goes in last but one:
-/// it is what makes the app a module.
-fn apply(ctx: &Ctx, staged: &Utf8Path, go_app: &Utf8Path, go_sum: bool) -> Result<()> {
-    let vendor = go_app.join("vendor");
-    ctx.change(format!("replace {vendor} with the module's"), || {
-        fsx::replace_with_copy(&staged.join("vendor"), &vendor)
-    })?;
-    let ignore = go_app.join(".gitignore");
-    if let Ok(text) = std::fs::read_to_string(&ignore) {
-        // `vendor`, `/vendor`, `vendor/`, `/vendor/`: each hides the module's vendor/ from git.
-        let kept: String = text
-            .lines()
-            .filter(|l| l.trim().trim_matches('/') != "vendor")
-            .map(|l| format!("{l}\n"))
-            .collect();
-        if kept != text {
-            ctx.change(format!("stop ignoring vendor/ in {ignore}"), || {
-                fsx::write_atomic(&ignore, kept.as_bytes())
-            })?;
-        }
+/// Makes go-app/ the module: the staged copy (its files, go.mod, go.sum when written, the
+/// module's vendor/), less glide's files and with git seeing vendor/, copied beside go-app/ and
+/// swapped in whole: at every instant go-app/ is the Glide app or the module, and no scratch is
+/// ever inside it. What a crash leaves beside it the next run removes (`recover`).
+fn apply(ctx: &Ctx, staged: &Utf8Path, go_app: &Utf8Path) -> Result<()> {
+    ctx.change(
+        format!("make the module beside {go_app}, then swap it in whole"),
+        || {
+            let next = fsx::scratch_beside(go_app)?;
+            let new = next.path();
+            fsx::copy_dir(staged, new)?;
+            for name in ["glide.yaml", "glide.lock"] {
+                match std::fs::remove_file(new.join(name)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(e).with_context(|| format!("removing {name} from {new}"))
+                    }
+                    _ => {}
+                }
+            }
+            let ignore = new.join(".gitignore");
+            if let Ok(text) = std::fs::read_to_string(&ignore) {
+                // `vendor`, `/vendor`, `vendor/`, `/vendor/`: each hides the module's vendor/.
+                let kept: String = text
+                    .lines()
+                    .filter(|l| l.trim().trim_matches('/') != "vendor")
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                std::fs::write(&ignore, kept).with_context(|| format!("writing {ignore}"))?;
+            }
+            // After the swap `next` holds the Glide app, removed when it drops.
+            fsx::exchange(new, go_app)
+        },
+    )
+    .map(drop)
+}
+
+/// What an interrupted `migrate` left beside go-app/, put right: the Glide app put back where
+/// the crash came between two renames (a filesystem without RENAME_EXCHANGE), the scratch and
+/// the old app of a swap that completed removed. Run before any command reads go-app/.
+pub fn recover(ctx: &Ctx) -> Result<()> {
+    let go_app = ctx.paths.go_app();
+    let left = fsx::leftovers_beside(&go_app);
+    if left.is_empty() {
+        return Ok(());
     }
-    if go_sum {
-        let sum = go_app.join("go.sum");
-        ctx.change(format!("write {sum}"), || {
-            fsx::write_atomic(&sum, &std::fs::read(staged.join("go.sum"))?)
-        })?;
-    }
-    let go_mod = go_app.join("go.mod");
-    ctx.change(format!("write {go_mod}"), || {
-        fsx::write_atomic(&go_mod, &std::fs::read(staged.join("go.mod"))?)
-    })?;
-    for name in ["glide.yaml", "glide.lock"] {
-        let file = go_app.join(name);
-        ctx.change(format!("rm {file}"), || Ok(std::fs::remove_file(&file)?))?;
+    let names: Vec<&str> = left.iter().filter_map(|l| l.file_name()).collect();
+    let what = format!(
+        "put right what a stopped `migrate` left beside {go_app}: {}",
+        names.join(", ")
+    );
+    if ctx.change(what, || fsx::restore_beside(&go_app))? == Some(true) {
+        ctx.announce("go-app/ was put back: a `migrate` had been stopped between two renames");
     }
     Ok(())
 }
