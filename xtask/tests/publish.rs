@@ -433,6 +433,12 @@ fn credentials_signatures_and_a_registry_that_is_down() {
         "{}",
         run.stderr
     );
+    // Nothing said to be published that was not.
+    assert!(
+        !run.stdout.contains(&format!("{down}@sha256:")),
+        "{}",
+        run.stdout
+    );
     plain.restart();
     ws.xtask_env(&publish, &env).ok();
     assert_eq!(digests(&ws)[0], format!("{down}@{expected}"));

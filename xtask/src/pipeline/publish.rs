@@ -43,16 +43,20 @@ pub fn release(
     let index = crate::pipeline::load::write_layout(ctx, &layout, &images, tag)?;
     let index_digest = index.map_or_else(|| images[0].manifest_digest.clone(), |(_, d)| d);
     let destination = format!("{repository}:{tag}");
-    println!("{destination}@{index_digest}");
-    for p in built {
-        println!(
-            "  {:<16} {repository}@{}",
-            p.platform, p.image.manifest_digest
-        );
-    }
     write_documents(ctx, built)?;
     ctx.step(&format!("push {destination} (skopeo)"), || {
         push(ctx, &layout, tag, &destination, registry)
+    })?;
+    // Said once it is true: the push completed.
+    ctx.after_real_run(|| {
+        println!("{destination}@{index_digest}");
+        for p in built {
+            println!(
+                "  {:<16} {repository}@{}",
+                p.platform, p.image.manifest_digest
+            );
+        }
+        Ok(())
     })?;
     ctx.after_real_run(|| {
         check_digests(
@@ -230,7 +234,7 @@ pub fn push(
     let auth = auth_file_args("--dest-authfile");
     ctx.run(cmd!("skopeo copy --all --preserve-digests {tls} {auth...} {source} {dest}").kept())
         .map(drop)
-        .map_err(|e| explain(e, registry, destination))
+        .map_err(|e| explain(e, registry, destination, Stage::Pushing))
 }
 
 /// The registry's own digest of `reference` (the sha256 of the manifest it serves).
@@ -241,7 +245,7 @@ pub fn remote_digest(ctx: &Ctx, reference: &str, registry: &str) -> Result<Strin
     let raw = ctx
         .start(cmd!("skopeo inspect --raw {tls} {auth...} {target}").as_query())
         .and_then(|query| query.wait())
-        .map_err(|e| explain(e, registry, reference))?;
+        .map_err(|e| explain(e, registry, reference, Stage::Pushed))?;
     Ok(format!("sha256:{}", fsx::sha256_hex(&raw)))
 }
 
@@ -262,7 +266,7 @@ pub fn attach(
     let file = format!("{name}:{artifact_type}");
     ctx.run(cmd!("oras attach {plain...} {auth...} --distribution-spec v1.1-referrers-tag --artifact-type {artifact_type} --annotation {annotation} {subject} {file}").kept().dir(dir))
     .map(drop)
-    .map_err(|e| explain(e, registry, subject))
+    .map_err(|e| explain(e, registry, subject, Stage::Pushed))
 }
 
 /// The referrers of `subject` of `artifact_type`, as oras finds them (through the tag scheme).
@@ -288,7 +292,7 @@ pub fn sign(ctx: &Ctx, subject: &str, registry: &str, key: &str) -> Result<()> {
     let http = plain_http(registry).then_some("--allow-http-registry");
     ctx.run(cmd!("cosign sign --yes --tlog-upload=false {http...} --key {key} {subject}").kept())
         .map(drop)
-        .map_err(|e| explain(e, registry, subject))
+        .map_err(|e| explain(e, registry, subject, Stage::Pushed))
 }
 
 /// Checks the signature of `subject` with the cosign public key at `key`.
@@ -309,8 +313,19 @@ fn auth_file_args(flag: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Says which of the usual refusals it is, and that a re-run completes a push stopped partway.
-fn explain(e: anyhow::Error, registry: &str, what: &str) -> anyhow::Error {
+/// How far a release got when a request failed: what is live in the registry then.
+#[derive(Clone, Copy)]
+enum Stage {
+    /// The push: the tag moves last, so nothing new is tagged yet.
+    Pushing,
+    /// After the push: the tag names the new index; SBOMs, provenance or the signature may not
+    /// be attached yet.
+    Pushed,
+}
+
+/// Says which of the usual refusals it is, what is live (`stage`), and that a re-run completes
+/// what stopped partway.
+fn explain(e: anyhow::Error, registry: &str, what: &str, stage: Stage) -> anyhow::Error {
     let text = format!("{e:#}");
     // What the tool said, not the command line (which spells `--dest-tls-verify`).
     let said = ProcessError::of(&e).map_or_else(|| text.clone(), ProcessError::stderr_text);
@@ -334,10 +349,24 @@ fn explain(e: anyhow::Error, registry: &str, what: &str) -> anyhow::Error {
     } else {
         format!("talking to {registry} failed")
     };
+    let live = match stage {
+        Stage::Pushing => "What was uploaded before the failure stays in the registry, untagged",
+        Stage::Pushed => {
+            "The push had completed: the tag names the new image in the registry, but what \
+             failed here (an SBOM, the provenance, the signature) may not be attached to it"
+        }
+    };
     anyhow::anyhow!(
-        "{why} ({what}).\nWhat was uploaded before the failure stays in the registry, untagged; running the \
-         same command again completes it with the same digests.\n{}",
-        text.lines().rev().take(3).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        "{why} ({what}).\n{live}; running the same command again completes it with the same \
+         digests.\n{}",
+        text.lines()
+            .rev()
+            .take(3)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
     )
 }
 
