@@ -668,11 +668,12 @@ fn walk(
     sources: &mut String,
 ) -> Result<()> {
     let dir = root.join(rel);
+    // Names that are not UTF-8 are no Go package's or source's: passed over.
     let mut entries: Vec<_> = dir
         .read_dir_utf8()
         .with_context(|| format!("reading {dir}"))?
-        .collect::<std::io::Result<_>>()
-        .with_context(|| format!("reading {dir}"))?;
+        .filter_map(|e| e.ok())
+        .collect();
     entries.sort_by(|a, b| a.file_name().cmp(b.file_name()));
     let mut main_sources = String::new();
     let mut is_main = false;

@@ -234,13 +234,12 @@ pub fn go_env(go: &Go, paths: &Paths) -> Vec<(&'static str, String)> {
     ];
     env.extend(mode.env().into_iter().map(|(k, v)| (k, v.to_string())));
     env.extend(PINNED.iter().map(|(k, v)| (*k, v.to_string())));
-    env.push(("GOARCH", Platform::host().arch.to_string()));
     env
 }
 
 /// What the user's environment (or `go env -w`'s file) could set to change the binary on the
-/// host, set to Go's defaults: the target is the host's (`GOARCH`, set beside these) or the
-/// platform asked for, never what the shell says. The builder images have no such settings.
+/// host, set to Go's defaults (`start` sets GOARCH: the platform asked for, else the host's).
+/// The builder images have no such settings.
 const PINNED: [(&str, &str); 7] = [
     ("GOENV", "off"),
     ("GOWORK", "off"),
@@ -272,7 +271,8 @@ pub fn start(
         );
     }
     let mut env = go_env(go, paths);
-    env.extend(platform.map(arch_env).unwrap_or_default());
+    // The target is the platform asked for, else this host: never the shell's GOARCH.
+    env.extend(arch_env(platform.unwrap_or_else(Platform::host)));
     let ldflags = ldflags(version);
     let dir = Mode::of(paths).app_dir(paths, app);
     let output = output(out.as_str(), app, platform);

@@ -282,16 +282,18 @@ fn collect_packages(dir: &Utf8Path, import: &str, found: &mut Vec<String>) -> Re
 /// go-app/ without vendor/ (glide's, made again for the module).
 fn copy_app(from: &Utf8Path, to: &Utf8Path) -> Result<()> {
     std::fs::create_dir_all(to)?;
-    for entry in from.read_dir_utf8()? {
+    // Names need not be UTF-8 (`fsx::copy_tree`).
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {from}"))? {
         let entry = entry?;
         let name = entry.file_name();
-        if name == "vendor" || name.starts_with(".vendor.old-") {
+        if name == "vendor" || name.as_encoded_bytes().starts_with(b".vendor.old-") {
             continue;
         }
+        let target = to.as_std_path().join(&name);
         if entry.file_type()?.is_dir() {
-            fsx::copy_dir(entry.path(), &to.join(name))?;
+            fsx::copy_tree(&entry.path(), &target)?;
         } else {
-            std::fs::copy(entry.path(), to.join(name))?;
+            std::fs::copy(entry.path(), target)?;
         }
     }
     Ok(())
