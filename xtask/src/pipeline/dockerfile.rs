@@ -161,19 +161,29 @@ impl Plan {
             BuildContext::Runtime => (paths.dist(), dir.join("runtime")),
         };
         ctx.change(format!("make the build context {to} from {from}"), || {
-            match context {
-                BuildContext::Runtime => fsx::mirror(&from, &to, |name| {
-                    name == "etc" || name == app::DATA_DIR || app.binaries().any(|b| b == name)
-                }),
+            // Our own .dockerignore, not the app's: it names itself (the CLI appends the name of
+            // a Dockerfile from outside the context to it, which `COPY . .` must not take) and
+            // what no build reads.
+            let ignore = match context {
+                BuildContext::Runtime => {
+                    fsx::mirror(&from, &to, |name| {
+                        name == "etc" || name == app::DATA_DIR || app.binaries().any(|b| b == name)
+                    })?;
+                    ".dockerignore\n"
+                }
                 _ => {
                     fsx::mirror(&from, &to, |name| {
                         ![".dockerignore", ".containerignore", ".git"].contains(&name)
                     })?;
                     // The Dockerfiles copy vendor/ first: an app with no dependencies has none.
                     let vendor = to.join("vendor");
-                    std::fs::create_dir_all(&vendor).with_context(|| format!("creating {vendor}"))
+                    std::fs::create_dir_all(&vendor)
+                        .with_context(|| format!("creating {vendor}"))?;
+                    ".dockerignore\n*_test.go\n"
                 }
-            }
+            };
+            std::fs::write(to.join(".dockerignore"), ignore)
+                .with_context(|| format!("writing {to}/.dockerignore"))
         })?;
         Ok((rendered, to))
     }
