@@ -47,7 +47,14 @@ pub fn run(ctx: &Ctx, checkout: &str, app: &App, id: &str, tag: &str) -> Result<
             let logs = || container_log(ctx, name);
             let with_log = |e: anyhow::Error| anyhow::anyhow!("{e:#}; its log:\n{}", logs());
             let port = format!("{}/tcp", app.port);
-            let addr = ctx.read(cmd!("docker port {name} {port}")).context("finding the published port")?;
+            // A server that exited at once has no port: that is what is said then.
+            let addr = match ctx.read(cmd!("docker port {name} {port}")) {
+                Ok(addr) => addr,
+                Err(e) => {
+                    still_running(ctx, name, started).map_err(with_log)?;
+                    return Err(e.context("finding the published port"));
+                }
+            };
             let addr = addr
                 .lines()
                 .find(|l| l.starts_with("127.0.0.1:"))
@@ -132,18 +139,11 @@ pub fn wait_healthy(
     addr: Option<&str>,
     started: Instant,
 ) -> Result<String> {
-    let format = "{{.State.Running}} {{.State.ExitCode}}";
     let check = health_command(ctx, id, app);
     let probe = &app.probes[0];
     loop {
         ctx.check_signal("waiting for the container to turn healthy")?;
-        let state = ctx.read(cmd!("docker inspect --format {format} {name}"))?;
-        if let Some(("false", code)) = state.split_once(' ') {
-            bail!(
-                "the server exited with code {code} {:.1} s after it started",
-                started.elapsed().as_secs_f64()
-            );
-        }
+        still_running(ctx, name, started)?;
         match (&check, addr) {
             (Some(check), _) => {
                 match ctx.read(cmd!("docker exec {name} {check...}").within(HEALTHY_WITHIN)) {
@@ -172,6 +172,19 @@ pub fn wait_healthy(
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Fails, with its exit code and when, where the container's server has exited.
+fn still_running(ctx: &Ctx, name: &str, started: Instant) -> Result<()> {
+    let format = "{{.State.Running}} {{.State.ExitCode}}";
+    let state = ctx.read(cmd!("docker inspect --format {format} {name}"))?;
+    if let Some(("false", code)) = state.split_once(' ') {
+        bail!(
+            "the server exited with code {code} {:.1} s after it started",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
 }
 
 /// The command the image's HEALTHCHECK runs: `["CMD", args…]` as it is, `["CMD-SHELL", line]`
