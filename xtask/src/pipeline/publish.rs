@@ -47,17 +47,14 @@ pub fn release(
     ctx.step(&format!("push {destination} (skopeo)"), || {
         push(ctx, &layout, tag, &destination, registry)
     })?;
-    // Said once it is true: the push completed.
-    ctx.after_real_run(|| {
-        println!("{destination}@{index_digest}");
-        for p in built {
-            println!(
-                "  {:<16} {repository}@{}",
-                p.platform, p.image.manifest_digest
-            );
-        }
-        Ok(())
-    })?;
+    // Said once it is true: the push completed (under --dry-run: what it would push).
+    println!("{destination}@{index_digest}");
+    for p in built {
+        println!(
+            "  {:<16} {repository}@{}",
+            p.platform, p.image.manifest_digest
+        );
+    }
     ctx.after_real_run(|| {
         check_digests(
             ctx,
