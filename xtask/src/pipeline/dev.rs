@@ -81,7 +81,12 @@ pub fn run(ctx: &Ctx, checkout: &mut Checkout, request: &Request, port: u16) -> 
     if ctx.change(watching, || Ok(()))?.is_none() {
         return Ok(()); // --dry-run: what the first build would run is said
     }
-    if local {
+    if local && session.serving.is_none() {
+        println!(
+            "dev: http://127.0.0.1:{}/ answers once a build passes; nothing serves yet (Ctrl-C stops)",
+            proxy.port
+        );
+    } else if local {
         println!("dev: http://127.0.0.1:{}/ (Ctrl-C stops)", proxy.port);
     } else {
         println!(
@@ -114,14 +119,15 @@ pub fn run(ctx: &Ctx, checkout: &mut Checkout, request: &Request, port: u16) -> 
     // what a stopped build left goes too.
     ctx.stopped_as_asked();
     proxy.stop();
-    if let Some(serving) = session.serving.take() {
-        serving.stop(ctx, &checkout.app)?;
-    }
+    let how = match session.serving.take() {
+        Some(serving) => format!(" (its container: {})", serving.stop(ctx, &checkout.app)?),
+        None => String::new(),
+    };
     drop(session.network.take());
     checkout.record.close_builds();
     checkout.record.sweep(ctx, &[])?;
     checkout.record.save(ctx, paths)?;
-    println!("dev: stopped; {} stays, on record", request.tag);
+    println!("dev: stopped{how}; {} stays, on record", request.tag);
     Ok(())
 }
 
@@ -337,15 +343,17 @@ impl<'a> Serving<'a> {
 
     /// Stops the container with SIGTERM (the exit code the contract expects, else said). Then it
     /// is removed.
-    fn stop(self, ctx: &Ctx, app: &App) -> Result<()> {
+    /// What happened: an exit code the contract does not expect is said, not an error.
+    fn stop(self, ctx: &Ctx, app: &App) -> Result<String> {
         let name = &self.container.name;
-        if let Err(e) = smoke::stop(ctx, name, app.stop_exit) {
-            if crate::infra::signals::received().is_some() && ProcessError::of(&e).is_some() {
-                return Err(e);
+        match smoke::stop(ctx, name, app.stop_exit) {
+            Ok(what) => Ok(what),
+            Err(e) if ProcessError::of(&e).is_some() => Err(e),
+            Err(e) => {
+                eprintln!("dev: {name}: {e:#}");
+                Ok(format!("{e:#}"))
             }
-            eprintln!("dev: {name}: {e:#}");
         }
-        Ok(())
     }
 }
 
