@@ -11,3 +11,4 @@ pub mod net;
 pub mod process;
 pub mod signals;
 pub mod tools;
+pub mod watch;

@@ -27,6 +27,7 @@ use crate::{
         docker::{self, Confined, Engine, TempContainer},
         http,
         process::ProcessError,
+        watch,
     },
     pipeline::{
         app::App,
@@ -491,34 +492,25 @@ impl Changed {
 
 /// Changes to the app's sources and dependency files (not vendor/, not editors' scratch files).
 struct Watch {
-    events: mpsc::Receiver<notify::Result<notify::Event>>,
+    events: mpsc::Receiver<watch::Event>,
     /// The app's extra files (the contract's `files`), as paths: the image ships them too.
     shipped: Vec<PathBuf>,
-    _watcher: notify::RecommendedWatcher,
 }
 
 impl Watch {
     fn start(dir: &Utf8Path, files: &[String]) -> Result<Watch> {
-        use notify::Watcher;
-        let (tx, events) = mpsc::channel();
-        let mut watcher =
-            notify::recommended_watcher(tx).context("starting to watch for changes")?;
-        watcher
-            .watch(dir.as_std_path(), notify::RecursiveMode::Recursive)
-            .with_context(|| format!("watching {dir}"))?;
+        let events = watch::start(dir.as_std_path()).context("starting to watch for changes")?;
         Ok(Watch {
             events,
             shipped: files
                 .iter()
                 .map(|f| dir.join(f).into_std_path_buf())
                 .collect(),
-            _watcher: watcher,
         })
     }
 
     /// The next burst of relevant changes; None once a signal came.
     fn next_burst(&self, ctx: &Ctx) -> Option<Changed> {
-        use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
         let mut burst: Option<Changed> = None;
         let mut quiet = QUIET;
         loop {
@@ -531,32 +523,19 @@ impl Watch {
                 Duration::from_millis(100)
             };
             match self.events.recv_timeout(wait) {
-                Ok(Ok(event)) => {
-                    let saved = matches!(
-                        event.kind,
-                        EventKind::Access(AccessKind::Close(AccessMode::Write))
-                            | EventKind::Modify(ModifyKind::Name(
-                                RenameMode::To | RenameMode::Both
-                            ))
-                    );
-                    let files: Vec<PathBuf> = event
-                        .paths
-                        .into_iter()
-                        .filter(|p| relevant(p, &self.shipped))
-                        .collect();
-                    if files.is_empty() || (event.kind.is_access() && !saved) {
+                Ok(event) => {
+                    if !relevant(&event.path, &self.shipped) {
                         continue;
                     }
-                    quiet = if saved { SAVED } else { QUIET };
+                    quiet = if event.saved { SAVED } else { QUIET };
                     burst
                         .get_or_insert_with(|| Changed {
                             at: Instant::now(),
                             files: Vec::new(),
                         })
                         .files
-                        .extend(files);
+                        .push(event.path);
                 }
-                Ok(Err(_)) => {}
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if burst.is_some() {
                         return burst;
