@@ -261,6 +261,12 @@ fn migrate_takes_the_tutorials_glide_files_or_says_why_not() {
 #[ignore = "needs Go and glide: cargo xtask ci"]
 fn a_killed_migrate_leaves_no_server_behind() {
     let ws = Workspace::copy();
+    // A probe no answer passes: migrate keeps its first server up, waiting, for 10 s.
+    fs::write(
+        ws.path("app.json"),
+        r#"{"binary": "main", "probes": [{"path": "/healthz", "body": "never"}]}"#,
+    )
+    .unwrap();
     let (child, rx) = common::spawn(&ws, &["migrate", "--offline"], &[]);
     // The first server's command line: `$ PORT=N …/main`.
     let line = common::wait_for(&rx, "$ PORT=");
@@ -271,10 +277,13 @@ fn a_killed_migrate_leaves_no_server_behind() {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no port in {line}"));
     let addr = format!("127.0.0.1:{port}");
-    assert!(
-        common::http::wait_ok(&addr, "/healthz", std::time::Duration::from_secs(10)),
-        "the server never answered on {addr}"
+    let answered = common::http::wait_for(
+        &addr,
+        "/healthz",
+        |status, _| status == 200,
+        std::time::Duration::from_secs(10),
     );
+    assert!(answered, "the server never answered on {addr}");
     common::signal_alone(&child, libc::SIGKILL);
     let mut child = child;
     child.wait().unwrap();
@@ -298,6 +307,8 @@ fn a_killed_migrate_leaves_no_server_behind() {
         .filter(|n| n.contains(".tmp-") || n.contains(".old-"))
         .collect();
     assert!(inside.is_empty(), "scratch inside go-app/: {inside:?}");
+    fs::remove_file(ws.path("app.json")).unwrap();
+    ws.git(&["checkout", "app.json"]);
     ws.xtask(&["migrate", "--offline"]).ok();
     assert!(ws.path("go-app/go.mod").is_file());
 }
