@@ -82,10 +82,10 @@ fn read_events(fd: OwnedFd, mut dirs: HashMap<i32, PathBuf>, tx: mpsc::Sender<Ev
         }
         for (wd, mask, name) in parse(&buf[..n as usize]) {
             let Some(dir) = dirs.get(&wd) else { continue };
-            let path =
-                dir.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name));
+            let name = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name);
+            let path = dir.join(name);
             if mask & libc::IN_ISDIR != 0 {
-                if mask & (libc::IN_CREATE | libc::IN_MOVED_TO) != 0 && !skipped(path.as_os_str()) {
+                if mask & (libc::IN_CREATE | libc::IN_MOVED_TO) != 0 && !skipped(name) {
                     let _ = add_tree(&fd, &path, &mut dirs);
                 }
                 continue;
