@@ -134,6 +134,10 @@ impl Paths {
     pub fn docker_dir(&self) -> Utf8PathBuf {
         self.root.join("docker")
     }
+    /// The HTTP health check's Go source (`main.go`), built into images that ask for it.
+    pub fn healthcheck_source(&self) -> Utf8PathBuf {
+        self.docker_dir().join("healthcheck")
+    }
     pub fn bench_fixtures(&self) -> Utf8PathBuf {
         self.root.join("xtask/bench")
     }

@@ -42,6 +42,8 @@ struct Expect<'a> {
     workdir: &'a str,
     /// Extra files at these paths in the image.
     files: &'a [&'a str],
+    /// The image's `.Config.Healthcheck.Test` (`null`: none declared).
+    health: &'a str,
     /// The file `dev` sees edited, the text replaced, the path asked, and the answer after.
     edit: (&'a str, &'a str, &'a str),
     ask: (&'a str, &'a str),
@@ -95,6 +97,12 @@ fn every_command_works(ws: &DockerWorkspace, expect: &Expect) {
             .filter(|v| !v.starts_with("PATH="))
             .collect();
         assert_eq!(env, expect.env, "{strategy}");
+        let health = config("{{json .Config.Healthcheck}}");
+        // None declared: no Healthcheck, or `HEALTHCHECK NONE`'s.
+        let test = common::json(health.as_bytes())["Test"]
+            .dump()
+            .replace(r#"["NONE"]"#, "null");
+        assert_eq!(test, expect.health, "{strategy}: {health}");
         let listing = export_listing(None, tag);
         let paths: Vec<&str> = listing
             .iter()
@@ -168,6 +176,7 @@ fn a_tutorial_shaped_app_with_a_fixed_port_and_no_health_route() {
             env: &[],
             workdir: "/",
             files: &[],
+            health: "null",
             edit: ("src/main.go", "Welcome!", "Welcome back!"),
             ask: ("/", "Welcome back!\n"),
         },
@@ -202,6 +211,7 @@ fn a_module_with_its_main_in_cmd_and_no_dependencies() {
             env: &[],
             workdir: "/",
             files: &[],
+            health: "null",
             edit: ("cmd/ping/main.go", "\"pong\\n\"", "\"pong!\\n\""),
             ask: ("/", "pong!\n"),
         },
@@ -215,16 +225,46 @@ fn an_app_that_needs_port_and_reads_its_templates() {
     every_command_works(
         &ws,
         &Expect {
-            binaries: &["greeter"],
-            smoke: &["answered /hello/x /static/site.css"],
+            // Its HTTP health check is ours, beside its binary: no shell, no curl.
+            binaries: &["greeter", "healthcheck"],
+            smoke: &[
+                "healthy after",
+                "`/healthcheck http://127.0.0.1:8080/static/site.css PORT` passed",
+                "answered /hello/x /static/site.css",
+            ],
             // It has no port of its own: the image sets the one it answers on.
             env: &["PORT=8080"],
             workdir: "/srv",
             files: &["srv/templates/hello.html", "srv/static/site.css"],
+            health: r#"["CMD","/healthcheck","http://127.0.0.1:8080/static/site.css","PORT"]"#,
             edit: ("templates/hello.html", "Hello", "Hi"),
             ask: ("/hello/x", "<p>Hi, x!</p>\n"),
         },
     );
+    // A health path that does not answer 2xx or 3xx: smoke fails, and says what the check said.
+    let json = fs::read_to_string(ws.path("app.json")).unwrap();
+    fs::write(
+        ws.path("app.json"),
+        json.replace("/static/site.css\" }", "/nope\" }"),
+    )
+    .unwrap();
+    let run = ws
+        .xtask(&[
+            "image",
+            "--offline",
+            "--strategy",
+            "direct",
+            "--smoke",
+            "--tag",
+            &ws.tag,
+        ])
+        .failed();
+    assert!(
+        run.stderr.contains("healthcheck: /nope answered HTTP/1.") && run.stderr.contains(" 404 "),
+        "{}",
+        run.stderr
+    );
+    ws.xtask(&["clean"]).ok();
 }
 
 #[test]
@@ -239,6 +279,7 @@ fn two_main_packages_in_one_image() {
             env: &[],
             workdir: "/",
             files: &[],
+            health: "null",
             edit: ("cmd/api/main.go", "pending", "waiting"),
             ask: ("/jobs", "0 waiting\n"),
         },

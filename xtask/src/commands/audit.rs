@@ -40,7 +40,7 @@ impl flags::Audit {
         let go = checkout.go(ctx).map_err(cannot)?;
         let binaries: Vec<_> = checkout
             .app
-            .binaries()
+            .shipped_binaries()
             .map(|b| paths.dist().join(b))
             .collect();
         if !binaries.iter().all(|b| b.is_file()) {

@@ -116,9 +116,13 @@ fn go_checks(ctx: &Ctx) -> Result<()> {
     let app = gobuild::Mode::of(paths).app_dir(paths, &contract);
     let env = gobuild::go_env(&go, paths);
     ctx.run(cmd!("go vet .").envs(&env).dir(&app))?;
-    let sources: Vec<String> = paths
-        .go_app()
-        .read_dir_utf8()?
+    // Ours too: the HTTP health check some images ship.
+    let healthcheck = paths.healthcheck_source();
+    let healthcheck_env = gobuild::healthcheck_env(&go, paths);
+    ctx.run(cmd!("go vet main.go").envs(&healthcheck_env).dir(&healthcheck))?;
+    let sources: Vec<String> = [paths.go_app(), healthcheck]
+        .iter()
+        .flat_map(|dir| dir.read_dir_utf8().into_iter().flatten())
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().ends_with(".go"))
         .map(|e| e.path().to_string())

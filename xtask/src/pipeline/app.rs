@@ -20,6 +20,9 @@ const CONVENTIONAL_FILES: [&str; 5] = ["templates", "static", "public", "assets"
 /// What a Go program without a SIGTERM handler gives when stopped: its runtime re-raises the
 /// signal with the default action, and the engine reports death by SIGTERM (128 + 15).
 pub const GO_UNHANDLED_SIGTERM_EXIT: i32 = 143;
+/// The HTTP health check's binary at the image's root (`"health": {"http": PATH}`): ours, built
+/// from `docker/healthcheck/` with the app's Go, for images without a shell or curl.
+pub const HEALTHCHECK_BINARY: &str = "healthcheck";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct App {
@@ -62,6 +65,9 @@ pub enum Health {
     None,
     /// The app's own binary with these arguments (`["-healthcheck"]`): no shell, no curl.
     Command(Vec<String>),
+    /// A GET of this path on the app's port by our `healthcheck` binary, shipped beside the
+    /// app's: healthy on a 2xx or 3xx answer.
+    Http(String),
 }
 
 /// One HTTP question: the path, and the answer expected (`status` None: any HTTP answer).
@@ -242,10 +248,14 @@ impl App {
             }
             JsonValue::Null => Health::None,
             value if value.as_str() == Some("none") => Health::None,
-            value => match strings(&value["command"], "health.command") {
-                Ok(args) if !value["command"].is_null() => Health::Command(args),
+            value => match (&value["command"], value["http"].as_str()) {
+                (JsonValue::Null, Some(path)) if is_path(path) => Health::Http(path.to_string()),
+                (command, None) if !command.is_null() => {
+                    Health::Command(strings(command, "health.command")?)
+                }
                 _ => bail!(
-                    "{FILE}: `health` must be \"none\" or {{\"command\": [ARGS…]}} (the entrypoint \
+                    "{FILE}: `health` must be \"none\", {{\"http\": \"/PATH\"}} (a GET on the app's \
+                     port, healthy on 2xx or 3xx) or {{\"command\": [ARGS…]}} (the entrypoint \
                      binary run with ARGS, exit 0 when healthy)"
                 ),
             },
@@ -306,6 +316,17 @@ impl App {
         self.mains.iter().map(|m| m.binary.as_str())
     }
 
+    /// Whether the image ships our HTTP health check.
+    pub fn ships_healthcheck(&self) -> bool {
+        matches!(self.health, Health::Http(_))
+    }
+
+    /// Every binary the image ships: the app's, and the HTTP health check's when it has one.
+    pub fn shipped_binaries(&self) -> impl Iterator<Item = &str> {
+        let probe = self.ships_healthcheck().then_some(HEALTHCHECK_BINARY);
+        self.binaries().chain(probe)
+    }
+
     /// The default image tag: `NAME:latest`.
     pub fn default_tag(&self) -> String {
         format!("{}:latest", self.name)
@@ -333,6 +354,15 @@ impl App {
                     .chain(args.iter().cloned())
                     .collect(),
             ),
+            Health::Http(path) => Some(
+                [
+                    format!("{root}{HEALTHCHECK_BINARY}"),
+                    format!("http://127.0.0.1:{}{path}", self.port),
+                ]
+                .into_iter()
+                .chain(self.port_env.clone())
+                .collect(),
+            ),
         }
     }
 
@@ -354,6 +384,7 @@ impl App {
         let health = match &self.health {
             Health::None => JsonValue::from("none"),
             Health::Command(args) => object! { "command": args.clone() },
+            Health::Http(path) => object! { "http": path.as_str() },
         };
         let probes: Vec<JsonValue> = self
             .probes
@@ -426,7 +457,7 @@ fn mains(name: &str, dirs: &[String], binary: Option<&str>) -> Result<Vec<Main>>
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
             && !m.binary.starts_with('.')
-            && !["etc", DATA_DIR, "SHA256SUMS"].contains(&m.binary.as_str());
+            && !["etc", DATA_DIR, "SHA256SUMS", HEALTHCHECK_BINARY].contains(&m.binary.as_str());
         if !ok {
             bail!(
                 "the binary name `{}` (of {}) cannot be a file at the image's root: set `binary` \
@@ -496,7 +527,7 @@ fn strings(value: &JsonValue, field: &str) -> Result<Vec<String>> {
 fn probe(value: &JsonValue) -> Result<Probe> {
     let path = value["path"]
         .as_str()
-        .filter(|p| p.starts_with('/') && !p.contains(char::is_whitespace))
+        .filter(|p| is_path(p))
         .with_context(|| format!("{FILE}: each probe needs a `path` that starts with `/`"))?;
     let status = match &value["status"] {
         JsonValue::Null => None,
@@ -557,6 +588,11 @@ fn check_file(go_app: &Utf8Path, file: &str) -> Result<()> {
         bail!("{FILE}: `files` entry {path} is a symbolic link: name what it points to");
     }
     Ok(())
+}
+
+/// An HTTP request's path: `/`, then no white space.
+fn is_path(path: &str) -> bool {
+    path.starts_with('/') && !path.contains(char::is_whitespace)
 }
 
 fn is_env_name(name: &str) -> bool {
@@ -933,6 +969,37 @@ mod tests {
             r#"{"health": "curl"}"#,
             r#"{"probes": [{"path": "x"}]}"#,
             r#"{"env": {"1X": "y"}}"#,
+        ] {
+            assert!(app_with(&files, bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_http_health_check_asks_the_app_port_with_our_binary() {
+        let files = [
+            ("go.mod", "module m\n"),
+            ("main.go", "package main\n// os.Getenv(\"PORT\")\n"),
+        ];
+        let app = app_with(&files, r#"{"health": {"http": "/ready"}}"#).unwrap();
+        assert_eq!(app.health, Health::Http("/ready".into()));
+        assert_eq!(
+            app.health_command("/out/"),
+            Some(vec![
+                "/out/healthcheck".to_string(),
+                "http://127.0.0.1:8080/ready".into(),
+                "PORT".into()
+            ])
+        );
+        assert_eq!(
+            app.shipped_binaries().collect::<Vec<_>>(),
+            ["m", "healthcheck"]
+        );
+        assert_eq!(app_with(&files, &app.to_json().dump()).unwrap(), app);
+        for bad in [
+            r#"{"health": {"http": "ready"}}"#,
+            r#"{"health": {"http": "/a", "command": ["-x"]}}"#,
+            r#"{"health": {"http": 1}}"#,
+            r#"{"binary": "healthcheck"}"#,
         ] {
             assert!(app_with(&files, bad).is_err(), "{bad}");
         }

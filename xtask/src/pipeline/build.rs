@@ -329,7 +329,7 @@ pub fn assemble(
     platform: Platform,
 ) -> Result<Image> {
     let binaries: Vec<(String, camino::Utf8PathBuf)> = app
-        .binaries()
+        .shipped_binaries()
         .map(|b| {
             let own = dir.join(gobuild::platform_binary(b, platform));
             let path = if own.is_file() { own } else { dir.join(b) };

@@ -105,11 +105,13 @@ pub fn build_on_host(
         .publish(ctx, paths)
 }
 
-/// A host build under way: `dist/main` being built aside while the xtask does other work.
+/// A host build under way: `dist/main` (and the HTTP health check, when the app has one) being
+/// built aside while the xtask does other work.
 pub struct HostBuild {
     step: Step,
-    /// Dropped first: the build stops before its directory goes.
+    /// Dropped first: the builds stop before their directory goes.
     main: Running,
+    healthcheck: Option<Running>,
     tmp: fsx::Temp,
 }
 
@@ -120,10 +122,19 @@ impl HostBuild {
         let start = || {
             let tmp = scratch(paths)?;
             let main = gobuild::start(ctx, go, paths, app, tmp.path(), None, version)?;
-            Ok((tmp, main))
+            let healthcheck = app
+                .ships_healthcheck()
+                .then(|| gobuild::start_healthcheck(ctx, go, paths, tmp.path(), None))
+                .transpose()?;
+            Ok((tmp, main, healthcheck))
         };
         match start() {
-            Ok((tmp, main)) => Ok(HostBuild { step, tmp, main }),
+            Ok((tmp, main, healthcheck)) => Ok(HostBuild {
+                step,
+                main,
+                healthcheck,
+                tmp,
+            }),
             Err(e) => step.end(Err(e)),
         }
     }
@@ -143,11 +154,21 @@ impl HostBuild {
         platforms: &[Platform],
         version: &str,
     ) -> Result<Staged> {
-        let HostBuild { step, main, tmp } = self;
+        let HostBuild {
+            step,
+            main,
+            healthcheck,
+            tmp,
+        } = self;
         let result = (|| {
             main.wait()?;
+            healthcheck.map(Running::wait).transpose()?;
             for &platform in platforms {
-                gobuild::start(ctx, go, paths, app, tmp.path(), Some(platform), version)?.wait()?;
+                let out = tmp.path();
+                gobuild::start(ctx, go, paths, app, out, Some(platform), version)?.wait()?;
+                if app.ships_healthcheck() {
+                    gobuild::start_healthcheck(ctx, go, paths, out, Some(platform))?.wait()?;
+                }
             }
             Ok(())
         })();

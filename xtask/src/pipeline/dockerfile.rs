@@ -32,6 +32,9 @@ pub const MULTISTAGE: &str = "Dockerfile";
 
 /// The line of our Dockerfiles that the app's settings replace, then the root of its binaries.
 const SETTINGS: &str = "#xtask:settings ";
+/// Where an app's build context holds the HTTP health check's source, when its image ships it
+/// (Go passes over a directory whose name starts with `.`).
+const HEALTHCHECK_SOURCE: &str = ".xtask/healthcheck";
 
 /// What every `docker build` of one run shares.
 #[derive(Debug, Clone)]
@@ -167,7 +170,9 @@ impl Plan {
             let ignore = match context {
                 BuildContext::Runtime => {
                     fsx::mirror(&from, &to, |name| {
-                        name == "etc" || name == app::DATA_DIR || app.binaries().any(|b| b == name)
+                        name == "etc"
+                            || name == app::DATA_DIR
+                            || app.shipped_binaries().any(|b| b == name)
                     })?;
                     ".dockerignore\n"
                 }
@@ -179,6 +184,13 @@ impl Plan {
                     let vendor = to.join("vendor");
                     std::fs::create_dir_all(&vendor)
                         .with_context(|| format!("creating {vendor}"))?;
+                    if app.ships_healthcheck() {
+                        let source = paths.healthcheck_source().join("main.go");
+                        let dir = to.join(HEALTHCHECK_SOURCE);
+                        std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir}"))?;
+                        std::fs::copy(&source, dir.join("main.go"))
+                            .with_context(|| format!("copying {source} to {dir}"))?;
+                    }
                     ".dockerignore\n*_test.go\n"
                 }
             };
@@ -266,7 +278,23 @@ pub fn render(text: &str, app: &App) -> String {
                 return format!("{line}\n");
             };
             let root = root.trim();
-            let mut out = format!("EXPOSE {}\n", app.port);
+            let mut out = String::new();
+            if root != "/" && app.ships_healthcheck() {
+                // A builder stage: the health check first, a layer no edit of the app reruns.
+                let env: Vec<String> = gobuild::HEALTHCHECK_ENV
+                    .iter()
+                    .map(|(k, v)| format!("{k}=\"{v}\""))
+                    .collect();
+                let binary = format!("{root}{}", app::HEALTHCHECK_BINARY);
+                out += &format!(
+                    "COPY {HEALTHCHECK_SOURCE}/main.go /tmp/healthcheck/\n\
+                     RUN cd /tmp/healthcheck && {} go build -ldflags \"{}\" -o {binary} main.go \
+                     && chmod 0555 {binary}\n",
+                    env.join(" "),
+                    gobuild::STRIP
+                );
+            }
+            out += &format!("EXPOSE {}\n", app.port);
             for (key, value) in &app.env {
                 out += &format!(
                     "ENV {key}={}\n",
@@ -503,8 +531,22 @@ mod tests {
             env: [("GIN_MODE".to_string(), "re\"lease".to_string())].into(),
             files: vec!["templates".into()],
             health: crate::pipeline::app::Health::None,
-            ..demo
+            ..demo.clone()
         };
+        let http = crate::pipeline::app::App {
+            health: crate::pipeline::app::Health::Http("/healthz".into()),
+            ..demo.clone()
+        };
+        let text = render(&read(MULTISTAGE), &http);
+        assert_eq!(
+            text.matches("go build -ldflags \"-s -w -buildid=\" -o /out/healthcheck main.go")
+                .count(),
+            1,
+            "{text}"
+        );
+        assert!(
+            text.contains("CMD [\"/healthcheck\",\"http://127.0.0.1:8080/healthz\",\"PORT\"]\n")
+        );
         let text = render(&read(EX2), &other);
         for line in [
             "EXPOSE 3000\n",

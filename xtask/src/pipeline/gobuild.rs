@@ -96,10 +96,21 @@ impl std::fmt::Display for Mode {
     }
 }
 
+/// Stripped, no build ID.
+pub const STRIP: &str = "-s -w -buildid=";
+
 /// Stripped, no build ID, the version stamped into `main.version`.
 pub fn ldflags(version: &str) -> String {
-    format!("-s -w -buildid= -X main.version={version}")
+    format!("{STRIP} -X main.version={version}")
 }
+
+/// How the HTTP health check (`docker/healthcheck/main.go`, standard library only) is built, on
+/// the host and in the builder stages alike: one file, GOPATH mode, wherever it sits. `ldflags`
+/// is `STRIP`; the rest of the environment is the app's.
+pub const HEALTHCHECK_ENV: [(&str, &str); 2] = [
+    ("GO111MODULE", "off"),
+    ("GOFLAGS", "-trimpath -buildvcs=false"),
+];
 
 /// The version to stamp: the flag, else `git describe`, else "dev".
 pub fn version(ctx: &Ctx, root: &Utf8Path, flag: Option<&str>) -> String {
@@ -235,6 +246,34 @@ pub fn go_env(go: &Go, paths: &Paths) -> Vec<(&'static str, String)> {
     env.extend(mode.env().into_iter().map(|(k, v)| (k, v.to_string())));
     env.extend(PINNED.iter().map(|(k, v)| (*k, v.to_string())));
     env
+}
+
+/// The environment for `go` on the health check's source: the app's, in GOPATH mode.
+pub fn healthcheck_env(go: &Go, paths: &Paths) -> Vec<(&'static str, String)> {
+    let mut env = go_env(go, paths);
+    env.retain(|(k, _)| !HEALTHCHECK_ENV.iter().any(|(h, _)| h == k));
+    env.extend(HEALTHCHECK_ENV.iter().map(|(k, v)| (*k, v.to_string())));
+    env
+}
+
+/// Starts `go build` of the HTTP health check into `out` (named `healthcheck`, or for
+/// `platform` `healthcheck-linux-arm64`), as `start` builds the app: `wait` for it.
+pub fn start_healthcheck(
+    ctx: &Ctx,
+    go: &Go,
+    paths: &Paths,
+    out: &Utf8Path,
+    platform: Option<Platform>,
+) -> Result<Running> {
+    let mut env = healthcheck_env(go, paths);
+    env.extend(arch_env(platform.unwrap_or_else(Platform::host)));
+    let name = app::HEALTHCHECK_BINARY;
+    let output = out.join(platform.map_or(name.to_string(), |p| platform_binary(name, p)));
+    ctx.start(
+        cmd!("go build -ldflags {STRIP} -o {output} main.go")
+            .envs(&env)
+            .dir(paths.healthcheck_source()),
+    )
 }
 
 /// What the user's environment (or `go env -w`'s file) could set to change the binary on the

@@ -141,6 +141,8 @@ pub fn wait_healthy(
 ) -> Result<String> {
     let check = health_command(ctx, id, app);
     let probe = &app.probes[0];
+    // What the health check said when it last failed: the reason, when it never passes.
+    let mut said = String::new();
     loop {
         ctx.check_signal("waiting for the container to turn healthy")?;
         still_running(ctx, name, started)?;
@@ -148,9 +150,11 @@ pub fn wait_healthy(
             (Some(check), _) => {
                 match ctx.read(cmd!("docker exec {name} {check...}").within(HEALTHY_WITHIN)) {
                     Ok(_) => return Ok(format!("health check `{}` passed", check.join(" "))),
-                    // It answered, not healthy (yet).
-                    Err(e) if ProcessError::of(&e).is_some_and(|p| p.code().is_some()) => {}
-                    Err(e) => return Err(e),
+                    Err(e) => match ProcessError::of(&e).filter(|p| p.code().is_some()) {
+                        // It answered, not healthy (yet).
+                        Some(p) => said = format!("{}{}", p.stdout_text(), p.stderr_text()),
+                        None => return Err(e),
+                    },
                 }
             }
             (None, Some(addr)) => {
@@ -165,7 +169,14 @@ pub fn wait_healthy(
         }
         if started.elapsed() >= HEALTHY_WITHIN {
             let what = match &check {
-                Some(check) => format!("its health check (`{}`) did not pass", check.join(" ")),
+                Some(check) => format!(
+                    "its health check (`{}`) did not pass{}",
+                    check.join(" "),
+                    match said.trim() {
+                        "" => String::new(),
+                        said => format!(" (it last said: {said})"),
+                    }
+                ),
                 None => format!("GET {} did not answer {}", probe.path, probe.expected()),
             };
             bail!("{what} within {:.1} s", started.elapsed().as_secs_f64());
