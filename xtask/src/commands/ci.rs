@@ -119,7 +119,11 @@ fn go_checks(ctx: &Ctx) -> Result<()> {
     // Ours too: the HTTP health check some images ship.
     let healthcheck = paths.healthcheck_source();
     let healthcheck_env = gobuild::healthcheck_env(&go, paths);
-    ctx.run(cmd!("go vet main.go").envs(&healthcheck_env).dir(&healthcheck))?;
+    ctx.run(
+        cmd!("go vet main.go")
+            .envs(&healthcheck_env)
+            .dir(&healthcheck),
+    )?;
     let sources: Vec<String> = [paths.go_app(), healthcheck]
         .iter()
         .flat_map(|dir| dir.read_dir_utf8().into_iter().flatten())

@@ -107,7 +107,7 @@ impl Probe {
 impl App {
     /// The contract of the checkout at `root`: `app.json` where there is one, the rest detected.
     pub fn load(root: &Utf8Path) -> Result<App> {
-        let file = root.join(FILE);
+        let file = file(root);
         let text = match fs::read_to_string(&file) {
             Ok(text) => Some(text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -127,21 +127,25 @@ impl App {
     /// code has several and no file chose (one image with all of them); and whether the file is
     /// there already.
     pub fn for_init(root: &Utf8Path) -> Result<(App, bool)> {
-        let file = root.join(FILE);
-        let go_app = root.join("go-app");
-        if !file.exists() {
-            let mains = Code::read(&go_app)?.mains;
-            if mains.len() > 1 {
-                let json = object! { "main": mains };
-                return Ok((App::from_json(&go_app, &json, false)?, false));
-            }
+        if file(root).exists() {
+            return Ok((App::load(root)?, true));
         }
-        let app = App::load(root)?;
-        Ok((app, file.exists()))
+        let go_app = root.join("go-app");
+        let code = Code::read(&go_app)?;
+        let json = match code.mains.as_slice() {
+            [_, _, ..] => object! { "main": code.mains.clone() },
+            _ => JsonValue::new_object(),
+        };
+        Ok((App::from_code(&go_app, code, &json, false)?, false))
     }
 
     /// The contract from `json` (an object; missing fields detected from the code in `go_app`).
     fn from_json(go_app: &Utf8Path, json: &JsonValue, from_file: bool) -> Result<App> {
+        App::from_code(go_app, Code::read(go_app)?, json, from_file)
+    }
+
+    /// The contract from `json`, missing fields taken from `code` (read from `go_app`).
+    fn from_code(go_app: &Utf8Path, code: Code, json: &JsonValue, from_file: bool) -> Result<App> {
         if !json.is_object() {
             bail!("{FILE} must hold one JSON object");
         }
@@ -165,7 +169,6 @@ impl App {
                 );
             }
         }
-        let code = Code::read(go_app)?;
         let name = match json["name"].as_str() {
             Some(name) => name.to_string(),
             None => code.name.clone(),
@@ -330,14 +333,6 @@ impl App {
     /// The default image tag: `NAME:latest`.
     pub fn default_tag(&self) -> String {
         format!("{}:latest", self.name)
-    }
-
-    /// The image's environment, as a process takes it.
-    pub fn env_lines_pairs(&self) -> Vec<(&str, String)> {
-        self.env
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.clone()))
-            .collect()
     }
 
     /// The image's environment as `K=V` lines, sorted.

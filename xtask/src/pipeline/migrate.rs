@@ -417,9 +417,11 @@ fn answers(ctx: &Ctx, app: &App, bin: &Utf8Path) -> Result<Vec<(String, (u16, St
     let addr = format!("127.0.0.1:{port}");
     // Dies with the xtask: a `kill -9` during the comparison leaves no server behind.
     let mut cmd = crate::infra::process::Cmd::new(bin)
-        .envs(&app.env_lines_pairs())
         .kept()
         .dies_with_xtask();
+    for (key, value) in &app.env {
+        cmd = cmd.env(key, value);
+    }
     if let Some(var) = &app.port_env {
         cmd = cmd.env(var, port.to_string());
     }
