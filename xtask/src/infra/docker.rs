@@ -834,7 +834,8 @@ fn ids(ctx: &Ctx, flags: &[&str], filters: &[String]) -> Result<Vec<String>> {
     let out = ctx
         .read(cmd!("docker image ls --quiet --no-trunc {flags...} {args...}").within(LIST_ANSWER))
         .context("listing images")?;
-    let mut ids: Vec<String> = out.lines().map(str::to_string).collect();
+    // Only what is an ID: a `docker` that prints anything else is not believed.
+    let mut ids: Vec<String> = out.lines().filter_map(image_id_of).collect();
     ids.sort();
     ids.dedup();
     Ok(ids)
@@ -873,13 +874,37 @@ pub fn in_use(ctx: &Ctx, id: &str) -> Result<bool> {
 /// xtasks runs now, so these are what a stopped one left): how many.
 pub fn remove_temp_containers(ctx: &Ctx, checkout_id: &str) -> Result<usize> {
     let label = label_filter(project::LABEL_TEMP, checkout_id);
-    let left = ctx.read(cmd!("docker ps -a -q --no-trunc --filter {label}"))?;
-    let left: Vec<&str> = left.lines().collect();
-    let count = left.len();
-    if count > 0 {
-        ctx.run(cmd!("docker rm -f {left...}").quiet())?;
+    let list = || -> Result<BTreeSet<String>> {
+        let out = ctx.read(cmd!("docker ps -a -q --no-trunc --filter {label}"))?;
+        Ok(out
+            .lines()
+            .filter(|l| is_hex_id(l))
+            .map(str::to_string)
+            .collect())
+    };
+    let left = list()?;
+    if left.is_empty() {
+        return Ok(0);
     }
-    Ok(count)
+    let ids = left.clone();
+    ctx.run(cmd!("docker rm -f {ids...}").quiet())?;
+    // What the engine no longer lists went.
+    Ok(left.difference(&list()?).count())
+}
+
+/// A full ID as the engine prints it: 64 lower-case hex digits.
+fn is_hex_id(id: &str) -> bool {
+    id.len() == 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// `sha256:HEX` (or Podman's bare `HEX`) as every listing says it: `sha256:HEX`; None for what is
+/// no image ID.
+fn image_id_of(line: &str) -> Option<String> {
+    let hex = line.trim().trim_start_matches("sha256:");
+    is_hex_id(hex).then(|| format!("sha256:{hex}"))
 }
 
 /// How a container of ours that runs the app or waits (`dev`'s, the smoke test's) is confined
@@ -1101,6 +1126,19 @@ fn parse_size(s: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_ids_are_believed() {
+        let hex = "ab".repeat(32);
+        assert_eq!(image_id_of(&hex), Some(format!("sha256:{hex}")));
+        assert_eq!(
+            image_id_of(&format!("sha256:{hex}\n")),
+            Some(format!("sha256:{hex}"))
+        );
+        for nonsense in ["", "hello", "sha256:", &"AB".repeat(32), &"ab".repeat(33)] {
+            assert_eq!(image_id_of(nonsense), None, "{nonsense}");
+        }
+    }
 
     #[test]
     fn a_load_that_fails_after_its_answer_began_says_so() {

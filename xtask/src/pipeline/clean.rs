@@ -24,7 +24,7 @@ use crate::{
 /// What `images` removed, and what stayed with the engine's reason.
 pub struct Cleaned {
     pub containers: usize,
-    /// Images the engine listed before and no longer lists.
+    /// Images of ours the engine listed before and no longer lists.
     pub images: usize,
     pub stayed: Vec<String>,
 }
@@ -52,9 +52,11 @@ pub fn images(ctx: &Ctx, store: Store, record: &mut Record, all: bool) -> Result
             ours.entry(id).or_default();
         }
     }
-    // What went is what the engine no longer lists: with an image, an engine may remove the
-    // intermediate images it was built on (Podman does).
+    // What went is what the engine no longer lists of what this run removed: with an image, an
+    // engine may remove the intermediate images it was built on (Podman does); what another
+    // client removed meanwhile is not counted.
     let listed_before: BTreeSet<String> = docker::images(ctx, &[])?.into_iter().collect();
+    let mut asked: BTreeSet<String> = ours.keys().cloned().collect();
     let mut tally = Tally::default();
     let interrupted = tally.remove(ctx, store, &ours);
     // What stayed stays on record.
@@ -65,9 +67,13 @@ pub fn images(ctx: &Ctx, store: Store, record: &mut Record, all: bool) -> Result
     }
     // Then what our stopped builds left.
     record.close_builds();
-    tally.stayed.extend(record.sweep(ctx, &tally.ancestors)?);
+    let swept = record.sweep(ctx, &tally.ancestors)?;
+    tally.stayed.extend(swept.refused);
+    asked.extend(swept.removed);
+    asked.extend(tally.ancestors.iter().cloned());
     if all {
         for id in base::ours(ctx)? {
+            asked.insert(id.clone());
             if let Err(e) = docker::remove_image(ctx, &id) {
                 let why = docker::refusal(&e);
                 tally.stayed.push(format!("base image {id}: {why}"));
@@ -77,9 +83,17 @@ pub fn images(ctx: &Ctx, store: Store, record: &mut Record, all: bool) -> Result
     let listed_after: BTreeSet<String> = docker::images(ctx, &[])?.into_iter().collect();
     Ok(Cleaned {
         containers,
-        images: listed_before.difference(&listed_after).count(),
+        images: removed(&listed_before, &listed_after, &asked),
         stayed: tally.stayed,
     })
+}
+
+/// How many of `asked` the engine listed `before` and no longer lists `after`.
+fn removed(before: &BTreeSet<String>, after: &BTreeSet<String>, asked: &BTreeSet<String>) -> usize {
+    before
+        .difference(after)
+        .filter(|id| asked.contains(*id))
+        .count()
 }
 
 /// Removes `dirs` that exist: how many.
@@ -149,5 +163,27 @@ impl Tally {
         }
         self.kept = docker::names(ctx, &ids)?.keys().cloned().collect();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_what_this_run_removed_counts() {
+        let set = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        // Ours went, with an intermediate image the engine took along; theirs went meanwhile.
+        let before = set(&["ours", "its-parent", "theirs", "kept"]);
+        let after = set(&["kept"]);
+        assert_eq!(
+            removed(
+                &before,
+                &after,
+                &set(&["ours", "its-parent", "gone-already"])
+            ),
+            2
+        );
+        assert_eq!(removed(&before, &before, &set(&["ours"])), 0);
     }
 }

@@ -42,6 +42,14 @@ use crate::{
 /// Image ID → the tags we gave it, on one engine.
 pub type Images = BTreeMap<String, BTreeSet<String>>;
 
+/// What `Record::sweep` did: the images it removed (the engine no longer names them), and the
+/// engine's refusals.
+#[derive(Debug, Default)]
+pub struct Swept {
+    pub removed: Vec<String>,
+    pub refused: Vec<String>,
+}
+
 /// One per checkout, with what was built on each engine apart: `direct` gives the same image ID
 /// on every engine of a store, and what happens to an image on one must not touch the record of
 /// another.
@@ -260,7 +268,7 @@ impl Record {
     /// store and Podman keep when the result goes; while a result of ours is built on them they
     /// are not dangling, and stay as the next build's cache. Builds with no image left are
     /// forgotten. The engine's refusals for what stays.
-    pub fn sweep(&mut self, ctx: &Ctx, also: &[String]) -> Result<Vec<String>> {
+    pub fn sweep(&mut self, ctx: &Ctx, also: &[String]) -> Result<Swept> {
         let mut candidates: BTreeSet<String> = also.iter().cloned().collect();
         if !self.builds.is_empty() {
             // Made while a build of ours ran, with our project label (the legacy builder's
@@ -282,14 +290,14 @@ impl Record {
             }
             candidates.extend(ids);
         }
-        let mut refused = Vec::new();
+        let mut swept = Swept::default();
         while !candidates.is_empty() {
             let dangling: Vec<String> = docker::dangling(ctx, &[])?
                 .into_iter()
                 .filter(|id| candidates.contains(id))
                 .collect();
             let refs: Vec<&str> = dangling.iter().map(String::as_str).collect();
-            refused = docker::remove_images(ctx, &refs);
+            swept.refused = docker::remove_images(ctx, &refs);
             let left = docker::names(ctx, &refs)?;
             let gone: Vec<&String> = dangling
                 .iter()
@@ -301,9 +309,10 @@ impl Record {
             for id in gone {
                 self.images.remove(id);
                 candidates.remove(id);
+                swept.removed.push(id.clone());
             }
         }
-        Ok(refused)
+        Ok(swept)
     }
 
     /// Moves `tag` onto `id` (an image of ours, made by this run), which `previous` named before,
