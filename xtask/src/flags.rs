@@ -13,6 +13,8 @@ xflags::xflags! {
         optional --no-setup
         /// Never reach GitHub or a registry (Debian-sourced glide mirror, local base images).
         optional --offline
+        /// Of the images app.json's `images` makes, only this one (dev, publish, verify need one).
+        optional --app name: String
 
         /// Install what the pipeline needs (apt; through sudo when not root) and start a local
         /// dockerd when no engine answers. Leaves /etc/apt as it found it.
@@ -25,15 +27,15 @@ xflags::xflags! {
             optional --force
         }
 
-        /// Glide, then static Linux binaries: dist/main and dist/SHA256SUMS.
+        /// Glide, then static Linux binaries: dist/BINARY (every image's) and dist/SHA256SUMS.
         cmd dist {
-            /// Also build for these platforms, comma separated (dist/main-linux-arm64, ...).
+            /// Also build for these platforms, comma separated (dist/BINARY-linux-arm64, ...).
             optional --platform platforms: Platforms
             /// The version stamped into the binary (default: git describe, else dev).
             optional --app-version version: Version
         }
 
-        /// The production image (multi-stage by default).
+        /// The production image (multi-stage by default); one per entry of app.json's `images`.
         cmd image {
             /// multistage (default) | handoff | single | direct.
             optional --strategy strategy: Strategy
@@ -72,7 +74,7 @@ xflags::xflags! {
 
         /// Rebuild the image's revision with --strategy direct; exit 0 only when the image IDs match.
         cmd verify {
-            /// The image to check (default go-docker-prod:latest).
+            /// The image to check (default: the app's, `NAME:latest`).
             optional image: ImageRef
         }
 
@@ -94,7 +96,7 @@ xflags::xflags! {
             optional --port port: u16
             /// direct (default) | multistage.
             optional --strategy strategy: Strategy
-            /// The image tag (default go-docker-prod:latest).
+            /// The image tag (default: the app's, `NAME:latest`).
             optional --tag tag: ImageRef
         }
 

@@ -293,3 +293,104 @@ fn two_main_packages_in_one_image() {
         err.stderr
     );
 }
+
+#[test]
+#[ignore = "needs a Docker engine: cargo xtask ci"]
+fn two_main_packages_an_image_each() {
+    let ws = with_app("two-mains");
+    // One image per main package, as app.json's `images` says: the api serves HTTP, the worker
+    // none (no probes); each detected from its own code (the worker handles SIGTERM).
+    let name = ws.tag.trim_end_matches(":latest").to_string();
+    let (api, worker) = (format!("{name}-api"), format!("{name}-worker"));
+    let contract = format!(
+        r#"{{ "images": {{
+  "{api}": {{ "main": ["cmd/api"], "probes": [{{ "path": "/jobs", "status": 200 }}] }},
+  "{worker}": {{ "main": ["cmd/worker"], "probes": [] }} }} }}"#
+    );
+    fs::write(ws.path("app.json"), contract).unwrap();
+    ws.git(&["add", "-A"]);
+    ws.commit("an image each");
+    ws.xtask(&["dist", "--offline"]).ok();
+    for binary in ["api", "worker"] {
+        assert!(ws.path("dist").join(binary).is_file(), "dist/{binary}");
+    }
+    // One name for two images: refused, naming them.
+    let err = ws.xtask(&["image", "--offline", "--tag", &ws.tag]).failed();
+    assert!(
+        err.stderr.contains(&format!("2 images ({api}, {worker})"))
+            && err.stderr.contains("--app NAME"),
+        "{}",
+        err.stderr
+    );
+    for strategy in ["multistage", "direct"] {
+        let run = ws
+            .xtask(&["image", "--offline", "--strategy", strategy, "--smoke"])
+            .ok();
+        let said = |image: &str| {
+            run.stdout
+                .lines()
+                .find(|l| l.starts_with(&format!("smoke: {image}:latest ")))
+                .unwrap_or_else(|| panic!("{strategy}: no smoke line for {image}:\n{}", run.stdout))
+                .to_string()
+        };
+        assert!(said(&api).contains("answered /jobs"), "{}", said(&api));
+        let smoke = said(&worker);
+        assert!(
+            smoke.contains("up for 1 s (no probes: it serves no HTTP)")
+                && smoke.contains("SIGTERM → exit 0"),
+            "{smoke}"
+        );
+        for (image, binary, other, ports) in [
+            (&api, "api", "worker", r#"{"8080/tcp":{}}"#),
+            (&worker, "worker", "api", "null"),
+        ] {
+            let image = format!("{image}:latest");
+            let config = |format: &str| docker(&["image", "inspect", "--format", format, &image]);
+            let entrypoint = format!("[\"/{binary}\"]");
+            assert_eq!(
+                config("{{json .Config.Entrypoint}}"),
+                entrypoint,
+                "{strategy}"
+            );
+            // Only a server declares a port.
+            let exposed = config("{{json .Config.ExposedPorts}}");
+            assert_eq!(
+                exposed.replace("{}", "null"),
+                ports.replace("{}", "null"),
+                "{strategy} {image}"
+            );
+            let listing = export_listing(None, &image);
+            let paths: Vec<&str> = listing
+                .iter()
+                .filter_map(|l| l.rsplit(' ').next())
+                .collect();
+            assert!(
+                paths.contains(&binary),
+                "{strategy}: no /{binary} in {image}"
+            );
+            assert!(!paths.contains(&other), "{strategy}: /{other} in {image}");
+        }
+    }
+    for image in [&api, &worker] {
+        let verified = ws
+            .xtask(&["verify", "--offline", &format!("{image}:latest")])
+            .ok();
+        assert!(
+            verified.stdout.contains("verified: "),
+            "{}",
+            verified.stdout
+        );
+    }
+    // `dev` serves one image: without --app it names them; the worker serves no HTTP.
+    let err = ws.xtask(&["dev", "--offline"]).failed();
+    assert!(err.stderr.contains("dev takes one"), "{}", err.stderr);
+    let err = ws.xtask(&["dev", "--offline", "--app", &worker]).failed();
+    assert!(err.stderr.contains("has no probes"), "{}", err.stderr);
+    ws.xtask(&["clean"]).ok();
+    for image in [&api, &worker] {
+        assert!(
+            docker(&["image", "ls", "-q", image]).is_empty(),
+            "clean left {image}"
+        );
+    }
+}

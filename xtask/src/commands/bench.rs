@@ -518,7 +518,7 @@ impl<'a> Bench<'a> {
                 aside
             }
         };
-        let contract = App::load(&paths.root)?;
+        let contract = App::load(&paths.root, None)?;
         let app = gobuild::Mode::of(&paths).app_dir(&paths, &contract);
         fs::write(app.join("main.go"), edited)?;
         let out = self.ws.target().join("limit");
@@ -559,7 +559,7 @@ impl<'a> Bench<'a> {
             Contender::Limit => {
                 // The host build as `dist` runs it (GOPATH mode: from the workspace's copy); cold:
                 // an empty GOCACHE.
-                let contract = App::load(&ws.root)?;
+                let contract = App::load(&ws.root, None)?;
                 if gobuild::Mode::of(ws) == gobuild::Mode::Gopath {
                     let app = ws.gopath_app(&contract.import_path);
                     fs::copy(ws.go_app().join("main.go"), app.join("main.go"))?;

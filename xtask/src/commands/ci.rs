@@ -111,7 +111,7 @@ fn debian_rust_builds(ctx: &Ctx) -> Result<()> {
 fn go_checks(ctx: &Ctx) -> Result<()> {
     let paths = &ctx.paths;
     let go = Go::find(ctx)?;
-    let contract = crate::pipeline::app::App::load(&paths.root)?;
+    let contract = crate::pipeline::app::App::load(&paths.root, None)?;
     deps::vendor(ctx, paths, &contract, || Ok(go.clone()))?;
     let app = gobuild::Mode::of(paths).app_dir(paths, &contract);
     let env = gobuild::go_env(&go, paths);

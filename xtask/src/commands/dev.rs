@@ -24,6 +24,14 @@ impl flags::Dev {
             bail!("dev builds with --strategy direct (default) or multistage, not {strategy}");
         }
         let mut checkout = Checkout::open(ctx, None)?;
+        checkout.one_image("dev")?;
+        if !checkout.app.serves_http() {
+            bail!(
+                "dev serves HTTP; the image {} has no probes (it serves none): pick one that does \
+                 with --app NAME",
+                checkout.app.name
+            );
+        }
         let tag = self
             .tag
             .unwrap_or_else(|| crate::domain::ImageRef(checkout.app.default_tag()));

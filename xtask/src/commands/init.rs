@@ -13,10 +13,10 @@ use crate::{
 impl flags::Init {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
         let root = &ctx.paths.root;
-        let (contract, exists) = App::for_init(root)?;
-        let text = contract.to_json().pretty(2) + "\n";
+        let (images, exists) = App::for_init(root)?;
+        let text = app::to_json(&images).pretty(2) + "\n";
         let file = app::file(root);
-        let what = if contract.from_file {
+        let what = if exists {
             "read from app.json and the code"
         } else {
             "detected from go-app/'s code"
@@ -32,9 +32,10 @@ impl flags::Init {
             fsx::write_atomic(&file, text.as_bytes())
         })?;
         ctx.after_real_run(|| {
+            let tags: Vec<String> = images.iter().map(App::default_tag).collect();
             println!(
                 "wrote {file}: edit it, commit it; then `cargo xtask image --smoke` builds {} and checks it",
-                contract.default_tag()
+                tags.join(" and ")
             );
             Ok(())
         })

@@ -15,9 +15,18 @@ use crate::{
 
 impl flags::Migrate {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
-        let _checkout = Checkout::open(ctx, None)?;
+        let mut checkout = Checkout::open(ctx, None)?;
+        // Its proof runs the app and asks it: one image that serves HTTP.
+        checkout.one_image("migrate's proof")?;
+        if !checkout.app.serves_http() {
+            anyhow::bail!(
+                "migrate proves the move by asking the app's probes, and {} has none: pick an \
+                 image that serves HTTP with --app NAME",
+                checkout.app.name
+            );
+        }
         let go = Go::find(ctx)?;
-        match migrate::migrate(ctx, &go, &_checkout.app)? {
+        match migrate::migrate(ctx, &go, &checkout.app)? {
             Outcome::AlreadyModules { glide_left } => {
                 println!("go-app/ is a Go module already (go-app/go.mod): nothing to do");
                 if glide_left {

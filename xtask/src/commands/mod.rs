@@ -28,6 +28,7 @@ pub fn run(flags: Xtask) -> Result<()> {
         dry_run: flags.dry_run,
         no_setup: flags.no_setup,
         offline: flags.offline,
+        app: flags.app,
     };
     // A usage error, before any work: the time every image is stamped with.
     crate::pipeline::meta::source_date_epoch().map_err(|e| Exit::new(2, e))?;

@@ -41,7 +41,8 @@ impl flags::Publish {
         let mut needed = vec![tools::SKOPEO, tools::ORAS];
         needed.extend(self.sign.as_ref().map(|_| tools::COSIGN));
         tools::require(ctx, &needed)?;
-        let checkout = Checkout::open(ctx, self.app_version.as_ref().map(|v| v.0.as_str()))?;
+        let mut checkout = Checkout::open(ctx, self.app_version.as_ref().map(|v| v.0.as_str()))?;
+        checkout.one_image("publish")?;
         let engine = Engine::ensure(ctx)?;
         let go = checkout.go(ctx)?;
         let tag = tag.map_or_else(|| checkout.version.clone(), str::to_string);

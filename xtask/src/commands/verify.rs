@@ -25,8 +25,10 @@ use crate::{
 
 impl flags::Verify {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
-        let app = crate::pipeline::app::App::load(&ctx.paths.root)?;
-        let image = self.image.map_or_else(|| app.default_tag(), |i| i.0);
+        let image = match self.image {
+            Some(image) => image.0,
+            None => App::load(&ctx.paths.root, ctx.app.as_deref())?.default_tag(),
+        };
         let engine = Engine::ensure(ctx)?;
         let id = docker::image_id(ctx, &image)
             .with_context(|| format!("the engine has no image {image}"))?;
@@ -42,6 +44,8 @@ impl flags::Verify {
             bail!("{image} was built outside a git checkout (revision unknown): there is nothing to rebuild it from");
         }
         let version = label(project::OCI_VERSION)?;
+        // Which of the revision's images it is (app.json's `images`), by the name it was given.
+        let title = label(project::OCI_TITLE)?;
         let go_label = label(project::LABEL_GO)?;
         // Image data is never an option: the label must be an image reference.
         let builder_base = label(project::LABEL_BUILDER_BASE)?;
@@ -69,6 +73,7 @@ impl flags::Verify {
         let origin = Origin {
             revision: &revision,
             version: &version,
+            title: &title,
             builder_base: &builder_base,
         };
         let rebuilt = rebuild(ctx, &checkout, &engine, &go, &origin)?;
@@ -97,6 +102,8 @@ impl flags::Verify {
 struct Origin<'a> {
     revision: &'a str,
     version: &'a str,
+    /// The image's name: which of the revision's images it is.
+    title: &'a str,
     builder_base: &'a str,
 }
 
@@ -112,6 +119,7 @@ fn rebuild(
     let Origin {
         revision,
         version,
+        title: _,
         builder_base,
     } = *origin;
     let dir = paths.worktrees().join(fsx::random_hex(4));
@@ -127,7 +135,7 @@ fn rebuild(
     ctx.step(&format!("rebuild {revision} (direct)"), || {
         let wt = Paths::at(worktree.dir.clone())?;
         // The revision's own contract: its app.json and code, as they were then.
-        let app = App::load(&wt.root)?;
+        let app = App::load(&wt.root, Some(origin.title))?;
         deps::vendor(ctx, &wt, &app, || Ok(go.clone()))?;
         distdir::build_on_host(ctx, &wt, &app, go, &[], version)?;
         let builder = checkout.builder(ctx, engine, Some(builder_base))?;

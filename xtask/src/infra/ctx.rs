@@ -27,11 +27,12 @@ use crate::{
 };
 
 /// The flags every command takes.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Global {
     pub dry_run: bool,
     pub no_setup: bool,
     pub offline: bool,
+    pub app: Option<String>,
 }
 
 pub struct Ctx {
@@ -40,6 +41,8 @@ pub struct Ctx {
     pub no_setup: bool,
     /// `--offline`: never reach GitHub or a registry.
     pub offline: bool,
+    /// `--app NAME`: of the images app.json's `images` makes, only this one.
+    pub app: Option<String>,
     dry_run: bool,
     /// Set for every command this context runs (`with_env`).
     env: Vec<(String, String)>,
@@ -56,6 +59,7 @@ impl Ctx {
             paths,
             no_setup: global.no_setup,
             offline: global.offline,
+            app: global.app,
             dry_run: global.dry_run,
             env: Vec::new(),
             unreachable: RefCell::default(),
@@ -71,6 +75,7 @@ impl Ctx {
             paths: self.paths.clone(),
             no_setup: self.no_setup,
             offline: self.offline,
+            app: self.app.clone(),
             dry_run: self.dry_run,
             env,
             unreachable: self.unreachable.clone(),

@@ -47,8 +47,6 @@ pub struct App {
     pub stop_exit: i32,
     /// Files and directories of go-app/ shipped under `/srv` (the working directory then).
     pub files: Vec<String>,
-    /// Where each value came from: the file, or detected (what `init` prints).
-    pub from_file: bool,
 }
 
 /// A main package: its directory in go-app/ (`.` for the root) and the binary's name.
@@ -105,8 +103,14 @@ impl Probe {
 }
 
 impl App {
-    /// The contract of the checkout at `root`: `app.json` where there is one, the rest detected.
-    pub fn load(root: &Utf8Path) -> Result<App> {
+    /// The contract of the checkout at `root`, for the one image it makes: `app.json` where there
+    /// is one, the rest detected. With `images`, `only` names the one (`--app`).
+    pub fn load(root: &Utf8Path, only: Option<&str>) -> Result<App> {
+        one(&App::load_all(root, only)?, "this").cloned()
+    }
+
+    /// Every image's contract: one, or one per entry of `images` (only `only`'s, when given).
+    pub fn load_all(root: &Utf8Path, only: Option<&str>) -> Result<Vec<App>> {
         let file = file(root);
         let text = match fs::read_to_string(&file) {
             Ok(text) => Some(text),
@@ -119,16 +123,61 @@ impl App {
             })?,
             None => JsonValue::new_object(),
         };
-        App::from_json(&root.join("go-app"), &json, text.is_some())
-            .with_context(|| format!("reading the app's contract ({file}, and go-app/'s Go code)"))
+        let go_app = root.join("go-app");
+        let apps = Code::read(&go_app)
+            .and_then(|code| App::images(&go_app, &code, &json))
+            .with_context(|| {
+                format!("reading the app's contract ({file}, and go-app/'s Go code)")
+            })?;
+        match only {
+            None => Ok(apps),
+            Some(only) => match apps.iter().find(|a| a.name == only) {
+                Some(app) => Ok(vec![app.clone()]),
+                None => bail!(
+                    "--app {only}: {FILE} makes no such image (it makes {})",
+                    names(&apps)
+                ),
+            },
+        }
+    }
+
+    /// The images `json` describes: with `images`, one per entry, named by its key, its fields
+    /// over the file's others; else one.
+    fn images(go_app: &Utf8Path, code: &Code, json: &JsonValue) -> Result<Vec<App>> {
+        let JsonValue::Object(images) = &json["images"] else {
+            if json.has_key("images") {
+                bail!("{FILE}: `images` must be an object: image name → its fields");
+            }
+            return Ok(vec![App::from_code(go_app, code, json)?]);
+        };
+        if images.is_empty() || json.has_key("name") {
+            bail!("{FILE}: `images` names each image by its key, at least one, and then there is no `name`");
+        }
+        let mut shared = json.clone();
+        shared.remove("images");
+        images
+            .iter()
+            .map(|(name, fields)| {
+                if !fields.is_object() || fields.has_key("name") || fields.has_key("images") {
+                    bail!("{FILE}: `images.{name}` must be an object of the contract's fields besides `name` and `images`");
+                }
+                let mut json = shared.clone();
+                for (key, value) in fields.entries() {
+                    json[key] = value.clone();
+                }
+                json["name"] = name.into();
+                App::from_code(go_app, code, &json)
+                    .with_context(|| format!("{FILE}: image `{name}`"))
+            })
+            .collect()
     }
 
     /// What `init` writes: the contract as `load` reads it, with every main package where the
     /// code has several and no file chose (one image with all of them); and whether the file is
     /// there already.
-    pub fn for_init(root: &Utf8Path) -> Result<(App, bool)> {
+    pub fn for_init(root: &Utf8Path) -> Result<(Vec<App>, bool)> {
         if file(root).exists() {
-            return Ok((App::load(root)?, true));
+            return Ok((App::load_all(root, None)?, true));
         }
         let go_app = root.join("go-app");
         let code = Code::read(&go_app)?;
@@ -136,21 +185,39 @@ impl App {
             [_, _, ..] => object! { "main": code.mains.clone() },
             _ => JsonValue::new_object(),
         };
-        Ok((App::from_code(&go_app, code, &json, false)?, false))
+        Ok((vec![App::from_code(&go_app, &code, &json)?], false))
     }
 
-    /// The contract from `json` (an object; missing fields detected from the code in `go_app`).
-    fn from_json(go_app: &Utf8Path, json: &JsonValue, from_file: bool) -> Result<App> {
-        App::from_code(go_app, Code::read(go_app)?, json, from_file)
+    /// Every binary of `apps` in one contract, the first's settings else (what `dist` builds and
+    /// `audit` checks: each image takes its own from there).
+    pub fn union(apps: &[App]) -> App {
+        let mut all = apps[0].clone();
+        for app in &apps[1..] {
+            for main in &app.mains {
+                if !all.mains.iter().any(|m| m.dir == main.dir) {
+                    all.mains.push(main.clone());
+                }
+            }
+            if app.ships_healthcheck() && !all.ships_healthcheck() {
+                all.health = app.health.clone();
+            }
+        }
+        all
+    }
+
+    /// Whether the image serves HTTP: probes to ask (a worker has none).
+    pub fn serves_http(&self) -> bool {
+        !self.probes.is_empty()
     }
 
     /// The contract from `json`, missing fields taken from `code` (read from `go_app`).
-    fn from_code(go_app: &Utf8Path, code: Code, json: &JsonValue, from_file: bool) -> Result<App> {
+    fn from_code(go_app: &Utf8Path, code: &Code, json: &JsonValue) -> Result<App> {
         if !json.is_object() {
             bail!("{FILE} must hold one JSON object");
         }
         let known = [
             "name",
+            "images",
             "main",
             "binary",
             "port",
@@ -205,8 +272,10 @@ impl App {
             }
         }
         let mains = mains(&name, &dirs, json["binary"].as_str())?;
+        // Detected from the entrypoint's sources: the program the image runs.
+        let facts = Facts::of(&code.sources[&mains[0].dir]);
         let port = match &json["port"] {
-            JsonValue::Null => code.port.unwrap_or(8080),
+            JsonValue::Null => facts.port.unwrap_or(8080),
             value => value
                 .as_u16()
                 .filter(|p| *p > 0)
@@ -214,7 +283,7 @@ impl App {
         };
         let port_env = match &json["port_env"] {
             JsonValue::Null if json.has_key("port_env") => None,
-            JsonValue::Null => code.reads_port.then(|| "PORT".to_string()),
+            JsonValue::Null => facts.reads_port.then(|| "PORT".to_string()),
             value => Some(
                 value
                     .as_str()
@@ -226,7 +295,7 @@ impl App {
             ),
         };
         let mut env = BTreeMap::new();
-        if let (Some(var), None) = (&port_env, code.port) {
+        if let (Some(var), None) = (&port_env, facts.port) {
             // The app reads its port and has none of its own: the image sets it.
             env.insert(var.clone(), port.to_string());
         }
@@ -246,7 +315,7 @@ impl App {
             _ => bail!("{FILE}: `env` must be an object of strings"),
         }
         let health = match &json["health"] {
-            JsonValue::Null if code.healthcheck_flag => {
+            JsonValue::Null if facts.healthcheck_flag => {
                 Health::Command(vec!["-healthcheck".into()])
             }
             JsonValue::Null => Health::None,
@@ -264,7 +333,7 @@ impl App {
             },
         };
         let probes = match &json["probes"] {
-            JsonValue::Null if code.healthz => vec![Probe {
+            JsonValue::Null if facts.healthz => vec![Probe {
                 path: "/healthz".into(),
                 status: Some(200),
                 body: None,
@@ -277,11 +346,8 @@ impl App {
             JsonValue::Array(items) => items.iter().map(probe).collect::<Result<_>>()?,
             _ => bail!("{FILE}: `probes` must be a list"),
         };
-        if probes.is_empty() {
-            bail!("{FILE}: `probes` must name at least one path (the first says the app is ready)");
-        }
         let stop_exit = match &json["stop_exit"] {
-            JsonValue::Null if code.handles_sigterm => 0,
+            JsonValue::Null if facts.handles_sigterm => 0,
             JsonValue::Null => GO_UNHANDLED_SIGTERM_EXIT,
             value => value
                 .as_i32()
@@ -305,7 +371,6 @@ impl App {
             probes,
             stop_exit,
             files,
-            from_file,
         })
     }
 
@@ -413,6 +478,43 @@ impl App {
     }
 }
 
+/// The one image of `images` that `what` (a command) takes: an error naming them when several.
+pub fn one<'a>(images: &'a [App], what: &str) -> Result<&'a App> {
+    match images {
+        [one] => Ok(one),
+        several => bail!(
+            "{FILE} makes {} images ({}): {what} takes one; name it with --app NAME",
+            several.len(),
+            names(several)
+        ),
+    }
+}
+
+/// The images' names, for messages: `api, worker`.
+fn names(apps: &[App]) -> String {
+    apps.iter()
+        .map(|a| a.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `images` as `app.json` holds them, every field spelled (what `init` writes): one image's
+/// fields, or several under `images`.
+pub fn to_json(images: &[App]) -> JsonValue {
+    match images {
+        [one] => one.to_json(),
+        several => {
+            let mut each = JsonValue::new_object();
+            for app in several {
+                let mut fields = app.to_json();
+                fields.remove("name");
+                each[app.name.as_str()] = fields;
+            }
+            object! { "images": each }
+        }
+    }
+}
+
 /// The binaries for `dirs`: one main gets `binary` (default: `cmd/NAME`'s NAME, else the app's
 /// name); several are named by their directories (as `go build -o DIR/` names them).
 fn mains(name: &str, dirs: &[String], binary: Option<&str>) -> Result<Vec<Main>> {
@@ -493,7 +595,6 @@ impl App {
             }],
             stop_exit: 0,
             files: Vec::new(),
-            from_file: true,
         }
     }
 }
@@ -604,12 +705,32 @@ struct Code {
     name: String,
     glide_package: Option<String>,
     mains: Vec<String>,
+    /// Each main package's non-test sources, by directory.
+    sources: BTreeMap<String, String>,
+    files: Vec<String>,
+}
+
+/// What one main package's sources say: what the program that runs does.
+#[derive(Debug, Default)]
+struct Facts {
     port: Option<u16>,
     reads_port: bool,
     healthcheck_flag: bool,
     healthz: bool,
     handles_sigterm: bool,
-    files: Vec<String>,
+}
+
+impl Facts {
+    fn of(sources: &str) -> Facts {
+        Facts {
+            port: listen_port(sources),
+            reads_port: sources.contains("Getenv(\"PORT\")")
+                || sources.contains("LookupEnv(\"PORT\")"),
+            healthcheck_flag: sources.contains("(\"healthcheck\""),
+            healthz: sources.contains("\"/healthz\""),
+            handles_sigterm: sources.contains("signal.Notify"),
+        }
+    }
 }
 
 impl Code {
@@ -633,16 +754,8 @@ impl Code {
             .find(|s| !s.is_empty() && !is_major(s))
             .unwrap_or("app");
         code.name = image_name(last);
-        let mut sources = String::new();
-        walk(go_app, Utf8Path::new("."), &mut code.mains, &mut sources)?;
-        code.mains.sort();
-        // Read from the main packages' sources only.
-        code.port = listen_port(&sources);
-        code.reads_port =
-            sources.contains("Getenv(\"PORT\")") || sources.contains("LookupEnv(\"PORT\")");
-        code.healthcheck_flag = sources.contains("(\"healthcheck\"");
-        code.healthz = sources.contains("\"/healthz\"");
-        code.handles_sigterm = sources.contains("signal.Notify");
+        walk(go_app, Utf8Path::new("."), &mut code.sources)?;
+        code.mains = code.sources.keys().cloned().collect();
         code.files = CONVENTIONAL_FILES
             .iter()
             .filter(|f| go_app.join(f).is_dir())
@@ -691,13 +804,8 @@ fn image_name(raw: &str) -> String {
     }
 }
 
-/// Collects the main packages under `dir` (relative `rel`), and their sources into `sources`.
-fn walk(
-    root: &Utf8Path,
-    rel: &Utf8Path,
-    mains: &mut Vec<String>,
-    sources: &mut String,
-) -> Result<()> {
+/// Collects the main packages under `dir` (relative `rel`) with their sources into `mains`.
+fn walk(root: &Utf8Path, rel: &Utf8Path, mains: &mut BTreeMap<String, String>) -> Result<()> {
     let dir = root.join(rel);
     // Names that are not UTF-8 are no Go package's or source's: passed over.
     let mut entries: Vec<_> = dir
@@ -714,7 +822,7 @@ fn walk(
         if kind.is_dir() {
             let skip = name.starts_with(['.', '_']) || ["vendor", "testdata"].contains(&name);
             if !skip {
-                walk(root, &rel.join(name), mains, sources)?;
+                walk(root, &rel.join(name), mains)?;
             }
         } else if kind.is_file() && name.ends_with(".go") && !name.ends_with("_test.go") {
             let Ok(text) = fs::read_to_string(entry.path()) else {
@@ -728,12 +836,12 @@ fn walk(
     }
     if is_main {
         let rel = rel.as_str().trim_start_matches("./");
-        mains.push(if rel.is_empty() || rel == "." {
+        let dir = if rel.is_empty() || rel == "." {
             ".".into()
         } else {
             rel.to_string()
-        });
-        sources.push_str(&main_sources);
+        };
+        mains.insert(dir, main_sources);
     }
     Ok(())
 }
@@ -846,7 +954,7 @@ fn add_data(
 mod tests {
     use super::*;
 
-    fn app_with(files: &[(&str, &str)], json: &str) -> Result<App> {
+    fn images_with(files: &[(&str, &str)], json: &str) -> Result<Vec<App>> {
         let dir = tempfile::tempdir().unwrap();
         let root = Utf8Path::from_path(dir.path()).unwrap();
         for (path, text) in files {
@@ -854,7 +962,13 @@ mod tests {
             fs::create_dir_all(p.parent().unwrap()).unwrap();
             fs::write(p, text).unwrap();
         }
-        App::from_json(root, &jzon::parse(json).unwrap(), true)
+        App::images(root, &Code::read(root)?, &jzon::parse(json).unwrap())
+    }
+
+    fn app_with(files: &[(&str, &str)], json: &str) -> Result<App> {
+        let mut apps = images_with(files, json)?;
+        assert_eq!(apps.len(), 1, "{json}");
+        Ok(apps.remove(0))
     }
 
     const TUTORIAL: &str =
@@ -933,6 +1047,45 @@ mod tests {
     }
 
     #[test]
+    fn images_one_per_main_each_detected_from_its_own_code() {
+        let worker = "package main\nimport \"os/signal\"\nfunc main() { signal.Notify(nil) }\n";
+        let files = [
+            ("go.mod", "module m\n"),
+            ("cmd/api/main.go", TUTORIAL),
+            ("cmd/worker/main.go", worker),
+        ];
+        let json = r#"{"env": {"A": "1"}, "images": {
+            "api": {"main": ["cmd/api"]},
+            "worker": {"main": ["cmd/worker"], "probes": []}}}"#;
+        let apps = images_with(&files, json).unwrap();
+        let [api, worker] = apps.as_slice() else {
+            panic!("{apps:?}")
+        };
+        assert_eq!((api.name.as_str(), api.entrypoint()), ("api", "api"));
+        assert_eq!(
+            (worker.name.as_str(), worker.entrypoint()),
+            ("worker", "worker")
+        );
+        // Each from its own main package: the api has no handler, the worker has one.
+        assert_eq!((api.stop_exit, worker.stop_exit), (143, 0));
+        assert!(api.serves_http() && !worker.serves_http());
+        assert_eq!(worker.env_lines(), ["A=1"]);
+        let all = App::union(&apps);
+        assert_eq!(all.binaries().collect::<Vec<_>>(), ["api", "worker"]);
+        for bad in [
+            r#"{"images": {}}"#,
+            r#"{"images": []}"#,
+            r#"{"name": "x", "images": {"a": {}}}"#,
+            r#"{"images": {"a": 1}}"#,
+            r#"{"images": {"a": {"name": "b"}}}"#,
+            r#"{"images": {"a": {"main": ["cmd/api"], "nope": 1}}}"#,
+            r#"{"images": {"A b": {"main": ["cmd/api"]}}}"#,
+        ] {
+            assert!(images_with(&files, bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn the_file_overrides_and_is_checked() {
         let files = [
             ("glide.yaml", "package: go-docker-prod\n"),
@@ -1006,8 +1159,9 @@ mod tests {
         let root = Utf8Path::from_path(dir.path()).unwrap();
         fs::write(root.join("main.go"), TUTORIAL).unwrap();
         fs::create_dir(root.join("static")).unwrap();
-        let detected = App::from_json(root, &JsonValue::new_object(), false).unwrap();
-        let again = App::from_json(root, &detected.to_json(), false).unwrap();
+        let code = Code::read(root).unwrap();
+        let detected = App::from_code(root, &code, &JsonValue::new_object()).unwrap();
+        let again = App::from_code(root, &code, &detected.to_json()).unwrap();
         assert_eq!(again, detected);
     }
 

@@ -22,7 +22,11 @@ use crate::{
 
 pub struct Checkout {
     pub record: Record,
-    /// The app's contract (app.json, the rest detected).
+    /// The contract of each image the checkout makes (app.json, the rest detected): one, or one
+    /// per entry of its `images` (only `--app`'s, when given).
+    pub images: Vec<App>,
+    /// The contract worked on: every image's binaries in one (`App::union`: what `dist` builds),
+    /// until a command sets one image's.
     pub app: App,
     /// What `main.version` and the labels say.
     pub version: String,
@@ -40,15 +44,23 @@ impl Checkout {
     /// `app_version`, else `git describe`, else `dev`.
     pub fn open(ctx: &Ctx, app_version: Option<&str>) -> Result<Checkout> {
         let lock = ctx.lock()?;
-        let app = App::load(&ctx.paths.root)?;
+        let images = App::load_all(&ctx.paths.root, ctx.app.as_deref())?;
         let record = Record::load(ctx, &ctx.paths)?;
         let version = gobuild::version(ctx, &ctx.paths.root, app_version);
         Ok(Checkout {
             record,
-            app,
+            app: App::union(&images),
+            images,
             version,
             _lock: lock,
         })
+    }
+
+    /// Works on the one image `what` needs (`dev`, `publish`): an error, naming them, when the
+    /// checkout makes several and `--app` chose none.
+    pub fn one_image(&mut self, what: &str) -> Result<()> {
+        self.app = crate::pipeline::app::one(&self.images, what)?.clone();
+        Ok(())
     }
 
     /// Host Go, with `vendor/` made for it.

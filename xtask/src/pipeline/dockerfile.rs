@@ -294,7 +294,9 @@ pub fn render(text: &str, app: &App) -> String {
                     gobuild::STRIP
                 );
             }
-            out += &format!("EXPOSE {}\n", app.port);
+            if app.serves_http() {
+                out += &format!("EXPOSE {}\n", app.port);
+            }
             for (key, value) in &app.env {
                 out += &format!(
                     "ENV {key}={}\n",

@@ -392,14 +392,16 @@ fn config(meta: &Meta, platform: Platform, layer_digest: &str) -> JsonValue {
     let env: Vec<String> = std::iter::once(DEFAULT_PATH.to_string())
         .chain(app.env_lines())
         .collect();
-    config["config"] = object! {
-        "User": format!("{0}:{0}", project::APP_UID),
-        "ExposedPorts": { [&format!("{}/tcp", app.port)]: {} },
-        "Env": env,
-        "Entrypoint": [format!("/{}", app.entrypoint())],
-        "WorkingDir": app.workdir(),
-        "Labels": labels,
-    };
+    let mut image = object! { "User": format!("{0}:{0}", project::APP_UID) };
+    // A port only where the app serves one (a worker serves none).
+    if app.serves_http() {
+        image["ExposedPorts"] = object! { [&format!("{}/tcp", app.port)]: {} };
+    }
+    image["Env"] = env.into();
+    image["Entrypoint"] = vec![format!("/{}", app.entrypoint())].into();
+    image["WorkingDir"] = app.workdir().into();
+    image["Labels"] = labels.into();
+    config["config"] = image;
     if let Some(command) = app.health_command("/") {
         let test: Vec<String> = std::iter::once("CMD".to_string()).chain(command).collect();
         config["config"]["Healthcheck"] = object! {

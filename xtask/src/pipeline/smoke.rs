@@ -30,8 +30,10 @@ pub const STOP_WITHIN_S: u64 = 5;
 pub fn run(ctx: &Ctx, checkout: &str, app: &App, id: &str, tag: &str) -> Result<()> {
     let image = format!("{tag} ({id})");
     ctx.step(&format!("smoke test {image}"), || {
+        // An app that serves no HTTP (a worker) publishes nothing: it must run, and stop.
+        let publish = if app.serves_http() { vec![(None, app.port)] } else { Vec::new() };
         let confined = Confined {
-            publish: vec![(None, app.port)],
+            publish,
             ..Confined::default()
         };
         let hardening = confined.args();
@@ -46,26 +48,16 @@ pub fn run(ctx: &Ctx, checkout: &str, app: &App, id: &str, tag: &str) -> Result<
             let started = Instant::now();
             let logs = || container_log(ctx, name);
             let with_log = |e: anyhow::Error| anyhow::anyhow!("{e:#}; its log:\n{}", logs());
-            let port = format!("{}/tcp", app.port);
-            // A server that exited at once has no port: that is what is said then.
-            let addr = match ctx.read(cmd!("docker port {name} {port}")) {
-                Ok(addr) => addr,
-                Err(e) => {
-                    still_running(ctx, name, started).map_err(with_log)?;
-                    return Err(e.context("finding the published port"));
-                }
+            let addr = match app.serves_http() {
+                true => Some(published(ctx, name, app, started).map_err(with_log)?),
+                false => None,
             };
-            let addr = addr
-                .lines()
-                .find(|l| l.starts_with("127.0.0.1:"))
-                .context("no loopback port published")?
-                .to_string();
-            let ready = local.then_some(addr.as_str());
+            let ready = addr.as_deref().filter(|_| local);
             let health = wait_healthy(ctx, name, id, app, ready, started).map_err(with_log)?;
             let healthy_after = started.elapsed();
-            let checked = if local {
+            let checked = if let (Some(addr), true) = (&addr, local) {
                 for probe in &app.probes {
-                    let (status, body) = http::get(&addr, &probe.path)
+                    let (status, body) = http::get(addr, &probe.path)
                         .with_context(|| format!("GET {} from {addr}", probe.path))
                         .map_err(with_log)?;
                     if !probe.accepts(status, &body) {
@@ -79,10 +71,13 @@ pub fn run(ctx: &Ctx, checkout: &str, app: &App, id: &str, tag: &str) -> Result<
                 }
                 let paths: Vec<&str> = app.probes.iter().map(|p| p.path.as_str()).collect();
                 format!("{health}, answered {} on {addr}", paths.join(" "))
+            } else if addr.is_none() {
+                format!("{health} (no probes: it serves no HTTP)")
             } else {
                 format!(
-                    "{health} (health check only: {addr} is the engine's own loopback, and \
-                     {endpoint} runs elsewhere; the probes were not asked from here)"
+                    "{health} (health check only: {} is the engine's own loopback, and \
+                     {endpoint} runs elsewhere; the probes were not asked from here)",
+                    addr.unwrap_or_default()
                 )
             };
             let stop = stop(ctx, name, app.stop_exit).map_err(with_log)?;
@@ -95,6 +90,23 @@ pub fn run(ctx: &Ctx, checkout: &str, app: &App, id: &str, tag: &str) -> Result<
             Ok(())
         })
     })
+}
+
+/// The loopback address the engine published the app's port on.
+fn published(ctx: &Ctx, name: &str, app: &App, started: Instant) -> Result<String> {
+    let port = format!("{}/tcp", app.port);
+    // A server that exited at once has no port: that is what is said then.
+    let addr = match ctx.read(cmd!("docker port {name} {port}")) {
+        Ok(addr) => addr,
+        Err(e) => {
+            still_running(ctx, name, started)?;
+            return Err(e.context("finding the published port"));
+        }
+    };
+    addr.lines()
+        .find(|l| l.starts_with("127.0.0.1:"))
+        .map(str::to_string)
+        .context("no loopback port published")
 }
 
 /// Stops the container with SIGTERM (the engine kills it after `STOP_WITHIN_S`): what happened,
@@ -140,13 +152,14 @@ pub fn wait_healthy(
     started: Instant,
 ) -> Result<String> {
     let check = health_command(ctx, id, app);
-    let probe = &app.probes[0];
+    // No probe: it serves no HTTP; then, without a health check, it must stay up for a second.
+    let ready = addr.zip(app.probes.first());
     // What the health check said when it last failed: the reason, when it never passes.
     let mut said = String::new();
     loop {
         ctx.check_signal("waiting for the container to turn healthy")?;
         still_running(ctx, name, started)?;
-        match (&check, addr) {
+        match (&check, ready) {
             (Some(check), _) => {
                 match ctx.read(cmd!("docker exec {name} {check...}").within(HEALTHY_WITHIN)) {
                     Ok(_) => return Ok(format!("health check `{}` passed", check.join(" "))),
@@ -157,7 +170,7 @@ pub fn wait_healthy(
                     },
                 }
             }
-            (None, Some(addr)) => {
+            (None, Some((addr, probe))) => {
                 if http::get(addr, &probe.path).is_ok_and(|(s, b)| probe.accepts(s, &b)) {
                     return Ok("no health check declared".into());
                 }
@@ -177,7 +190,12 @@ pub fn wait_healthy(
                         said => format!(" (it last said: {said})"),
                     }
                 ),
-                None => format!("GET {} did not answer {}", probe.path, probe.expected()),
+                None => match ready {
+                    Some((_, probe)) => {
+                        format!("GET {} did not answer {}", probe.path, probe.expected())
+                    }
+                    None => "it did not stay up".into(),
+                },
             };
             bail!("{what} within {:.1} s", started.elapsed().as_secs_f64());
         }
