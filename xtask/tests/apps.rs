@@ -284,6 +284,14 @@ fn two_main_packages_in_one_image() {
             ask: ("/jobs", "0 waiting\n"),
         },
     );
+    // Each main package for another platform too, named for it.
+    ws.xtask(&["dist", "--offline", "--platform", "linux/arm64"])
+        .ok();
+    for binary in ["api", "worker"] {
+        let elf = fs::read(ws.path("dist").join(format!("{binary}-linux-arm64"))).unwrap();
+        // ELF e_machine 183: AArch64.
+        assert_eq!(elf[18], 183, "{binary}-linux-arm64 is not an arm64 binary");
+    }
     // Without app.json's choice, the two main packages are named, with the fix.
     fs::remove_file(ws.path("app.json")).unwrap();
     let err = ws.xtask(&["dist", "--offline"]).failed();

@@ -379,6 +379,15 @@ impl App {
         &self.mains[0].binary
     }
 
+    /// The contract once per main package, each with that one only (a build for a platform:
+    /// `go build -o DIR/` cannot name the binaries for it).
+    pub fn each_main(&self) -> impl Iterator<Item = App> + '_ {
+        self.mains.iter().map(|m| App {
+            mains: vec![m.clone()],
+            ..self.clone()
+        })
+    }
+
     /// The binaries' names.
     pub fn binaries(&self) -> impl Iterator<Item = &str> {
         self.mains.iter().map(|m| m.binary.as_str())

@@ -165,7 +165,9 @@ impl HostBuild {
             healthcheck.map(Running::wait).transpose()?;
             for &platform in platforms {
                 let out = tmp.path();
-                gobuild::start(ctx, go, paths, app, out, Some(platform), version)?.wait()?;
+                for one in app.each_main() {
+                    gobuild::start(ctx, go, paths, &one, out, Some(platform), version)?.wait()?;
+                }
                 if app.ships_healthcheck() {
                     gobuild::start_healthcheck(ctx, go, paths, out, Some(platform))?.wait()?;
                 }

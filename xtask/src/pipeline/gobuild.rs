@@ -303,11 +303,8 @@ pub fn start(
     version: &str,
 ) -> Result<Running> {
     if app.mains.len() > 1 && platform.is_some() {
-        anyhow::bail!(
-            "binaries for other platforms (--platform) are built for one main package only: \
-             this app builds {}",
-            app.binaries().collect::<Vec<_>>().join(", ")
-        );
+        // `-o DIR/` names each binary by its directory, without the platform.
+        anyhow::bail!("a build for a platform takes one main package (App::each_main)");
     }
     let mut env = go_env(go, paths);
     // The target is the platform asked for, else this host: never the shell's GOARCH.
