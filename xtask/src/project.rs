@@ -138,6 +138,10 @@ impl Paths {
     pub fn healthcheck_source(&self) -> Utf8PathBuf {
         self.docker_dir().join("healthcheck")
     }
+    /// The xtask's integration tests: one test binary per `*.rs` file.
+    pub fn integration_tests(&self) -> Utf8PathBuf {
+        self.root.join("xtask/tests")
+    }
     pub fn bench_fixtures(&self) -> Utf8PathBuf {
         self.root.join("xtask/bench")
     }

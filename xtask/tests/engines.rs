@@ -132,20 +132,23 @@ fn removed_count(run: &Run) -> usize {
 }
 
 fn the_user_flow(kind: Kind) {
-    let _engine = common::engine();
+    let _engines = common::private_engines();
     let a = Workspace::copy();
     let b = Workspace::clone_of(&a);
     let tag = common::tag(&a);
-    // The config digest the classic store gives for this commit, from the host's engine.
-    a.xtask(&["base-images"]).ok();
-    let host = a
-        .xtask(&["image", "--offline", "--strategy", "direct", "--tag", &tag])
-        .ok();
-    let classic_config = summary_word(&host, "config");
-    a.xtask(&["clean"]).ok();
-
     let engine = RemoteEngine::start_kind(kind);
-    engine.load(project::LOCAL_BUILDER_IMAGE);
+    let classic_config = {
+        // The host's engine, for as long as it is used: the config digest the classic store
+        // gives for this commit, and the base image, loaded from there.
+        let _host = common::host_engine();
+        a.xtask(&["base-images"]).ok();
+        let host = a
+            .xtask(&["image", "--offline", "--strategy", "direct", "--tag", &tag])
+            .ok();
+        a.xtask(&["clean"]).ok();
+        engine.load(project::LOCAL_BUILDER_IMAGE);
+        summary_word(&host, "config")
+    };
     let base = image_id(&engine, project::LOCAL_BUILDER_IMAGE).unwrap();
     // The user's own things: an image under our tag, a container, an image that carries our
     // project label and that a rebuild left dangling.

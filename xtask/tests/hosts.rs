@@ -135,12 +135,15 @@ fn layer(output: &str) -> String {
 #[test]
 #[ignore = "needs root (makes a user), a Docker engine, namespaces and rustup: cargo xtask ci"]
 fn an_ordinary_user_builds_from_an_odd_path_on_a_fresh_engine() {
-    let _engine = common::engine();
+    let _engines = common::private_engines();
     let user = SecondUser::ensure();
     let ws = Workspace::copy();
     // Root's part: setup (nothing left to install here), and the base image on the local engine.
-    ws.xtask(&["setup"]).ok();
-    let root_layer = layer(&ws.xtask(&["base-images"]).ok().stdout);
+    let root_layer = {
+        let _host = common::host_engine();
+        ws.xtask(&["setup"]).ok();
+        layer(&ws.xtask(&["base-images"]).ok().stdout)
+    };
     user.bare_copy_of(&ws);
     // The user's part, on an engine that has nothing of ours: the base image too is the user's.
     let remote = RemoteEngine::start();
@@ -194,14 +197,21 @@ echo "not mine: $(find "$top" ! -user "$(id -un)" | head -5)"
 #[test]
 #[ignore = "needs root (makes a user), trixie's Docker and Podman: cargo xtask ci"]
 fn an_ordinary_user_builds_on_the_containerd_store_and_podman() {
-    let _engine = common::engine();
+    let _engines = common::private_engines();
     let user = SecondUser::ensure();
     let ws = Workspace::copy();
-    ws.xtask(&["base-images"]).ok();
+    // The host's engine, for as long as it is used: the base image made there, and read.
+    {
+        let _host = common::host_engine();
+        ws.xtask(&["base-images"]).ok();
+    }
     user.bare_copy_of(&ws);
     for kind in [Kind::Containerd, Kind::Podman] {
         let remote = RemoteEngine::start_kind(kind);
-        remote.load(common::project::LOCAL_BUILDER_IMAGE);
+        {
+            let _host = common::host_engine();
+            remote.load(common::project::LOCAL_BUILDER_IMAGE);
+        }
         // Podman's socket is root's: the group the user is in reaches it.
         let socket = remote.host.trim_start_matches("unix://");
         run("chgrp", &["docker", socket]);

@@ -42,7 +42,7 @@ fn digests(ws: &Workspace) -> Vec<String> {
 /// A two-platform publish of a fresh copy to a registry of its own: the engine held, and the
 /// lines of dist/digests.txt (the index, then amd64 and arm64).
 struct Published {
-    _engine: std::sync::MutexGuard<'static, ()>,
+    _engine: common::EngineGuard,
     registry: Registry,
     ws: Workspace,
     to: String,

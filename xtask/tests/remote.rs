@@ -12,6 +12,8 @@ use common::{sha256, RemoteEngine, Workspace};
 /// A copy with `direct` built on the local engine, and a second engine with the builder base.
 struct Setup {
     _engine: std::sync::MutexGuard<'static, ()>,
+    /// Held while the test uses the host's engine (see `remote_only`).
+    host: Option<common::HostEngine>,
     ws: Workspace,
     tag: String,
     local_direct: String,
@@ -20,7 +22,8 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let engine = common::engine();
+    let engine = common::private_engines();
+    let host = common::host_engine();
     let ws = Workspace::copy();
     let tag = common::tag(&ws);
     ws.xtask(&["base-images"]).ok(); // on the local engine
@@ -33,6 +36,7 @@ fn setup() -> Setup {
     remote.load(common::project::LOCAL_BUILDER_IMAGE);
     Setup {
         _engine: engine,
+        host: Some(host),
         ws,
         tag,
         local_direct,
@@ -41,10 +45,18 @@ fn setup() -> Setup {
     }
 }
 
+/// `setup`, for a test that then uses the remote engine only: the host's goes to other tests.
+fn remote_only() -> Setup {
+    let mut setup = setup();
+    setup.host = None;
+    setup
+}
+
 impl Drop for Setup {
     fn drop(&mut self) {
         let env = [("DOCKER_HOST", self.remote.host.as_str())];
         self.ws.xtask_env(&["clean"], &env);
+        let _host = self.host.take().unwrap_or_else(common::host_engine);
         self.ws.xtask(&["clean"]);
     }
 }
@@ -52,7 +64,7 @@ impl Drop for Setup {
 #[test]
 #[ignore = "needs root, a Docker engine and namespaces: cargo xtask ci"]
 fn the_remote_engine_cannot_see_our_files() {
-    let setup = setup();
+    let setup = remote_only();
     let (ws, remote) = (&setup.ws, &setup.remote);
     // It really does not see our files: a bind mount of the workspace shows an empty directory.
     let mount = format!("{}:/w", ws.root.to_str().unwrap());
@@ -75,7 +87,7 @@ fn the_remote_engine_cannot_see_our_files() {
 #[test]
 #[ignore = "needs root, a Docker engine and namespaces: cargo xtask ci"]
 fn direct_without_go_gives_the_same_image_id_there_on_record_for_that_engine() {
-    let setup = setup();
+    let setup = remote_only();
     let (ws, remote) = (&setup.ws, &setup.remote);
     let (tag, local_direct) = (setup.tag.as_str(), setup.local_direct.as_str());
     // `direct` without Go, first on that engine: the binary from the builder image gives the same
@@ -114,7 +126,7 @@ fn direct_without_go_gives_the_same_image_id_there_on_record_for_that_engine() {
 #[test]
 #[ignore = "needs root, a Docker engine and namespaces: cargo xtask ci"]
 fn every_strategy_works_there_with_the_same_binary() {
-    let setup = setup();
+    let setup = remote_only();
     let (ws, remote, host_sha) = (&setup.ws, &setup.remote, &setup.host_sha);
     let (tag, local_direct) = (setup.tag.as_str(), setup.local_direct.as_str());
     let env = [("DOCKER_HOST", remote.host.as_str())];
@@ -165,7 +177,7 @@ fn every_strategy_works_there_with_the_same_binary() {
 #[test]
 #[ignore = "needs root, a Docker engine and namespaces: cargo xtask ci"]
 fn dist_builds_in_the_builder_image_there_without_go() {
-    let setup = setup();
+    let setup = remote_only();
     let (ws, remote, host_sha) = (&setup.ws, &setup.remote, &setup.host_sha);
     // No Go on the host (off PATH, Debian's hidden): dist builds in the builder image there.
     std::fs::remove_dir_all(ws.path("dist")).unwrap();

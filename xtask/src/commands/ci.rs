@@ -3,7 +3,7 @@
 //! gofmt and go test, the quick bench (so that it cannot rot), and every Rust test, those that need
 //! an engine, root or a second user included (plain `cargo test` skips them).
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::{
     cmd, flags,
@@ -16,6 +16,10 @@ use crate::{
     pipeline::{base, deps, gobuild},
     project,
 };
+
+/// The test binaries that, after a short use of the host's engine (locked, as every test locks
+/// it: `xtask/tests/common`), work on engines of their own: run beside the others.
+const BESIDE: [&str; 3] = ["engines", "remote", "hosts"];
 
 /// Debian 13's rustc: the oldest Rust the xtask must build with (`rust-version` in Cargo.toml).
 const DEBIAN_RUST: &str = "1.85.0";
@@ -62,11 +66,44 @@ impl flags::Ci {
             ctx.run(cmd!("{exe} bench --quick"))
         })?;
         let all = "cargo test (all, engine and second-user tests included)";
-        ctx.step(all, || {
-            ctx.run(cmd!("{cargo} test --workspace -- --include-ignored"))
-        })
-        .map(drop)
+        ctx.step(all, || all_tests(ctx, &cargo))
     }
+}
+
+/// Every test: those of `BESIDE` in a second `cargo test` beside the first, which runs the rest
+/// (both wait whenever the other uses the host's engine); its output follows the first's.
+fn all_tests(ctx: &Ctx, cargo: &str) -> Result<()> {
+    ctx.run(cmd!("{cargo} test --workspace --no-run --quiet"))?;
+    let dir = ctx.paths.integration_tests();
+    let mut rest = Vec::new();
+    for entry in dir
+        .read_dir_utf8()
+        .with_context(|| format!("reading {dir}"))?
+    {
+        let name = entry?.file_name().to_string();
+        match name.strip_suffix(".rs") {
+            Some(test) if !BESIDE.contains(&test) => {
+                rest.extend(["--test".to_string(), test.into()])
+            }
+            _ => {}
+        }
+    }
+    let beside: Vec<&str> = BESIDE.iter().flat_map(|t| ["--test", t]).collect();
+    ctx.announce(format!(
+        "tests {} run beside the others; their output comes after",
+        BESIDE.join(", ")
+    ));
+    let second =
+        ctx.start(cmd!("{cargo} test --workspace {beside...} -- --include-ignored").kept())?;
+    let first = ctx
+        .run(cmd!(
+            "{cargo} test --workspace --lib --bins {rest...} -- --include-ignored"
+        ))
+        .and_then(|_| ctx.run(cmd!("{cargo} test --workspace --doc")));
+    let second = second
+        .wait()
+        .map(|out| print!("{}", String::from_utf8_lossy(&out)));
+    first.map(drop).and(second)
 }
 
 /// Every tool the tests need, installed when missing; an engine answering.

@@ -351,9 +351,45 @@ pub fn free_port() -> u16 {
 
 static ENGINE: Mutex<()> = Mutex::new(());
 
-/// Docker tests run one at a time: `clean` and the image-list checks see the whole engine.
-pub fn engine() -> MutexGuard<'static, ()> {
+/// A test's hold on the host's engine (and on this process's engine tests): `clean` and the
+/// image-list checks see the whole engine.
+pub struct EngineGuard {
+    _host: HostEngine,
+    _process: MutexGuard<'static, ()>,
+}
+
+/// Docker tests run one at a time: one per test process, and one on the host's engine across
+/// the test processes (`cargo xtask ci` runs the private-engine tests beside the others).
+pub fn engine() -> EngineGuard {
+    let process = private_engines();
+    EngineGuard {
+        _host: host_engine(),
+        _process: process,
+    }
+}
+
+/// One test of this process at a time, on engines of its own: their load, and the second user,
+/// one test at a time. Take `host_engine` too, for as long as the host's engine is used.
+pub fn private_engines() -> MutexGuard<'static, ()> {
     ENGINE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The host's engine, held across test processes until dropped.
+pub struct HostEngine(fs::File);
+
+pub fn host_engine() -> HostEngine {
+    use std::os::fd::AsRawFd;
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("host-engine.lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    // SAFETY: flock(2) on a descriptor we own; released when the file is closed (on drop).
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(locked, 0, "flock {}", path.display());
+    HostEngine(file)
 }
 
 /// A workspace copy for a test that uses the engine: holds the engine for the test's duration,
@@ -362,7 +398,7 @@ pub struct DockerWorkspace {
     pub ws: Workspace,
     /// The test's own image tag.
     pub tag: String,
-    _engine: MutexGuard<'static, ()>,
+    _engine: EngineGuard,
 }
 
 impl DockerWorkspace {
