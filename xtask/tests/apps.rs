@@ -33,6 +33,8 @@ impl Drop for Killed {
 
 /// What one fixture must give.
 struct Expect<'a> {
+    /// The app's name, detected: its containers are named after it.
+    name: &'a str,
     /// The binaries in dist/ and at the image's root, the entrypoint first.
     binaries: &'a [&'a str],
     /// What `smoke:` says, in part.
@@ -129,6 +131,19 @@ fn every_command_works(ws: &DockerWorkspace, expect: &Expect) {
     // Stopped however the test ends: a `dev` left running would hold the checkout's lock.
     let mut child = Killed(child);
     wait_for(&rx, "dev: http://127.0.0.1:");
+    // Its containers are the app's, by name (and ours by label).
+    let names = docker(&[
+        "ps",
+        "--format",
+        "{{.Names}}",
+        "--filter",
+        &common::temp_label(),
+    ]);
+    let dev = format!("{}-dev-", expect.name);
+    assert!(
+        !names.is_empty() && names.lines().all(|n| n.starts_with(&dev)),
+        "dev's containers: {names:?}"
+    );
     let addr = format!("127.0.0.1:{port}");
     let (file, from, to) = expect.edit;
     let path = ws.path("go-app").join(file);
@@ -166,6 +181,7 @@ fn a_tutorial_shaped_app_with_a_fixed_port_and_no_health_route() {
     every_command_works(
         &ws,
         &Expect {
+            name: "app",
             binaries: &["app"],
             // No health check declared; SIGTERM without a handler: Go's default, expected.
             smoke: &[
@@ -206,6 +222,7 @@ fn a_module_with_its_main_in_cmd_and_no_dependencies() {
     every_command_works(
         &ws,
         &Expect {
+            name: "ping",
             binaries: &["ping"],
             smoke: &["no health check declared", "SIGTERM → exit 0"],
             env: &[],
@@ -226,6 +243,7 @@ fn an_app_that_needs_port_and_reads_its_templates() {
         &ws,
         &Expect {
             // Its HTTP health check is ours, beside its binary: no shell, no curl.
+            name: "greeter",
             binaries: &["greeter", "healthcheck"],
             smoke: &[
                 "healthy after",
@@ -274,6 +292,7 @@ fn two_main_packages_in_one_image() {
     every_command_works(
         &ws,
         &Expect {
+            name: "shop",
             binaries: &["api", "worker"],
             smoke: &["answered /jobs"],
             env: &[],

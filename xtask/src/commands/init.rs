@@ -24,6 +24,15 @@ impl flags::Init {
         println!(
             "The app's contract, {what} (docs/app-contract.md says what each field means):\n{text}"
         );
+        for image in images.iter() {
+            if let Some(path) = image.suggested_health() {
+                println!(
+                    "hint: {} declares no health check; `\"health\": {{\"http\": \"{path}\"}}` \
+                     gives its image one that asks {path} (no shell or curl added)",
+                    image.name
+                );
+            }
+        }
         if exists && !self.force {
             println!("{file} is there already: left as it is (--force writes the above in full)");
             return Ok(());

@@ -1048,8 +1048,9 @@ impl<'a> TempContainer<'a> {
         Ok(container)
     }
 
+    /// `purpose` names whose container it is and what for: `APP-smoke`, `go-docker-prod-base`.
     fn new_name(purpose: &str) -> String {
-        format!("{}-{purpose}-{}", project::TOOL, fsx::random_hex(6))
+        format!("{purpose}-{}", fsx::random_hex(6))
     }
 
     fn make(

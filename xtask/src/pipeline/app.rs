@@ -210,6 +210,13 @@ impl App {
         !self.probes.is_empty()
     }
 
+    /// A health check to suggest: none is declared, yet a probe asks a path that answers 200
+    /// (the detected `/healthz`), which our HTTP check could ask.
+    pub fn suggested_health(&self) -> Option<&str> {
+        let probe = self.probes.iter().find(|p| p.status == Some(200))?;
+        matches!(self.health, Health::None).then_some(probe.path.as_str())
+    }
+
     /// The contract from `json`, missing fields taken from `code` (read from `go_app`).
     fn from_code(go_app: &Utf8Path, code: &Code, json: &JsonValue) -> Result<App> {
         if !json.is_object() {
@@ -1152,6 +1159,15 @@ mod tests {
             ["m", "healthcheck"]
         );
         assert_eq!(app_with(&files, &app.to_json().dump()).unwrap(), app);
+        assert_eq!(app.suggested_health(), None, "it has one");
+        // A /healthz route and no health check: init suggests asking it.
+        let healthz = [
+            ("go.mod", "module m\n"),
+            ("main.go", "package main\n// \"/healthz\"\n"),
+        ];
+        let app = app_with(&healthz, "{}").unwrap();
+        assert_eq!(app.suggested_health(), Some("/healthz"));
+        assert_eq!(app_with(&files, "{}").unwrap().suggested_health(), None);
         for bad in [
             r#"{"health": {"http": "ready"}}"#,
             r#"{"health": {"http": "/a", "command": ["-x"]}}"#,

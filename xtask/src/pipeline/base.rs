@@ -219,7 +219,8 @@ pub fn base_files(ctx: &Ctx, paths: &Paths, checkout: &str, base: &Base) -> Resu
         &format!("read Go's version and the CA bundle from {image}"),
         || {
             let go = ["go", "version"];
-            let container = docker::TempContainer::create(ctx, checkout, image, "base", &[], &go)?;
+            let base = format!("{}-base", project::TOOL);
+            let container = docker::TempContainer::create(ctx, checkout, image, &base, &[], &go)?;
             let name = &container.name;
             let out = ctx.run(cmd!("docker start --attach {name}").kept())?;
             let go_version = out

@@ -269,7 +269,8 @@ impl<'a> Network<'a> {
             ..Confined::default()
         };
         let sleep = ["sleep", "2147483647"];
-        let holder = TempContainer::run(ctx, checkout, image, "dev-net", &confined, &sleep)
+        let purpose = format!("{}-dev-net", app.name);
+        let holder = TempContainer::run(ctx, checkout, image, &purpose, &confined, &sleep)
             .context("making the network dev's containers join")?;
         Ok(Network { holder, slots })
     }
@@ -313,7 +314,8 @@ impl<'a> Serving<'a> {
             no_healthcheck: true,
             ..Confined::default()
         };
-        let container = TempContainer::run(ctx, checkout, &built.id, "dev", &confined, &[])?;
+        let purpose = format!("{}-dev", app.name);
+        let container = TempContainer::run(ctx, checkout, &built.id, &purpose, &confined, &[])?;
         let name = container.name.clone();
         let addr = host.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
         let probe = &app.probes[0];

@@ -58,8 +58,9 @@ pub fn to_dist(
         return Ok(());
     }
     ctx.step("copy the binary out to dist/", || {
+        let purpose = format!("{}-handoff", app.name);
         let container =
-            TempContainer::create(ctx, &record.checkout, builder_tag, "handoff", &[], &[])?;
+            TempContainer::create(ctx, &record.checkout, builder_tag, &purpose, &[], &[])?;
         let tmp = distdir::scratch(paths)?;
         let to = tmp.path().to_path_buf();
         let from = format!("{}:/out/.", container.name);

@@ -38,7 +38,8 @@ pub fn run(ctx: &Ctx, checkout: &str, app: &App, id: &str, tag: &str) -> Result<
         };
         let hardening = confined.args();
         let hardening: Vec<&str> = hardening.iter().map(String::as_str).collect();
-        let container = TempContainer::create(ctx, checkout, id, "smoke", &hardening, &[])?;
+        let purpose = format!("{}-smoke", app.name);
+        let container = TempContainer::create(ctx, checkout, id, &purpose, &hardening, &[])?;
         let name = &container.name;
         let endpoint = docker::endpoint(ctx);
         // The engine's published ports are ours to reach only when it runs on this host's network.

@@ -498,17 +498,16 @@ pub fn dangling(host: Option<&str>) -> BTreeSet<String> {
     ))
 }
 
-/// The xtask's temporary containers, whatever checkout made them.
+/// The filter for the xtask's temporary containers, whatever checkout made them.
+pub fn temp_label() -> String {
+    format!("label={}", project::LABEL_TEMP)
+}
+
+/// The xtask's temporary containers.
 pub fn temp_containers(host: Option<&str>) -> BTreeSet<String> {
     lines(&docker_at(
         host,
-        &[
-            "ps",
-            "-a",
-            "-q",
-            "--filter",
-            &format!("label={}", project::LABEL_TEMP),
-        ],
+        &["ps", "-a", "-q", "--filter", &temp_label()],
     ))
 }
 
