@@ -190,6 +190,12 @@ impl Paths {
     pub fn record(&self) -> Utf8PathBuf {
         self.xtask_dir().join("record.json")
     }
+    /// Kept fresh while the Dockerfile build `build` runs: when a killed build was last alive.
+    pub fn build_heartbeat(&self, build: &str) -> Utf8PathBuf {
+        self.xtask_dir()
+            .join("builds")
+            .join(format!("{build}.alive"))
+    }
     /// The OCI image layout `--strategy direct` writes.
     pub fn oci_layout(&self) -> Utf8PathBuf {
         self.xtask_dir().join("oci")

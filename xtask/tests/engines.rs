@@ -36,40 +36,12 @@ fn build_text(
     extra: &[&str],
 ) -> String {
     let before = all_images(engine);
-    let iid = tempfile::NamedTempFile::new().unwrap();
-    let mut cmd = std::process::Command::new("docker");
-    cmd.args(["build", "-q", "--iidfile"])
-        .arg(iid.path())
-        .args(tag.map(|t| ["-t", t]).into_iter().flatten())
-        .args(extra)
-        .arg("-")
-        .env("DOCKER_HOST", &engine.host)
-        // Podman serves no BuildKit.
-        .env(
-            "DOCKER_BUILDKIT",
-            if engine.kind == Kind::Podman {
-                "0"
-            } else {
-                "1"
-            },
-        )
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), dockerfile.as_bytes()).unwrap();
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "docker build {tag:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Podman serves no BuildKit.
+    let buildkit = engine.kind != Kind::Podman;
+    let id = common::build_text(Some(&engine.host), buildkit, dockerfile, tag, extra);
     // Everything the build made is the user's (Podman keeps intermediate images too).
     users.extend(all_images(engine).difference(&before).cloned());
-    // Podman writes the bare hex.
-    let hex = fs::read_to_string(iid.path()).unwrap();
-    format!("sha256:{}", hex.trim().trim_start_matches("sha256:"))
+    id
 }
 
 /// Every image the user made is still there.
@@ -361,8 +333,10 @@ fn the_user_flow(kind: Kind) {
     let said = common::rest(rx);
     assert_eq!(status.code(), Some(0), "{kind:?}: dev:\n{said}");
     assert!(!said.contains("expected 0"), "{kind:?}: dev:\n{said}");
-    let temp = format!("label={}", project::LABEL_TEMP);
-    let left = docker(&engine, &["ps", "-a", "-q", "--filter", &temp]);
+    let left = docker(
+        &engine,
+        &["ps", "-a", "-q", "--filter", &common::temp_label()],
+    );
     assert_eq!(left, "", "{kind:?}: dev left containers");
     assert_ne!(
         image_id(&engine, &tag),
@@ -463,6 +437,103 @@ fn the_user_flow(kind: Kind) {
         docker(&engine, &["image", "inspect", image]);
     }
     docker(&engine, &["container", "inspect", "mine"]);
+}
+
+/// The fixture apps of `xtask/tests/apps/` on `kind`, as apps.rs tries them on the host's engine:
+/// the tutorial-shaped app (fixed port, no health route, no signal handler) and the one that needs
+/// `$PORT`, reads its templates and has our HTTP health check. For each: `dist`, `image --smoke`
+/// (the default and `direct`), `verify`, `dev` (an edit swapped in), `clean`; nothing of ours left.
+fn fixture_apps_on(kind: Kind) {
+    let _engines = common::private_engines();
+    let engine = RemoteEngine::start_kind(kind);
+    let apps = [
+        (
+            "tutorial",
+            "SIGTERM → exit 143",
+            ("src/main.go", "Welcome!", "Welcome back!"),
+        ),
+        (
+            "needs-port",
+            "`/healthcheck http://127.0.0.1:8080/static/site.css PORT` passed",
+            ("templates/hello.html", "Hello", "Hi"),
+        ),
+    ];
+    for (i, (fixture, said, (file, from, to))) in apps.into_iter().enumerate() {
+        let ws = Workspace::copy();
+        common::put_app(&ws, fixture);
+        if i == 0 {
+            let _host = common::host_engine();
+            ws.xtask(&["base-images"]).ok();
+            engine.load(project::LOCAL_BUILDER_IMAGE);
+        }
+        let tag = common::tag(&ws);
+        xtask(&ws, &engine, &["dist"]).ok();
+        for strategy in ["multistage", "direct"] {
+            let run = xtask(
+                &ws,
+                &engine,
+                &["image", "--strategy", strategy, "--smoke", "--tag", &tag],
+            )
+            .ok();
+            let smoke = run.stdout.lines().find(|l| l.starts_with("smoke: "));
+            assert!(
+                smoke.is_some_and(|l| l.contains(said)),
+                "{kind:?} {fixture} {strategy}: `{said}` not said:\n{}",
+                run.stdout
+            );
+        }
+        let run = xtask(&ws, &engine, &["verify", &tag]).ok();
+        assert!(run.stdout.contains("verified:"), "{}", run.stdout);
+
+        let env = [("DOCKER_HOST", engine.host.as_str())];
+        let (child, rx) = common::spawn(
+            &ws,
+            &["dev", "--offline", "--port", "0", "--tag", &tag],
+            &env,
+        );
+        common::wait_for(&rx, "Ctrl-C stops");
+        let before = image_id(&engine, &tag);
+        let path = ws.path("go-app").join(file);
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{file} has no {from:?}");
+        fs::write(&path, text.replace(from, to)).unwrap();
+        common::wait_for(&rx, "the new code answers");
+        common::ctrl_c(&child);
+        let mut child = child;
+        let status = child.wait().unwrap();
+        let rest = common::rest(rx);
+        assert_eq!(status.code(), Some(0), "{kind:?} {fixture}: dev:\n{rest}");
+        assert_ne!(
+            image_id(&engine, &tag),
+            before,
+            "{kind:?} {fixture}: not tagged"
+        );
+        let temp = common::temp_label();
+        let left = docker(&engine, &["ps", "-a", "-q", "--filter", &temp]);
+        assert_eq!(left, "", "{kind:?} {fixture}: dev left containers");
+
+        xtask(&ws, &engine, &["clean"]).ok();
+        assert_eq!(
+            image_id(&engine, &tag),
+            None,
+            "{kind:?} {fixture}: clean left it"
+        );
+        let label = format!("label={}={}", project::LABEL_PROJECT, project::TOOL);
+        let ours = docker(&engine, &["image", "ls", "-a", "-q", "--filter", &label]);
+        assert_eq!(ours, "", "{kind:?} {fixture}: clean left images of ours");
+    }
+}
+
+#[test]
+#[ignore = "needs root, trixie's Docker (cargo xtask ci unpacks it) and namespaces: cargo xtask ci"]
+fn fixture_apps_on_docker_with_the_containerd_store() {
+    fixture_apps_on(Kind::Containerd);
+}
+
+#[test]
+#[ignore = "needs root, Podman and namespaces: cargo xtask ci"]
+fn fixture_apps_on_podman() {
+    fixture_apps_on(Kind::Podman);
 }
 
 #[test]

@@ -222,6 +222,95 @@ fn sigkill_at_three_points_leaves_nothing_clean_cannot_find() {
     assert!(common::docker_at(None, &["image", "ls", "-q", &tag]).is_empty());
 }
 
+#[test]
+#[ignore = "needs a Docker engine: cargo xtask ci"]
+fn a_killed_builds_window_ends_and_images_not_its_own_stay() {
+    let ws = DockerWorkspace::new();
+    let tag = ws.tag.clone();
+    // What other runs left is not this test's to judge.
+    let before = common::dangling(None);
+    ws.xtask(&["base-images"]).ok();
+    let project_label = format!("{}={}", project::LABEL_PROJECT, project::TOOL);
+    let dangling = || {
+        let all = docker(&[
+            "image",
+            "ls",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            "dangling=true",
+        ]);
+        common::lines(&all)
+    };
+    let from = format!("FROM {}\n", project::LOCAL_BUILDER_IMAGE);
+    // A Dockerfile build killed with SIGKILL (its `docker build` dies with it).
+    let (child, rx) = spawn(
+        &ws,
+        &[
+            "image",
+            "--offline",
+            "--no-cache",
+            "--builder",
+            "legacy",
+            "--tag",
+            &tag,
+        ],
+        &[],
+    );
+    wait_for(&rx, "go build $PREBUILD");
+    // While it runs: another checkout's build leaves an image with its own build id.
+    let foreign = format!("{}=0123abcd-ef0123", project::LABEL_BUILD);
+    let others = common::build_text(
+        None,
+        true,
+        &format!("{from}LABEL mine=other-checkout\n"),
+        None,
+        &["--label", &project_label, "--label", &foreign],
+    );
+    signal_alone(&child, libc::SIGKILL);
+    drop(rx);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !orphans_in(&ws).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Once the killed build's window is over (its last beat and the slack): the user's image,
+    // dangling, with our project label.
+    let slack = xtask::pipeline::record::HEARTBEAT_SLACK_MS;
+    std::thread::sleep(Duration::from_millis(slack + 1_000));
+    let users = common::build_text(
+        None,
+        true,
+        &format!("{from}LABEL mine=later\n"),
+        None,
+        &["--label", &project_label],
+    );
+    let theirs = [&users, &others];
+    for id in theirs {
+        assert!(dangling().contains(id), "the setup: {id} dangling");
+    }
+    // The next build sweeps what the killed one left, and nothing else.
+    ws.xtask(&["image", "--offline", "--strategy", "direct", "--tag", &tag])
+        .ok();
+    for id in theirs {
+        assert!(
+            dangling().contains(id),
+            "{id} was removed:\n{}",
+            record(&ws)
+        );
+    }
+    ws.xtask(&["clean"]).ok();
+    let left = dangling();
+    for id in theirs {
+        assert!(left.contains(id), "clean removed {id}");
+        docker(&["image", "rm", id]);
+    }
+    let left: Vec<String> = common::dangling(None)
+        .difference(&before)
+        .cloned()
+        .collect();
+    assert!(left.is_empty(), "the killed build left {left:?}");
+}
+
 /// Processes whose command line names the workspace (what a killed xtask left running).
 fn orphans_in(ws: &Workspace) -> Vec<String> {
     let root = ws.root.to_string_lossy().into_owned();

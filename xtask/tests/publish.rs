@@ -300,6 +300,59 @@ fn another_checkout_publishes_the_same_bytes_and_no_new_blob() {
 }
 
 #[test]
+#[ignore = "needs a Docker engine, docker-registry, skopeo and oras: cargo xtask ci"]
+fn a_registry_killed_while_documents_are_attached() {
+    let _engine = common::engine();
+    let mut registry = Registry::start();
+    let ws = Workspace::copy();
+    let to = format!("{}/app:t1", registry.addr);
+    // oras, the tool that attaches the documents once the push is done, kills the registry
+    // first: the tag is live, the documents are not.
+    let shims = tempfile::tempdir().unwrap();
+    let oras = shims.path().join("oras");
+    let real = String::from_utf8(tool("which", &["oras"], &[])).unwrap();
+    let script = format!(
+        "#!/bin/sh\nkill -9 {} 2>/dev/null\nexec {} \"$@\"\n",
+        registry.pid(),
+        real.trim()
+    );
+    fs::write(&oras, script).unwrap();
+    fs::set_permissions(&oras, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        shims.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let run = ws
+        .xtask_env(&["publish", "--offline", "--to", &to], &[("PATH", &path)])
+        .failed();
+    assert!(
+        run.stderr
+            .contains("The push had completed: the tag names the new image")
+            && !run.stderr.contains("untagged"),
+        "{}",
+        run.stderr
+    );
+    // The digests were said: the push had completed.
+    assert!(
+        run.stdout.contains(&format!("{to}@sha256:")),
+        "{}",
+        run.stdout
+    );
+    // Once the registry is back, the same command completes it with the same digests.
+    registry.restart();
+    let again = ws.xtask(&["publish", "--offline", "--to", &to]).ok();
+    let said = |run: &common::Run| {
+        run.stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{to}@")))
+            .map(str::to_string)
+    };
+    assert_eq!(said(&again), said(&run));
+    ws.xtask(&["clean"]).ok();
+}
+
+#[test]
 #[ignore = "needs a Docker engine, docker-registry, htpasswd, skopeo, oras and cosign: cargo xtask ci"]
 fn credentials_signatures_and_a_registry_that_is_down() {
     let _engine = common::engine();

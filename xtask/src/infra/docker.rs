@@ -853,6 +853,11 @@ pub fn label_filter(key: &str, value: &str) -> String {
     format!("label={key}={value}")
 }
 
+/// The filter for a label `key`, whatever its value.
+pub fn has_label(key: &str) -> String {
+    format!("label={key}")
+}
+
 /// Whether a container, running or not, was made from `id` or from an image built on it.
 pub fn in_use(ctx: &Ctx, id: &str) -> Result<bool> {
     let filter = format!("ancestor={id}");

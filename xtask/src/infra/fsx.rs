@@ -74,6 +74,57 @@ impl Drop for Temp {
     }
 }
 
+/// A file whose modification time a thread keeps fresh, every `every`, while the value lives:
+/// after a kill, its time says when this process was last alive. Removed when dropped.
+pub struct Heartbeat {
+    path: Utf8PathBuf,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    beating: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    pub fn start(path: &Utf8Path, every: std::time::Duration) -> Result<Heartbeat> {
+        let parent = path.parent().context("no parent directory")?;
+        fs::create_dir_all(parent).with_context(|| format!("creating {parent}"))?;
+        fs::write(path, b"").with_context(|| format!("writing {path}"))?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let file = path.to_owned();
+        let beating = std::thread::spawn(move || {
+            // Until told to stop (or the sender is gone): a beat at each timeout.
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every)
+            {
+                let touched = fs::File::options()
+                    .write(true)
+                    .open(&file)
+                    .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+                if touched.is_err() {
+                    return; // removed under us: the record says no more than it can
+                }
+            }
+        });
+        Ok(Heartbeat {
+            path: path.to_owned(),
+            stop: Some(stop),
+            beating: Some(beating),
+        })
+    }
+
+    /// When the file at `path` last beat, if there is one.
+    pub fn last(path: &Utf8Path) -> Option<std::time::SystemTime> {
+        fs::metadata(path).and_then(|m| m.modified()).ok()
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(beating) = self.beating.take() {
+            let _ = beating.join();
+        }
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
 /// A fresh directory beside `dst` (same filesystem: the final rename is atomic), removed on drop
 /// unless it was moved into place.
 pub fn scratch_beside(dst: &Utf8Path) -> Result<Temp> {

@@ -66,7 +66,6 @@ pub fn images(ctx: &Ctx, store: Store, record: &mut Record, all: bool) -> Result
         interrupted?;
     }
     // Then what our stopped builds left.
-    record.close_builds();
     let swept = record.sweep(ctx, &tally.ancestors)?;
     tally.stayed.extend(swept.refused);
     asked.extend(swept.removed);

@@ -125,7 +125,6 @@ pub fn run(ctx: &Ctx, checkout: &mut Checkout, request: &Request, port: u16) -> 
         None => String::new(),
     };
     drop(session.network.take());
-    checkout.record.close_builds();
     checkout.record.sweep(ctx, &[])?;
     checkout.record.save(ctx, paths)?;
     println!("dev: stopped{how}; {} stays, on record", request.tag);

@@ -120,13 +120,14 @@ impl Plan {
     ) -> Result<String> {
         let paths = &ctx.paths;
         let (dockerfile, context) = self.prepare(ctx, dockerfile, context)?;
-        let build = record.intend_build(ctx, paths)?;
+        let (build, heartbeat) = record.intend_build(ctx, paths)?;
         let mut extra = vec!["--label".to_string(), record::build_label(&build)];
         if let Some(target) = target {
             extra.extend(["--target".to_string(), target.to_string()]);
         }
         let built = self.docker_build(ctx, &paths.xtask_dir(), &dockerfile, &extra, &context);
         record.build_ended(ctx, paths, &build)?;
+        drop(heartbeat);
         let id = built?;
         record.note_image(ctx, paths, &id)?;
         Ok(id)
@@ -237,7 +238,9 @@ impl Plan {
             .collect();
         ctx.run(
             cmd!("docker build {force_rm...} {no_cache...} {load...} {extra...} --iidfile {iidfile} -f {dockerfile} {args...} {context}")
-                .env("DOCKER_BUILDKIT", buildkit),
+                .env("DOCKER_BUILDKIT", buildkit)
+                // Killed with us: a killed build's window ends soon after its last heartbeat.
+                .dies_with_xtask(),
         )
         .with_context(|| format!("building {dockerfile} ({} builder)", self.builder))?;
         let id = ctx.change("read the image ID", || {

@@ -12,9 +12,11 @@
 //!   noted, or (the legacy builder labels only a build's result) when it carries our project
 //!   label and was made while a build of ours ran: what a stopped or killed build left, or the
 //!   intermediate images a build leaves (Docker's containerd store and Podman keep them when the
-//!   result goes). They go with the build's result, and with `clean`. A build killed with
-//!   SIGKILL never says it ended: until `clean`, project-labelled images made after its start
-//!   count as its own.
+//!   result goes). They go with the build's result, and with `clean`. An image that carries
+//!   another build's id (another checkout's) is never ours by its time. A build killed with
+//!   SIGKILL never says it ended: while it runs, a heartbeat file is kept fresh (and `docker
+//!   build` dies with the xtask), so the next run ends its window at its last beat and a slack
+//!   (`HEARTBEAT_SLACK_MS`): an image the user makes after that is theirs.
 //! - Builds make untagged images; a tag moves onto one only once it is wanted (smoke-tested when
 //!   asked), with `docker tag`, which leaves the image the tag named before an image on every
 //!   store. That image goes when it is ours and has no name left.
@@ -83,9 +85,18 @@ impl Build {
     }
 }
 
+/// How often a running build's heartbeat beats.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long after its last beat a killed build may still make images: the beat's period, and the
+/// moment the engine takes to stop a build whose client is gone.
+pub const HEARTBEAT_SLACK_MS: u64 = 5_000;
+
 fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    millis(std::time::SystemTime::now())
+}
+
+fn millis(time: std::time::SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
@@ -128,7 +139,12 @@ impl Record {
             .context("not UTF-8")
             .and_then(|text| Record::parse(text, engine.clone()));
         match parsed {
-            Ok(record) => Ok(record),
+            Ok(mut record) => {
+                if record.end_killed_builds(paths, now()) {
+                    record.save(ctx, paths)?;
+                }
+                Ok(record)
+            }
             Err(e) => {
                 let aside = damaged_path(paths);
                 ctx.note(format!("mv {path} {aside}"), || {
@@ -231,9 +247,17 @@ impl Record {
     }
 
     /// Intent: a Dockerfile build is about to start; its images will carry `LABEL_BUILD` with the
-    /// id returned.
-    pub fn intend_build(&mut self, ctx: &Ctx, paths: &Paths) -> Result<String> {
+    /// id returned. Its heartbeat beats until dropped (None under `--dry-run`).
+    pub fn intend_build(
+        &mut self,
+        ctx: &Ctx,
+        paths: &Paths,
+    ) -> Result<(String, Option<fsx::Heartbeat>)> {
         let build = format!("{}-{}", self.checkout, fsx::random_hex(6));
+        let path = paths.build_heartbeat(&build);
+        let heartbeat = ctx.note(format!("keep {path} fresh while the build runs"), || {
+            fsx::Heartbeat::start(&path, HEARTBEAT)
+        })?;
         let started = now();
         self.builds.insert(
             build.clone(),
@@ -243,15 +267,24 @@ impl Record {
             },
         );
         self.save(ctx, paths)?;
-        Ok(build)
+        Ok((build, heartbeat))
     }
 
-    /// Builds that never said they ended (killed) end now, for what `sweep` counts as theirs:
-    /// `clean` says so before it sweeps.
-    pub fn close_builds(&mut self) {
-        for build in self.builds.values_mut() {
-            build.ended.get_or_insert_with(now);
+    /// Builds that never said they ended and whose heartbeat stopped (killed) end at their last
+    /// beat and the slack, or, with no beat, at their start and the slack. A build whose beat is
+    /// fresh runs still. Whether any ended.
+    fn end_killed_builds(&mut self, paths: &Paths, now: u64) -> bool {
+        let mut ended = false;
+        for (id, build) in self.builds.iter_mut().filter(|(_, b)| b.ended.is_none()) {
+            let heartbeat = paths.build_heartbeat(id);
+            let last = fsx::Heartbeat::last(&heartbeat).map_or(build.started, millis);
+            if now.saturating_sub(last) > HEARTBEAT_SLACK_MS {
+                build.ended = Some(last.max(build.started) + HEARTBEAT_SLACK_MS);
+                let _ = std::fs::remove_file(&heartbeat);
+                ended = true;
+            }
         }
+        ended
     }
 
     /// The build `build` is over, however it ended (written after a signal too).
@@ -273,9 +306,15 @@ impl Record {
         if !self.builds.is_empty() {
             // Made while a build of ours ran, with our project label (the legacy builder's
             // intermediate images carry that, not the build id).
+            // An image with a build id is its build's: ours only by the id (below).
             let project = docker::label_filter(project::LABEL_PROJECT, project::TOOL);
             let labelled = docker::dangling(ctx, &[project])?;
-            let refs: Vec<&str> = labelled.iter().map(String::as_str).collect();
+            let built = docker::dangling(ctx, &[docker::has_label(project::LABEL_BUILD)])?;
+            let refs: Vec<&str> = labelled
+                .iter()
+                .filter(|id| !built.contains(id))
+                .map(String::as_str)
+                .collect();
             for (id, created) in docker::created(ctx, &refs)? {
                 if self.builds.values().any(|b| b.made(created)) {
                     candidates.insert(id);
@@ -494,6 +533,67 @@ mod tests {
     use super::*;
 
     const DEFAULT: &str = "unix:///var/run/docker.sock";
+
+    #[test]
+    fn a_killed_build_ends_at_its_last_heartbeat() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            root: camino::Utf8Path::from_path(dir.path()).unwrap().to_owned(),
+        };
+        let now = 1_000_000_000;
+        let at = |ms: u64| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+        let mut record = Record::default();
+        let mut beat = |id: &str, started: u64, last: Option<u64>| {
+            record.builds.insert(
+                id.into(),
+                Build {
+                    started,
+                    ended: None,
+                },
+            );
+            if let Some(last) = last {
+                let path = paths.build_heartbeat(id);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                let file = std::fs::File::create(&path).unwrap();
+                file.set_modified(at(last)).unwrap();
+            }
+        };
+        // Killed a minute ago; beating now; killed before its first beat; just started.
+        beat("killed", now - 600_000, Some(now - 60_000));
+        beat("running", now - 600_000, Some(now - 1_000));
+        beat("no-beat", now - 600_000, None);
+        beat("starting", now - 1_000, None);
+        assert!(record.end_killed_builds(&paths, now));
+        let ended = |id: &str| record.builds[id].ended;
+        assert_eq!(ended("killed"), Some(now - 60_000 + HEARTBEAT_SLACK_MS));
+        assert_eq!(ended("running"), None);
+        assert_eq!(ended("no-beat"), Some(now - 600_000 + HEARTBEAT_SLACK_MS));
+        assert_eq!(ended("starting"), None);
+        assert!(!paths.build_heartbeat("killed").exists());
+        assert!(paths.build_heartbeat("running").exists());
+        // An image the user made 30 s after the kill is not the killed build's.
+        assert!(!record.builds["killed"].made(now - 30_000));
+        assert!(record.builds["killed"].made(now - 62_000));
+        assert!(
+            !record.end_killed_builds(&paths, now),
+            "nothing more to end"
+        );
+    }
+
+    #[test]
+    fn a_heartbeat_beats_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = camino::Utf8Path::from_path(dir.path())
+            .unwrap()
+            .join("b/x.alive");
+        let beat = fsx::Heartbeat::start(&path, std::time::Duration::from_millis(10)).unwrap();
+        let first = fsx::Heartbeat::last(&path).unwrap();
+        while fsx::Heartbeat::last(&path).unwrap() == first {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        drop(beat);
+        assert!(fsx::Heartbeat::last(&path).is_none());
+    }
 
     #[test]
     fn engines_are_kept_apart_and_old_records_read() {

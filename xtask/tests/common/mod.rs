@@ -427,6 +427,43 @@ impl Drop for DockerWorkspace {
     }
 }
 
+/// `docker build` on the engine at `host` (None: the default one) of a Dockerfile given as text
+/// (no context), tagged `tag` (None: untagged, as a rebuild leaves an image): the image's ID.
+pub fn build_text(
+    host: Option<&str>,
+    buildkit: bool,
+    dockerfile: &str,
+    tag: Option<&str>,
+    extra: &[&str],
+) -> String {
+    let iid = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = Command::new("docker");
+    cmd.args(["build", "-q", "--iidfile"])
+        .arg(iid.path())
+        .args(tag.map(|t| ["-t", t]).into_iter().flatten())
+        .args(extra)
+        .arg("-")
+        .env("DOCKER_BUILDKIT", if buildkit { "1" } else { "0" })
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(host) = host {
+        cmd.env("DOCKER_HOST", host);
+    }
+    let mut child = cmd.spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), dockerfile.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker build {tag:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Podman writes the bare hex.
+    let hex = fs::read_to_string(iid.path()).unwrap();
+    format!("sha256:{}", hex.trim().trim_start_matches("sha256:"))
+}
+
 /// `docker ARGS`, which must succeed; its trimmed stdout.
 pub fn docker(args: &[&str]) -> String {
     docker_at(None, args)
@@ -698,6 +735,11 @@ impl Registry {
 }
 
 impl Registry {
+    /// The registry's process, to kill from elsewhere (a tool's shim).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the registry runs").id()
+    }
+
     /// How many blobs the registry stores.
     pub fn blob_count(&self) -> usize {
         let blobs = self.dir.path().join("data/docker/registry/v2/blobs/sha256");
