@@ -326,19 +326,21 @@ fn two_main_packages_in_one_image() {
 fn two_main_packages_an_image_each() {
     let ws = with_app("two-mains");
     // One image per main package, as app.json's `images` says: the api serves HTTP, the worker
-    // none (no probes); each detected from its own code (the worker handles SIGTERM).
+    // none (no probes); each detected from its own code (the worker handles SIGTERM). The api's
+    // binary is named otherwise than Go would: a `go build` of its own.
     let name = ws.tag.trim_end_matches(":latest").to_string();
     let (api, worker) = (format!("{name}-api"), format!("{name}-worker"));
     let contract = format!(
         r#"{{ "images": {{
-  "{api}": {{ "main": ["cmd/api"], "probes": [{{ "path": "/jobs", "status": 200 }}] }},
+  "{api}": {{ "main": ["cmd/api"], "binary": "api-server",
+    "probes": [{{ "path": "/jobs", "status": 200 }}] }},
   "{worker}": {{ "main": ["cmd/worker"], "probes": [] }} }} }}"#
     );
     fs::write(ws.path("app.json"), contract).unwrap();
     ws.git(&["add", "-A"]);
     ws.commit("an image each");
     ws.xtask(&["dist", "--offline"]).ok();
-    for binary in ["api", "worker"] {
+    for binary in ["api-server", "worker"] {
         assert!(ws.path("dist").join(binary).is_file(), "dist/{binary}");
     }
     // One name for two images: refused, naming them.
@@ -368,8 +370,8 @@ fn two_main_packages_an_image_each() {
             "{smoke}"
         );
         for (image, binary, other, ports) in [
-            (&api, "api", "worker", r#"{"8080/tcp":{}}"#),
-            (&worker, "worker", "api", "null"),
+            (&api, "api-server", "worker", r#"{"8080/tcp":{}}"#),
+            (&worker, "worker", "api-server", "null"),
         ] {
             let image = format!("{image}:latest");
             let config = |format: &str| docker(&["image", "inspect", "--format", format, &image]);

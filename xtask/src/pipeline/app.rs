@@ -190,11 +190,26 @@ impl App {
 
     /// Every binary of `apps` in one contract, the first's settings else (what `dist` builds and
     /// `audit` checks: each image takes its own from there).
-    pub fn union(apps: &[App]) -> App {
+    /// Two images may ship one main package, under one name or two; two main packages under one
+    /// name would be one file in dist/: refused.
+    pub fn union(apps: &[App]) -> Result<App> {
         let mut all = apps[0].clone();
         for app in &apps[1..] {
             for main in &app.mains {
-                if !all.mains.iter().any(|m| m.dir == main.dir) {
+                if let Some(other) = all
+                    .mains
+                    .iter()
+                    .find(|m| m.binary == main.binary && m.dir != main.dir)
+                {
+                    bail!(
+                        "{FILE}: the images ship two main packages ({}, {}) as one binary `{}`: \
+                         set `binary` in one of them",
+                        other.dir,
+                        main.dir,
+                        main.binary
+                    );
+                }
+                if !all.mains.contains(main) {
                     all.mains.push(main.clone());
                 }
             }
@@ -202,7 +217,28 @@ impl App {
                 all.health = app.health.clone();
             }
         }
-        all
+        Ok(all)
+    }
+
+    /// The `go build`s that make the binaries: the main packages that Go names as the contract
+    /// does (by their directory, `-o DIR/`) in one, each other one alone.
+    pub fn builds(&self) -> Vec<App> {
+        if self.mains.len() < 2 {
+            return vec![self.clone()];
+        }
+        let named_by_go = |m: &Main| m.dir != "." && m.dir.rsplit('/').next() == Some(&m.binary);
+        let (together, alone): (Vec<Main>, Vec<Main>) =
+            self.mains.iter().cloned().partition(named_by_go);
+        let one = |mains: Vec<Main>| App {
+            mains,
+            ..self.clone()
+        };
+        let mut builds: Vec<App> = Vec::new();
+        if !together.is_empty() {
+            builds.push(one(together));
+        }
+        builds.extend(alone.into_iter().map(|m| one(vec![m])));
+        builds
     }
 
     /// Whether the image serves HTTP: probes to ask (a worker has none).
@@ -1086,8 +1122,23 @@ mod tests {
         assert_eq!((api.stop_exit, worker.stop_exit), (143, 0));
         assert!(api.serves_http() && !worker.serves_http());
         assert_eq!(worker.env_lines(), ["A=1"]);
-        let all = App::union(&apps);
+        let all = App::union(&apps).unwrap();
         assert_eq!(all.binaries().collect::<Vec<_>>(), ["api", "worker"]);
+        assert_eq!(all.builds().len(), 1, "Go names both");
+        // A binary named otherwise is built alone; two main packages as one name are refused.
+        let renamed = r#"{"images": {"api": {"main": ["cmd/api"], "binary": "server"},
+            "worker": {"main": ["cmd/worker"]}}}"#;
+        let all = App::union(&images_with(&files, renamed).unwrap()).unwrap();
+        let builds: Vec<Vec<String>> = all
+            .builds()
+            .iter()
+            .map(|b| b.binaries().map(str::to_string).collect())
+            .collect();
+        assert_eq!(builds, [vec!["worker"], vec!["server"]]);
+        let clash = r#"{"images": {"api": {"main": ["cmd/api"], "binary": "x"},
+            "worker": {"main": ["cmd/worker"], "binary": "x"}}}"#;
+        let err = App::union(&images_with(&files, clash).unwrap()).unwrap_err();
+        assert!(format!("{err}").contains("as one binary `x`"), "{err}");
         for bad in [
             r#"{"images": {}}"#,
             r#"{"images": []}"#,

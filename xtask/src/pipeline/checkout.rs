@@ -45,11 +45,12 @@ impl Checkout {
     pub fn open(ctx: &Ctx, app_version: Option<&str>) -> Result<Checkout> {
         let lock = ctx.lock()?;
         let images = App::load_all(&ctx.paths.root, ctx.app.as_deref())?;
+        let app = App::union(&images)?;
         let record = Record::load(ctx, &ctx.paths)?;
         let version = gobuild::version(ctx, &ctx.paths.root, app_version);
         Ok(Checkout {
             record,
-            app: App::union(&images),
+            app,
             images,
             version,
             _lock: lock,

@@ -109,8 +109,9 @@ pub fn build_on_host(
 /// built aside while the xtask does other work.
 pub struct HostBuild {
     step: Step,
-    /// Dropped first: the builds stop before their directory goes.
-    main: Running,
+    /// Dropped first: the builds stop before their directory goes. One `go build` per
+    /// `App::builds`.
+    main: Vec<Running>,
     healthcheck: Option<Running>,
     tmp: fsx::Temp,
 }
@@ -121,7 +122,11 @@ impl HostBuild {
         let step = ctx.begin("go build");
         let start = || {
             let tmp = scratch(paths)?;
-            let main = gobuild::start(ctx, go, paths, app, tmp.path(), None, version)?;
+            let main = app
+                .builds()
+                .iter()
+                .map(|one| gobuild::start(ctx, go, paths, one, tmp.path(), None, version))
+                .collect::<Result<Vec<_>>>()?;
             let healthcheck = app
                 .ships_healthcheck()
                 .then(|| gobuild::start_healthcheck(ctx, go, paths, tmp.path(), None))
@@ -141,7 +146,9 @@ impl HostBuild {
 
     /// Returns once Go links `main` (or has ended, or a signal came).
     pub fn until_linking(&self) {
-        self.main.until_child("link");
+        for build in &self.main {
+            build.until_child("link");
+        }
     }
 
     /// Waits for `main`, builds one binary per `platforms`: the next `dist/`, to publish.
@@ -161,7 +168,9 @@ impl HostBuild {
             tmp,
         } = self;
         let result = (|| {
-            main.wait()?;
+            for build in main {
+                build.wait()?;
+            }
             healthcheck.map(Running::wait).transpose()?;
             for &platform in platforms {
                 let out = tmp.path();
