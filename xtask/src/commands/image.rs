@@ -5,10 +5,11 @@
 use anyhow::Result;
 
 use crate::{
-    domain::ImageRef,
+    domain::{ImageRef, Strategy},
     flags,
     infra::ctx::Ctx,
     pipeline::{
+        app,
         build::{self, Request},
         checkout::Checkout,
     },
@@ -17,30 +18,25 @@ use crate::{
 impl flags::Image {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
         let mut checkout = Checkout::open(ctx, self.app_version.as_ref().map(|v| v.0.as_str()))?;
-        if self.tag.is_some() && checkout.images.len() > 1 {
-            // Names the images in the error: --tag names one.
-            checkout.one_image("--tag")?;
+        if self.tag.is_some() {
+            // --tag names one image: with several, the error names them.
+            app::one(&checkout.images, "--tag")?;
         }
-        let strategy = self.strategy.unwrap_or_default();
-        for app in checkout.images.clone() {
+        let tags: Vec<ImageRef> = checkout
+            .images
+            .iter()
+            .map(|app| {
+                self.tag
+                    .clone()
+                    .unwrap_or_else(|| ImageRef(app.default_tag()))
+            })
+            .collect();
+        // Before any work, for every image: a request that cannot be built is an error now (the
+        // same for each, but for the tag, which only --tag can get wrong).
+        let strategy = build::strategy(ctx, &self.request(&tags[0], None))?;
+        for (app, tag) in checkout.images.clone().into_iter().zip(&tags) {
             checkout.app = app;
-            let tag = self
-                .tag
-                .clone()
-                .unwrap_or_else(|| ImageRef(checkout.app.default_tag()));
-            let mut request = Request {
-                strategy,
-                tag: tag.as_str(),
-                builder: self.builder,
-                builder_image: self.builder_image.as_ref().map(|i| i.as_str()),
-                runtime_image: self.runtime_image.as_ref().map(|i| i.as_str()),
-                no_cache: self.no_cache,
-                compress: self.compress,
-                // The tag moves once the candidate passed its smoke test, if asked for.
-                tag_at_load: !self.smoke,
-            };
-            // Before any work: a request that cannot be built is an error now.
-            request.strategy = build::strategy(ctx, &request)?;
+            let request = self.request(tag, Some(strategy));
             let built = build::build(ctx, &mut checkout, &request, None)?;
             if self.smoke {
                 // The tag moves only once the candidate passed: until then it names what it named.
@@ -49,5 +45,20 @@ impl flags::Image {
             build::place(ctx, &mut checkout, &built, tag.as_str())?;
         }
         Ok(())
+    }
+
+    /// What to build for `tag`, by `strategy` (None: as asked).
+    fn request<'a>(&'a self, tag: &'a ImageRef, strategy: Option<Strategy>) -> Request<'a> {
+        Request {
+            strategy: strategy.unwrap_or(self.strategy.unwrap_or_default()),
+            tag: tag.as_str(),
+            builder: self.builder,
+            builder_image: self.builder_image.as_ref().map(|i| i.as_str()),
+            runtime_image: self.runtime_image.as_ref().map(|i| i.as_str()),
+            no_cache: self.no_cache,
+            compress: self.compress,
+            // The tag moves once the candidate passed its smoke test, if asked for.
+            tag_at_load: !self.smoke,
+        }
     }
 }
