@@ -149,6 +149,7 @@ impl Ctx {
         // Children never read the terminal (a prompt would hang CI); a command's own input (bytes
         // fed to `docker load`) wins over this outer one.
         let dies_with_xtask = cmd.dies_with_xtask;
+        let program = cmd.program();
         let mut expr = cmd.expression(&self.paths.root).stdin_null().unchecked();
         if dies_with_xtask {
             let xtask = std::process::id();
@@ -188,7 +189,7 @@ impl Ctx {
         }
         running.handle = Some(
             expr.start()
-                .with_context(|| format!("starting `{shown}`"))?,
+                .with_context(|| format!("starting `{shown}`{}", where_found(&program)))?,
         );
         Ok(running)
     }
@@ -408,9 +409,36 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
+/// Where PATH finds `program`, for an error that starting it gave: a file that is there but
+/// cannot run (a broken symlink, a missing interpreter) says only "No such file or directory".
+fn where_found(program: &str) -> String {
+    match which::which(program) {
+        Ok(path) => format!(
+            " ({} is found there; a missing interpreter or library, or a broken link, stops it)",
+            path.display()
+        ),
+        Err(_) => format!(" (`{program}` is not on PATH, or not a file that can run)"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_program_that_cannot_start_is_named_with_its_path() {
+        let ctx = Ctx::new(Global::default(), Paths::discover().unwrap()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let broken = camino::Utf8Path::from_path(dir.path())
+            .unwrap()
+            .join("docker");
+        std::fs::write(&broken, "#!/nonexistent/sh\n").unwrap();
+        std::fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let e = ctx.read(crate::cmd!("{broken} version")).unwrap_err();
+        let said = format!("{e:#}");
+        assert!(said.contains(&format!("{broken} is found there")), "{said}");
+    }
 
     #[test]
     fn until_child_waits_for_the_child_or_the_end() {
