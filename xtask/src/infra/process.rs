@@ -348,11 +348,15 @@ pub struct Running {
 pub(crate) const STILL_WAITING: Duration = Duration::from_secs(10);
 
 /// Says, once `STILL_WAITING` has passed, what is waited for and how to stop it (a command, or a
-/// request to the engine's API).
-pub(crate) fn say_still_waiting(shown: &str) {
+/// request to the engine's API: `engine`, which the delay is then said to be).
+pub(crate) fn say_still_waiting(shown: &str, engine: bool) {
+    let why = if engine {
+        "the engine has not answered (stuck or busy)"
+    } else {
+        "it shows nothing until it ends"
+    };
     eprintln!(
-        "... still waiting for `{shown}` after {} s: the engine has not answered (stuck or busy); \
-         Ctrl-C stops it",
+        "... still waiting for `{shown}` after {} s: {why}; Ctrl-C stops it",
         STILL_WAITING.as_secs()
     );
 }
@@ -418,7 +422,8 @@ impl Running {
             }
             if self.notice && self.started.elapsed() >= STILL_WAITING {
                 self.notice = false;
-                say_still_waiting(&self.shown);
+                let engine = self.program.rsplit('/').next() == Some(super::tools::DOCKER.name);
+                say_still_waiting(&self.shown, engine);
             }
         };
         if let Some(signal) = signals::received().filter(|_| self.stoppable) {
