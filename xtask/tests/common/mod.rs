@@ -901,6 +901,21 @@ impl RemoteEngine {
             .unwrap()
     }
 
+    /// The xtask in `ws` against this engine, offline.
+    pub fn xtask(&self, ws: &Workspace, args: &[&str]) -> Run {
+        let mut all = vec!["--offline"];
+        all.extend_from_slice(args);
+        ws.xtask_env(&all, &[("DOCKER_HOST", self.host.as_str())])
+    }
+
+    /// The ID of the image `reference` names here, if any.
+    pub fn image_id(&self, reference: &str) -> Option<String> {
+        let out = self.docker(&["image", "inspect", "--format", "{{.Id}}", reference]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
     /// Copies an image from the local engine (the remote one cannot pull either).
     pub fn load(&self, image: &str) {
         let save = Command::new("docker")
