@@ -61,17 +61,7 @@ fn all_images(engine: &RemoteEngine) -> BTreeSet<String> {
 }
 
 fn dangling(engine: &RemoteEngine) -> BTreeSet<String> {
-    lines(&docker(
-        engine,
-        &[
-            "image",
-            "ls",
-            "-q",
-            "--no-trunc",
-            "--filter",
-            "dangling=true",
-        ],
-    ))
+    common::all_dangling(Some(&engine.host))
 }
 
 /// A summary line's value: `config sha256:…` gives the config digest.

@@ -152,19 +152,7 @@ fn sigkill_at_three_points_leaves_nothing_clean_cannot_find() {
     std::thread::sleep(Duration::from_secs(1));
     signal_alone(&child, libc::SIGKILL);
     // 2. During a Dockerfile build: the orphaned build finishes on its own.
-    let (child, rx) = spawn(
-        &ws,
-        &[
-            "image",
-            "--offline",
-            "--no-cache",
-            "--builder",
-            "legacy",
-            "--tag",
-            &tag,
-        ],
-        &[],
-    );
+    let (child, rx) = spawn_legacy_build(&ws, &tag);
     wait_for(&rx, "go build $PREBUILD");
     signal_alone(&child, libc::SIGKILL);
     // 3. During the direct load.
@@ -231,39 +219,19 @@ fn a_killed_builds_window_ends_and_images_not_its_own_stay() {
     let before = common::dangling(None);
     ws.xtask(&["base-images"]).ok();
     let project_label = format!("{}={}", project::LABEL_PROJECT, project::TOOL);
-    let dangling = || {
-        let all = docker(&[
-            "image",
-            "ls",
-            "-q",
-            "--no-trunc",
-            "--filter",
-            "dangling=true",
-        ]);
-        common::lines(&all)
-    };
+    let dangling = || common::all_dangling(None);
     let from = format!("FROM {}\n", project::LOCAL_BUILDER_IMAGE);
     // A Dockerfile build killed with SIGKILL (its `docker build` dies with it).
-    let (child, rx) = spawn(
-        &ws,
-        &[
-            "image",
-            "--offline",
-            "--no-cache",
-            "--builder",
-            "legacy",
-            "--tag",
-            &tag,
-        ],
-        &[],
-    );
+    let (child, rx) = spawn_legacy_build(&ws, &tag);
     wait_for(&rx, "go build $PREBUILD");
-    // While it runs: another checkout's build leaves an image with its own build id.
+    // While it runs: another checkout's build leaves an image with its own build id. (A layer of
+    // this run's: BuildKit gives an image with no new layer its base's time, a cached one the
+    // time of its first build.)
     let foreign = format!("{}=0123abcd-ef0123", project::LABEL_BUILD);
     let others = common::build_text(
         None,
         true,
-        &format!("{from}LABEL mine=other-checkout\n"),
+        &format!("{from}RUN echo {tag} other >/mine\nLABEL mine=other-checkout\n"),
         None,
         &["--label", &project_label, "--label", &foreign],
     );
@@ -280,7 +248,7 @@ fn a_killed_builds_window_ends_and_images_not_its_own_stay() {
     let users = common::build_text(
         None,
         true,
-        &format!("{from}LABEL mine=later\n"),
+        &format!("{from}RUN echo {tag} later >/mine\nLABEL mine=later\n"),
         None,
         &["--label", &project_label],
     );
@@ -309,6 +277,23 @@ fn a_killed_builds_window_ends_and_images_not_its_own_stay() {
         .cloned()
         .collect();
     assert!(left.is_empty(), "the killed build left {left:?}");
+}
+
+/// A cold legacy build of the image, started in the background.
+fn spawn_legacy_build(
+    ws: &Workspace,
+    tag: &str,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let build = [
+        "image",
+        "--offline",
+        "--no-cache",
+        "--builder",
+        "legacy",
+        "--tag",
+        tag,
+    ];
+    spawn(ws, &build, &[])
 }
 
 /// Processes whose command line names the workspace (what a killed xtask left running).

@@ -519,6 +519,19 @@ pub fn project_label() -> String {
     format!("label={}={}", project::LABEL_PROJECT, project::TOOL)
 }
 
+/// Every dangling image on the engine at `host` (None: the default one), by full ID.
+pub fn all_dangling(host: Option<&str>) -> BTreeSet<String> {
+    let filter = [
+        "image",
+        "ls",
+        "-q",
+        "--no-trunc",
+        "--filter",
+        "dangling=true",
+    ];
+    lines(&docker_at(host, &filter))
+}
+
 /// Dangling images of the project on the engine at `host` (None: the default one).
 pub fn dangling(host: Option<&str>) -> BTreeSet<String> {
     lines(&docker_at(
