@@ -193,6 +193,76 @@ impl FromStr for Version {
     }
 }
 
+/// A content digest as OCI and the engines spell it, `sha256:` and 64 lowercase hex digits: a
+/// blob's, a manifest's, an image ID. The one place that knows the spelling.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Digest(String);
+
+impl Digest {
+    const PREFIX: &'static str = "sha256:";
+
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Digest {
+        use sha2::Digest as _;
+        Digest(format!(
+            "{}{:x}",
+            Digest::PREFIX,
+            sha2::Sha256::digest(bytes)
+        ))
+    }
+
+    /// A digest as a tool prints it: `sha256:HEX`, or bare `HEX` (Podman), with blanks around;
+    /// None for anything else.
+    pub fn parse(text: &str) -> Option<Digest> {
+        let hex = text.trim();
+        let hex = hex.strip_prefix(Digest::PREFIX).unwrap_or(hex);
+        let ok = hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        ok.then(|| Digest(format!("{}{hex}", Digest::PREFIX)))
+    }
+
+    /// The digests in `text`, wherever they stand (what is left of a damaged file).
+    pub fn all_in(text: &str) -> Vec<Digest> {
+        let mut found = Vec::new();
+        let mut rest = text;
+        while let Some(at) = rest.find(Digest::PREFIX) {
+            let end = (at + Digest::PREFIX.len() + 64).min(rest.len());
+            let next = rest.as_bytes().get(end).copied();
+            // A longer run of hex is no digest.
+            if let Some(d) = rest.get(at..end).and_then(Digest::parse) {
+                if !next.is_some_and(|b| b.is_ascii_hexdigit()) {
+                    found.push(d);
+                }
+            }
+            rest = &rest[at + Digest::PREFIX.len()..];
+        }
+        found
+    }
+
+    /// The 64 hex digits of a digest we hold as text (`sha256:` dropped, when there).
+    pub fn hex_of(digest: &str) -> &str {
+        digest.strip_prefix(Digest::PREFIX).unwrap_or(digest)
+    }
+
+    /// Where an OCI image layout keeps the blob of `digest`.
+    pub fn blob_path(digest: &str) -> String {
+        format!("blobs/sha256/{}", Digest::hex_of(digest))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// An image reference as docker takes it: `[REGISTRY/]NAME[:TAG][@sha256:DIGEST]`, or `scratch`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef(pub String);
@@ -279,12 +349,8 @@ impl FromStr for ImageRef {
             None => (s, None),
         };
         if let Some(d) = digest {
-            let hex = d.strip_prefix("sha256:").unwrap_or("");
-            if hex.len() != 64
-                || !hex
-                    .chars()
-                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-            {
+            // Spelled in full: no bare hex, no blanks.
+            if Digest::parse(d).is_none_or(|parsed| parsed.as_str() != d) {
                 return bad("a digest is sha256: and 64 lowercase hex digits");
             }
         }
@@ -391,6 +457,37 @@ pub fn registry_of(reference: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_digest_is_spelled_one_way() {
+        let hex = "ab".repeat(32);
+        let full = format!("sha256:{hex}");
+        for said in [hex.clone(), full.clone(), format!(" {full}\n")] {
+            assert_eq!(Digest::parse(&said).unwrap().as_str(), full, "{said:?}");
+        }
+        for nonsense in [
+            "",
+            "sha256:",
+            &"AB".repeat(32),
+            &"ab".repeat(33),
+            "sha512:ab",
+        ] {
+            assert_eq!(Digest::parse(nonsense), None, "{nonsense:?}");
+        }
+        assert_eq!(
+            Digest::of(b"").as_str(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(Digest::blob_path(&full), format!("blobs/sha256/{hex}"));
+        assert_eq!(Digest::hex_of(&full), hex);
+        // In text, a digest stands alone: a longer run of hex is none.
+        let text = format!("x{full}\"sha256:{hex}ff {full}");
+        let found: Vec<String> = Digest::all_in(&text)
+            .into_iter()
+            .map(Digest::into_string)
+            .collect();
+        assert_eq!(found, [full.clone(), full]);
+    }
 
     #[test]
     fn names_in_full() {

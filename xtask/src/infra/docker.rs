@@ -9,6 +9,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
+use crate::domain::Digest;
 use crate::{
     cmd,
     infra::{
@@ -711,8 +712,7 @@ pub fn refusal(e: &anyhow::Error) -> String {
 
 /// An image ID as `sha256:…`, from what the engine prints of a parent (Podman: bare hex; none: empty).
 fn with_prefix(id: &str) -> Option<String> {
-    let hex = id.trim().trim_start_matches("sha256:");
-    (!hex.is_empty()).then(|| format!("sha256:{hex}"))
+    Digest::parse(id).map(Digest::into_string)
 }
 
 /// What the engine says of an image it has.
@@ -897,19 +897,15 @@ pub fn remove_temp_containers(ctx: &Ctx, checkout_id: &str) -> Result<usize> {
     Ok(left.difference(&list()?).count())
 }
 
-/// A full ID as the engine prints it: 64 lower-case hex digits.
+/// A full container ID as the engine prints it: 64 lower-case hex digits.
 fn is_hex_id(id: &str) -> bool {
-    id.len() == 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// `sha256:HEX` (or Podman's bare `HEX`) as every listing says it: `sha256:HEX`; None for what is
 /// no image ID.
 fn image_id_of(line: &str) -> Option<String> {
-    let hex = line.trim().trim_start_matches("sha256:");
-    is_hex_id(hex).then(|| format!("sha256:{hex}"))
+    Digest::parse(line).map(Digest::into_string)
 }
 
 /// How a container of ours that runs the app or waits (`dev`'s, the smoke test's) is confined

@@ -10,6 +10,7 @@ use std::fs;
 use anyhow::{bail, Context, Result};
 use camino::Utf8PathBuf;
 
+use crate::domain::Digest;
 use crate::{
     cmd,
     infra::{
@@ -194,7 +195,7 @@ pub struct BaseFiles {
 /// version of the Debian package it came from.
 pub fn base_files(ctx: &Ctx, paths: &Paths, checkout: &str, base: &Base) -> Result<BaseFiles> {
     let (image, id) = (&base.image, &base.id);
-    let dir = paths.base_files().join(id.trim_start_matches("sha256:"));
+    let dir = paths.base_files().join(Digest::hex_of(id));
     let files = BaseFiles {
         go_version: String::new(),
         ca_bundle: dir.join("ca-certificates.crt"),

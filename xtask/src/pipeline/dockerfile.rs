@@ -7,6 +7,7 @@
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::domain::Digest;
 use crate::{
     cmd,
     domain::Builder,
@@ -247,10 +248,12 @@ impl Plan {
             std::fs::read_to_string(iidfile).with_context(|| format!("reading {iidfile}"))
         })?;
         // Podman writes the bare hex; every listing says `sha256:…`.
-        Ok(id.map_or_else(String::new, |id| {
-            let hex = id.trim().trim_start_matches("sha256:");
-            format!("sha256:{hex}")
-        }))
+        let Some(id) = id else {
+            return Ok(String::new()); // --dry-run
+        };
+        Digest::parse(&id)
+            .map(Digest::into_string)
+            .with_context(|| format!("{iidfile} holds no image ID: {id:?}"))
     }
 
     /// `build`, then `tag` moved onto the image (not smoke-tested: a builder image).

@@ -20,9 +20,10 @@ use anyhow::{bail, Context, Result};
 use camino::Utf8Path;
 use jzon::{array, object, JsonValue};
 
+use crate::domain::Digest;
 use crate::{
     domain::{ImageRef, Platform},
-    infra::{docker::Store, fsx},
+    infra::docker::Store,
     pipeline::meta::Meta,
     project,
 };
@@ -107,7 +108,7 @@ pub struct Image {
 }
 
 fn digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", fsx::sha256_hex(bytes))
+    Digest::of(bytes).into_string()
 }
 
 impl Image {
@@ -166,7 +167,7 @@ impl Image {
     /// alone (its index entry's `io.containerd.image.name`; the other stores read
     /// `manifest.json`, which stays nameless).
     pub fn rest_of_archive(&self, name: Option<&ImageRef>) -> Result<RestOfArchive> {
-        let blob = |d: &str| format!("blobs/sha256/{}", d.trim_start_matches("sha256:"));
+        let blob = Digest::blob_path;
         let mut header = header(tar::EntryType::Regular, 0o644, self.layer.len() as u64, 0);
         header.set_path(blob(&self.layer_digest))?;
         header.set_cksum();
@@ -221,7 +222,7 @@ impl Image {
                 Some((bytes, digest))
             }
         };
-        let blob = |d: &str| format!("blobs/sha256/{}", d.trim_start_matches("sha256:"));
+        let blob = Digest::blob_path;
         let mut files = Vec::new();
         for image in images {
             files.push((blob(&image.layer_digest), Cow::from(image.layer.as_slice())));
@@ -603,7 +604,7 @@ mod tests {
         for (name, bytes) in files.iter().filter(|(n, _)| n.starts_with("blobs/")) {
             assert_eq!(
                 name.trim_start_matches("blobs/sha256/"),
-                fsx::sha256_hex(bytes)
+                crate::infra::fsx::sha256_hex(bytes)
             );
         }
         let json = |name: &str| jzon::parse(std::str::from_utf8(&files[name]).unwrap()).unwrap();
@@ -615,7 +616,7 @@ mod tests {
         );
         assert!(index["manifests"][0]["annotations"].is_null(), "named");
         let docker = json("manifest.json");
-        let hex = |d: &str| format!("blobs/sha256/{}", d.trim_start_matches("sha256:"));
+        let hex = Digest::blob_path;
         assert_eq!(docker[0]["Config"], hex(&image.id).as_str());
         assert_eq!(docker[0]["Layers"][0], hex(&image.layer_digest).as_str());
         assert!(docker[0]["RepoTags"].is_null(), "named");

@@ -9,6 +9,7 @@
 use anyhow::{bail, Context, Result};
 use camino::Utf8Path;
 
+use crate::domain::Digest;
 use crate::{
     cmd,
     domain::Platform,
@@ -243,7 +244,7 @@ pub fn remote_digest(ctx: &Ctx, reference: &str, registry: &str) -> Result<Strin
         .start(cmd!("skopeo inspect --raw {tls} {auth...} {target}").as_query())
         .and_then(|query| query.wait())
         .map_err(|e| explain(e, registry, reference, Stage::Pushed))?;
-    Ok(format!("sha256:{}", fsx::sha256_hex(&raw)))
+    Ok(Digest::of(&raw).into_string())
 }
 
 /// Attaches `file` (named `name` in the artifact) to `subject` (`REPO@sha256:…`) as an artifact of

@@ -32,6 +32,7 @@ use anyhow::{Context, Result};
 use camino::Utf8PathBuf;
 use jzon::{object, JsonValue};
 
+use crate::domain::Digest;
 use crate::{
     infra::{
         ctx::Ctx,
@@ -480,19 +481,10 @@ pub fn damaged(paths: &Paths) -> Vec<Utf8PathBuf> {
 
 /// The image IDs (`sha256:` and 64 hex digits) a damaged record still shows.
 pub fn ids_in(text: &str) -> BTreeSet<String> {
-    let mut ids = BTreeSet::new();
-    let mut rest = text;
-    while let Some(at) = rest.find("sha256:") {
-        let hex: String = rest[at + 7..]
-            .chars()
-            .take_while(char::is_ascii_hexdigit)
-            .collect();
-        if hex.len() == 64 {
-            ids.insert(format!("sha256:{hex}"));
-        }
-        rest = &rest[at + 7..];
-    }
-    ids
+    Digest::all_in(text)
+        .into_iter()
+        .map(Digest::into_string)
+        .collect()
 }
 
 fn images(v: &JsonValue) -> Images {

@@ -10,6 +10,7 @@ use anyhow::Result;
 use camino::Utf8Path;
 use jzon::{object, JsonValue};
 
+use crate::domain::Digest;
 use crate::{
     domain::Platform,
     pipeline::{
@@ -186,7 +187,7 @@ pub fn provenance(
     };
     object! {
         "_type": "https://in-toto.io/Statement/v1",
-        "subject": [{ "name": meta.app.name.as_str(), "digest": { "sha256": manifest_digest.trim_start_matches("sha256:") } }],
+        "subject": [{ "name": meta.app.name.as_str(), "digest": { "sha256": Digest::hex_of(manifest_digest) } }],
         "predicateType": "https://slsa.dev/provenance/v1",
         "predicate": {
             "buildDefinition": {
@@ -203,7 +204,7 @@ pub fn provenance(
                 },
                 "resolvedDependencies": [
                     { "uri": format!("{source}@{}", meta.revision), "digest": { "gitCommit": meta.revision.as_str() } },
-                    { "uri": meta.builder_base.as_str(), "digest": { "sha256": base_id.trim_start_matches("sha256:") } },
+                    { "uri": meta.builder_base.as_str(), "digest": { "sha256": Digest::hex_of(base_id) } },
                 ],
             },
             "runDetails": {
