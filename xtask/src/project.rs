@@ -55,6 +55,9 @@ pub const BASE_EPOCH: u64 = 1_735_689_600; // 2025-01-01T00:00:00Z
 /// store), unpacked here by `cargo xtask ci`, never installed over the host's engine.
 pub const TEST_DOCKER_ROOT: &str = "/var/tmp/go-docker-prod-engines/docker-trixie";
 pub const TEST_DOCKER_SUITE: &str = "trixie";
+/// The file in the tests' target tmpdir (`CARGO_TARGET_TMPDIR`) whose flock a test holds while it
+/// uses the host's engine; `cargo xtask ci` holds it for its own runs on that engine.
+pub const TESTS_HOST_ENGINE_LOCK: &str = "host-engine.lock";
 pub const TEST_DOCKER_PACKAGES: [&str; 3] = ["docker.io", "containerd", "tini"];
 
 /// Debian's mirror: for the extra apt suites and for mmdebstrap.

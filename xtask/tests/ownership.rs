@@ -235,6 +235,8 @@ fn a_killed_builds_window_ends_and_images_not_its_own_stay() {
         None,
         &["--label", &project_label, "--label", &foreign],
     );
+    // Removed however the test ends: left, they would be every later test's dangling images.
+    let mut made = common::RemovedOnDrop(vec![others.clone()]);
     signal_alone(&child, libc::SIGKILL);
     drop(rx);
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -252,6 +254,7 @@ fn a_killed_builds_window_ends_and_images_not_its_own_stay() {
         None,
         &["--label", &project_label],
     );
+    made.0.push(users.clone());
     let theirs = [&users, &others];
     for id in theirs {
         assert!(dangling().contains(id), "the setup: {id} dangling");
@@ -270,8 +273,8 @@ fn a_killed_builds_window_ends_and_images_not_its_own_stay() {
     let left = dangling();
     for id in theirs {
         assert!(left.contains(id), "clean removed {id}");
-        docker(&["image", "rm", id]);
     }
+    drop(made);
     let left: Vec<String> = common::dangling(None)
         .difference(&before)
         .cloned()

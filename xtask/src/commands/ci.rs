@@ -11,6 +11,7 @@ use crate::{
         apt,
         ctx::Ctx,
         docker::Engine,
+        process::Running,
         tools::{self, Go},
     },
     pipeline::{base, deps, gobuild},
@@ -44,6 +45,16 @@ impl flags::Ci {
             base::ensure_local(ctx, None).map(drop)
         })?;
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        // The tests that work on engines of their own start now, beside the checks: the longer
+        // of the two lanes. Stopped if a check fails.
+        ctx.run(cmd!("{cargo} test --workspace --no-run --quiet"))?;
+        let beside = start_beside(ctx, &cargo)?;
+        // The checks below use the host's engine: the tests wait meanwhile.
+        let target = ctx
+            .var("CARGO_TARGET_DIR")
+            .map_or_else(|| ctx.paths.target(), camino::Utf8PathBuf::from);
+        let lock = target.join("tmp").join(project::TESTS_HOST_ENGINE_LOCK);
+        let host_engine = ctx.lock_at(&lock, "a test uses the host's engine")?;
         if which::which("rustup").is_ok() {
             let step = format!("Debian's Rust ({DEBIAN_RUST}) builds the xtask");
             ctx.step(&step, || debian_rust_builds(ctx))?;
@@ -65,15 +76,25 @@ impl flags::Ci {
             let exe = std::env::current_exe()?;
             ctx.run(cmd!("{exe} bench --quick"))
         })?;
+        drop(host_engine);
         let all = "cargo test (all, engine and second-user tests included)";
-        ctx.step(all, || all_tests(ctx, &cargo))
+        ctx.step(all, || all_tests(ctx, &cargo, beside))
     }
 }
 
-/// Every test: those of `BESIDE` in a second `cargo test` beside the first, which runs the rest
-/// (both wait whenever the other uses the host's engine); its output follows the first's.
-fn all_tests(ctx: &Ctx, cargo: &str) -> Result<()> {
-    ctx.run(cmd!("{cargo} test --workspace --no-run --quiet"))?;
+/// The second `cargo test`: the tests of `BESIDE`, their output kept for the end.
+fn start_beside(ctx: &Ctx, cargo: &str) -> Result<Running> {
+    let beside: Vec<&str> = BESIDE.iter().flat_map(|t| ["--test", t]).collect();
+    ctx.announce(format!(
+        "tests {} start now and run beside the rest; their output comes at the end",
+        BESIDE.join(", ")
+    ));
+    ctx.start(cmd!("{cargo} test --workspace {beside...} -- --include-ignored").kept())
+}
+
+/// Every test: the rest, while `beside` runs (both wait whenever the other uses the host's
+/// engine); then `beside`'s output.
+fn all_tests(ctx: &Ctx, cargo: &str, beside: Running) -> Result<()> {
     let dir = ctx.paths.integration_tests();
     let mut rest = Vec::new();
     for entry in dir
@@ -88,19 +109,12 @@ fn all_tests(ctx: &Ctx, cargo: &str) -> Result<()> {
             _ => {}
         }
     }
-    let beside: Vec<&str> = BESIDE.iter().flat_map(|t| ["--test", t]).collect();
-    ctx.announce(format!(
-        "tests {} run beside the others; their output comes after",
-        BESIDE.join(", ")
-    ));
-    let second =
-        ctx.start(cmd!("{cargo} test --workspace {beside...} -- --include-ignored").kept())?;
     let first = ctx
         .run(cmd!(
             "{cargo} test --workspace --lib --bins {rest...} -- --include-ignored"
         ))
         .and_then(|_| ctx.run(cmd!("{cargo} test --workspace --doc")));
-    let second = second
+    let second = beside
         .wait()
         .map(|out| print!("{}", String::from_utf8_lossy(&out)));
     first.map(drop).and(second)

@@ -343,14 +343,20 @@ impl Ctx {
 
     /// Holds the checkout's lock until dropped, so that two xtasks never build into one `dist/`.
     pub fn lock(&self) -> Result<std::fs::File> {
-        let path = self.paths.lock_file();
-        let dir = self.paths.xtask_dir();
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir}"))?;
+        let what = "another cargo xtask is building in this checkout";
+        self.lock_at(&self.paths.lock_file(), what)
+    }
+
+    /// An exclusive hold on the file at `path` (made if missing), waited for (saying `held_by`
+    /// once) until a signal; released when the file is dropped.
+    pub fn lock_at(&self, path: &Utf8Path, held_by: &str) -> Result<std::fs::File> {
+        let dir = path.parent().context("a lock file needs a directory")?;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(&path)
+            .open(path)
             .with_context(|| format!("opening {path}"))?;
         let mut announced = false;
         loop {
@@ -363,13 +369,11 @@ impl Ctx {
                 return Err(err).with_context(|| format!("locking {path}"));
             }
             if !announced {
-                self.announce(format!(
-                    "another cargo xtask is building in this checkout: waiting for {path}"
-                ));
+                self.announce(format!("{held_by}: waiting for {path}"));
                 announced = true;
             }
             // Polled, so that a signal stops the wait.
-            self.check_signal("waiting for the checkout's lock")?;
+            self.check_signal(&format!("waiting for {path}"))?;
             std::thread::sleep(Duration::from_millis(100));
         }
     }

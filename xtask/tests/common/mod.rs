@@ -379,7 +379,7 @@ pub struct HostEngine(fs::File);
 
 pub fn host_engine() -> HostEngine {
     use std::os::fd::AsRawFd;
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("host-engine.lock");
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(project::TESTS_HOST_ENGINE_LOCK);
     let file = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -462,6 +462,21 @@ pub fn build_text(
     // Podman writes the bare hex.
     let hex = fs::read_to_string(iid.path()).unwrap();
     format!("sha256:{}", hex.trim().trim_start_matches("sha256:"))
+}
+
+/// Images of a test's own making on the host's engine, removed when dropped (after a failed
+/// assertion too).
+pub struct RemovedOnDrop(pub Vec<String>);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            let _ = Command::new("docker")
+                .args(["image", "rm"])
+                .args(&self.0)
+                .output();
+        }
+    }
 }
 
 /// `docker ARGS`, which must succeed; its trimmed stdout.
