@@ -9,7 +9,7 @@
 
 use std::{
     cell::RefCell,
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     os::fd::AsRawFd,
     time::{Duration, Instant},
 };
@@ -48,6 +48,8 @@ pub struct Ctx {
     env: Vec<(String, String)>,
     /// Hosts that did not answer in this run: asked once, not on every step.
     unreachable: RefCell<BTreeSet<String>>,
+    /// What this context resolved once for the whole run (`remember`): where the engine is.
+    resolved: RefCell<BTreeMap<&'static str, String>>,
 }
 
 /// How long a query may take (`Cmd::within` sets others).
@@ -63,6 +65,7 @@ impl Ctx {
             dry_run: global.dry_run,
             env: Vec::new(),
             unreachable: RefCell::default(),
+            resolved: RefCell::default(),
         })
     }
 
@@ -79,7 +82,20 @@ impl Ctx {
             dry_run: self.dry_run,
             env,
             unreachable: self.unreachable.clone(),
+            // Another environment may mean another engine.
+            resolved: RefCell::default(),
         }
+    }
+
+    /// `what`, as `resolve` finds it the first time this context asks, for the rest of the run
+    /// (where the engine is does not change under a running xtask).
+    pub fn remember(&self, what: &'static str, resolve: impl FnOnce() -> String) -> String {
+        if let Some(known) = self.resolved.borrow().get(what) {
+            return known.clone();
+        }
+        let value = resolve();
+        self.resolved.borrow_mut().insert(what, value.clone());
+        value
     }
 
     /// An environment variable as this context's commands see it.
@@ -428,6 +444,23 @@ fn where_found(program: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_is_remembered_is_resolved_once_per_context() {
+        let ctx = Ctx::new(Global::default(), Paths::discover().unwrap()).unwrap();
+        let asked = std::cell::Cell::new(0);
+        let resolve = || {
+            asked.set(asked.get() + 1);
+            "unix:///a".to_string()
+        };
+        assert_eq!(ctx.remember("x", resolve), "unix:///a");
+        assert_eq!(ctx.remember("x", resolve), "unix:///a");
+        assert_eq!(asked.get(), 1);
+        // Another environment may mean another engine: asked again.
+        ctx.with_env("DOCKER_HOST", "unix:///b")
+            .remember("x", resolve);
+        assert_eq!(asked.get(), 2);
+    }
 
     #[test]
     fn a_program_that_cannot_start_is_named_with_its_path() {

@@ -184,12 +184,14 @@ impl Engine {
 
 /// Where the CLI sends requests: DOCKER_HOST, else the current context's endpoint.
 pub fn endpoint(ctx: &Ctx) -> String {
-    if let Some(host) = ctx.var("DOCKER_HOST") {
-        return host;
-    }
-    let format = "{{.Endpoints.docker.Host}}";
-    ctx.try_read(cmd!("docker context inspect --format {format}"))
-        .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
+    ctx.remember("the engine's endpoint", || {
+        if let Some(host) = ctx.var("DOCKER_HOST") {
+            return host;
+        }
+        let format = "{{.Endpoints.docker.Host}}";
+        ctx.try_read(cmd!("docker context inspect --format {format}"))
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
+    })
 }
 
 /// Whether the engine at `endpoint` publishes ports on this host's loopback: the system socket,
@@ -209,6 +211,10 @@ pub fn publishes_here(endpoint: &str) -> bool {
 /// the CLI resolves it: DOCKER_HOST, else the context (DOCKER_CONTEXT, else the CLI
 /// configuration's current one); the default context is the default socket.
 pub fn engine_key(ctx: &Ctx) -> String {
+    ctx.remember("the engine's key", || resolve_engine_key(ctx))
+}
+
+fn resolve_engine_key(ctx: &Ctx) -> String {
     const DEFAULT: &str = "unix:///var/run/docker.sock";
     let set = |name: &str| ctx.var(name).filter(|v| !v.is_empty());
     if let Some(host) = set("DOCKER_HOST") {
