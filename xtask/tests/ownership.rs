@@ -152,7 +152,7 @@ fn sigkill_at_three_points_leaves_nothing_clean_cannot_find() {
     std::thread::sleep(Duration::from_secs(1));
     signal_alone(&child, libc::SIGKILL);
     // 2. During a Dockerfile build: the orphaned build finishes on its own.
-    let (child, rx) = spawn_legacy_build(&ws, &tag);
+    let (child, rx) = spawn(&ws, &common::cold_legacy_build(&tag), &[]);
     wait_for(&rx, "go build $PREBUILD");
     signal_alone(&child, libc::SIGKILL);
     // 3. During the direct load.
@@ -222,7 +222,7 @@ fn a_killed_builds_window_ends_and_images_not_its_own_stay() {
     let dangling = || common::all_dangling(None);
     let from = format!("FROM {}\n", project::LOCAL_BUILDER_IMAGE);
     // A Dockerfile build killed with SIGKILL (its `docker build` dies with it).
-    let (child, rx) = spawn_legacy_build(&ws, &tag);
+    let (child, rx) = spawn(&ws, &common::cold_legacy_build(&tag), &[]);
     wait_for(&rx, "go build $PREBUILD");
     // While it runs: another checkout's build leaves an image with its own build id. (A layer of
     // this run's: BuildKit gives an image with no new layer its base's time, a cached one the
@@ -280,23 +280,6 @@ fn a_killed_builds_window_ends_and_images_not_its_own_stay() {
         .cloned()
         .collect();
     assert!(left.is_empty(), "the killed build left {left:?}");
-}
-
-/// A cold legacy build of the image, started in the background.
-fn spawn_legacy_build(
-    ws: &Workspace,
-    tag: &str,
-) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
-    let build = [
-        "image",
-        "--offline",
-        "--no-cache",
-        "--builder",
-        "legacy",
-        "--tag",
-        tag,
-    ];
-    spawn(ws, &build, &[])
 }
 
 /// Processes whose command line names the workspace (what a killed xtask left running).

@@ -175,15 +175,7 @@ fn signals_stop_the_build_and_leave_nothing_of_ours() {
     ws.xtask(&["base-images"]).ok();
     // Ctrl-C during a cold build and during the smoke test (a container of ours is running);
     // SIGTERM and SIGHUP to the xtask alone during a cold build: the child must be stopped by us.
-    let cold = [
-        "image",
-        "--offline",
-        "--no-cache",
-        "--builder",
-        "legacy",
-        "--tag",
-        tag.as_str(),
-    ];
+    let cold = common::cold_legacy_build(&tag);
     let smoke = ["image", "--offline", "--tag", tag.as_str(), "--smoke"];
     for (args, marker, signal, code) in [
         (&cold[..], "go build $PREBUILD", libc::SIGINT, 130),

@@ -464,6 +464,19 @@ pub fn build_text(
     format!("sha256:{}", hex.trim().trim_start_matches("sha256:"))
 }
 
+/// The arguments of a cold legacy build of the image `tag` (slow enough to stop in its steps).
+pub fn cold_legacy_build(tag: &str) -> [&str; 7] {
+    [
+        "image",
+        "--offline",
+        "--no-cache",
+        "--builder",
+        "legacy",
+        "--tag",
+        tag,
+    ]
+}
+
 /// Images of a test's own making on the host's engine, removed when dropped (after a failed
 /// assertion too).
 pub struct RemovedOnDrop(pub Vec<String>);
