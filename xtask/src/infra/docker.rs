@@ -9,9 +9,9 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use crate::domain::Digest;
 use crate::{
     cmd,
+    domain::Digest,
     infra::{
         apt,
         ctx::Ctx,

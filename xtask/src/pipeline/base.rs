@@ -10,9 +10,9 @@ use std::fs;
 use anyhow::{bail, Context, Result};
 use camino::Utf8PathBuf;
 
-use crate::domain::Digest;
 use crate::{
     cmd,
+    domain::Digest,
     infra::{
         ctx::Ctx,
         docker::{self, Engine},

@@ -7,10 +7,9 @@
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::domain::Digest;
 use crate::{
     cmd,
-    domain::Builder,
+    domain::{Builder, Digest},
     infra::{
         apt,
         ctx::Ctx,

@@ -20,9 +20,8 @@ use anyhow::{bail, Context, Result};
 use camino::Utf8Path;
 use jzon::{array, object, JsonValue};
 
-use crate::domain::Digest;
 use crate::{
-    domain::{ImageRef, Platform},
+    domain::{Digest, ImageRef, Platform},
     infra::docker::Store,
     pipeline::meta::Meta,
     project,

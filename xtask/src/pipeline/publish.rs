@@ -9,10 +9,9 @@
 use anyhow::{bail, Context, Result};
 use camino::Utf8Path;
 
-use crate::domain::Digest;
 use crate::{
     cmd,
-    domain::Platform,
+    domain::{Digest, Platform},
     infra::{ctx::Ctx, fsx, process::ProcessError},
     pipeline::{build, checkout::Builder, gobuild, meta::Meta, oci::Image, sbom},
 };

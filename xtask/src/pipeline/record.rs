@@ -32,8 +32,8 @@ use anyhow::{Context, Result};
 use camino::Utf8PathBuf;
 use jzon::{object, JsonValue};
 
-use crate::domain::Digest;
 use crate::{
+    domain::Digest,
     infra::{
         ctx::Ctx,
         docker::{self, Present},

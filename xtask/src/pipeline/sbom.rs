@@ -10,9 +10,8 @@ use anyhow::Result;
 use camino::Utf8Path;
 use jzon::{object, JsonValue};
 
-use crate::domain::Digest;
 use crate::{
-    domain::Platform,
+    domain::{Digest, Platform},
     pipeline::{
         deps,
         gobuild::{self, Mode},
