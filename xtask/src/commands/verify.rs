@@ -8,7 +8,6 @@ use std::io::Read;
 use anyhow::{bail, Context, Result};
 
 use crate::{
-    cmd,
     domain::Platform,
     flags,
     infra::{
@@ -175,7 +174,7 @@ impl Drop for Worktree<'_> {
 fn differences(ctx: &Ctx, image: &str, rebuilt: &Image) -> Result<Vec<String>> {
     let saved = fsx::Temp::file_in(&ctx.paths.xtask_dir(), ".save-")?;
     let out = saved.path();
-    ctx.read(cmd!("docker save -o {out} {image}"))?;
+    docker::save(ctx, image, out)?;
     let mut files = std::collections::BTreeMap::new();
     let mut archive = tar::Archive::new(std::fs::File::open(out)?);
     for entry in archive.entries()? {

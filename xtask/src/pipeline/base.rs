@@ -11,7 +11,6 @@ use anyhow::{bail, Context, Result};
 use camino::Utf8PathBuf;
 
 use crate::{
-    cmd,
     domain::Digest,
     infra::{
         ctx::Ctx,
@@ -223,7 +222,7 @@ pub fn base_files(ctx: &Ctx, paths: &Paths, checkout: &str, base: &Base) -> Resu
             let base = format!("{}-base", project::TOOL);
             let container = docker::TempContainer::create(ctx, checkout, image, &base, &[], &go)?;
             let name = &container.name;
-            let out = ctx.run(cmd!("docker start --attach {name}").kept())?;
+            let out = docker::start_attached(ctx, name)?;
             let go_version = out
                 .split_whitespace()
                 .nth(2)
@@ -231,10 +230,10 @@ pub fn base_files(ctx: &Ctx, paths: &Paths, checkout: &str, base: &Base) -> Resu
                 .to_string();
             let tmp = fsx::scratch_beside(&dir)?;
             let staged = tmp.path().to_path_buf();
-            let bundle = format!("{name}:/{}", project::CA_BUNDLE);
-            ctx.run(cmd!("docker cp --follow-link {bundle} {staged}/ca-certificates.crt").quiet())?;
-            let status = format!("{name}:/var/lib/dpkg/status");
-            ctx.run(cmd!("docker cp {status} {staged}/dpkg-status").quiet())?;
+            let bundle = format!("/{}", project::CA_BUNDLE);
+            docker::copy_out(ctx, name, &bundle, &staged.join("ca-certificates.crt"))?;
+            let status = "/var/lib/dpkg/status";
+            docker::copy_out(ctx, name, status, &staged.join("dpkg-status"))?;
             let size = docker::inspect(ctx, id, "{{.Size}}").unwrap_or_default();
             let ca_version = ctx
                 .change(format!("keep them in {dir}"), || {

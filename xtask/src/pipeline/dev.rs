@@ -21,7 +21,6 @@ use anyhow::{Context, Result};
 use camino::Utf8Path;
 
 use crate::{
-    cmd,
     infra::{
         ctx::{secs, Ctx},
         docker::{self, Confined, Engine, TempContainer},
@@ -362,7 +361,7 @@ impl<'a> Serving<'a> {
 /// `docker logs -f`, each line printed with the time (UTC) and the container's name.
 fn stream_log(ctx: &Ctx, name: &str) -> Result<crate::infra::process::Running> {
     let (reader, writer) = os_pipe::pipe().context("making a pipe for the log")?;
-    let running = ctx.start(cmd!("docker logs -f {name}").output_to(writer).as_cleanup())?;
+    let running = docker::follow_logs(ctx, name, writer)?;
     let short = name.rsplit('-').next().unwrap_or(name).to_string();
     std::thread::spawn(move || {
         for line in BufReader::new(reader).lines().map_while(Result::ok) {

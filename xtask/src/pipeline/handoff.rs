@@ -63,9 +63,7 @@ pub fn to_dist(
             TempContainer::create(ctx, &record.checkout, builder_tag, &purpose, &[], &[])?;
         let tmp = distdir::scratch(paths)?;
         let to = tmp.path().to_path_buf();
-        let from = format!("{}:/out/.", container.name);
-        ctx.run(cmd!("docker cp {from} {to}").quiet())
-            .context("copying /out from the builder container")?;
+        docker::copy_out(ctx, &container.name, "/out/.", &to)?;
         for binary in app.binaries().filter(|_| compress).map(|b| to.join(b)) {
             // UPX rewrites the file in place: writable for the moment, read-only again after.
             let mode = |m: u32| {

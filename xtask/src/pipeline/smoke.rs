@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::{
-    cmd,
     infra::process::ProcessError,
     infra::{
         ctx::Ctx,
@@ -44,7 +43,7 @@ pub fn run(ctx: &Ctx, checkout: &str, app: &App, id: &str, tag: &str) -> Result<
         let endpoint = docker::endpoint(ctx);
         // The engine's published ports are ours to reach only when it runs on this host's network.
         let local = docker::publishes_here(&endpoint);
-        ctx.run(cmd!("docker start {name}").quiet()).context("starting the container")?;
+        docker::start(ctx, name)?;
         ctx.after_real_run(|| {
             let started = Instant::now();
             let logs = || container_log(ctx, name);
@@ -97,7 +96,7 @@ pub fn run(ctx: &Ctx, checkout: &str, app: &App, id: &str, tag: &str) -> Result<
 fn published(ctx: &Ctx, name: &str, app: &App, started: Instant) -> Result<String> {
     let port = format!("{}/tcp", app.port);
     // A server that exited at once has no port: that is what is said then.
-    let addr = match ctx.read(cmd!("docker port {name} {port}")) {
+    let addr = match docker::port(ctx, name, &port) {
         Ok(addr) => addr,
         Err(e) => {
             still_running(ctx, name, started)?;
@@ -114,12 +113,10 @@ fn published(ctx: &Ctx, name: &str, app: &App, started: Instant) -> Result<Strin
 /// or an error when the exit code is not `expected`.
 pub fn stop(ctx: &Ctx, name: &str, expected: i32) -> Result<String> {
     let asked = Instant::now();
-    let within = STOP_WITHIN_S.to_string();
-    ctx.cleanup(cmd!("docker stop -t {within} {name}"))?;
+    docker::stop(ctx, name, STOP_WITHIN_S)?;
     let took = asked.elapsed().as_secs_f64();
     let format = "{{.State.ExitCode}}";
-    let code: i32 = ctx
-        .read(cmd!("docker inspect --format {format} {name}"))?
+    let code: i32 = docker::container_state(ctx, name, format)?
         .trim()
         .parse()
         .unwrap_or(-1);
@@ -162,7 +159,7 @@ pub fn wait_healthy(
         still_running(ctx, name, started)?;
         match (&check, ready) {
             (Some(check), _) => {
-                match ctx.read(cmd!("docker exec {name} {check...}").within(HEALTHY_WITHIN)) {
+                match docker::exec(ctx, name, check, HEALTHY_WITHIN) {
                     Ok(_) => return Ok(format!("health check `{}` passed", check.join(" "))),
                     Err(e) => match ProcessError::of(&e).filter(|p| p.code().is_some()) {
                         // It answered, not healthy (yet).
@@ -207,7 +204,7 @@ pub fn wait_healthy(
 /// Fails, with its exit code and when, where the container's server has exited.
 fn still_running(ctx: &Ctx, name: &str, started: Instant) -> Result<()> {
     let format = "{{.State.Running}} {{.State.ExitCode}}";
-    let state = ctx.read(cmd!("docker inspect --format {format} {name}"))?;
+    let state = docker::container_state(ctx, name, format)?;
     if let Some(("false", code)) = state.split_once(' ') {
         bail!(
             "the server exited with code {code} {:.1} s after it started",
@@ -240,8 +237,7 @@ fn health_command(ctx: &Ctx, id: &str, app: &App) -> Option<Vec<String>> {
 
 /// The container's whole log, standard output and standard error as the app wrote them.
 pub fn container_log(ctx: &Ctx, name: &str) -> String {
-    let logs = cmd!("docker logs {name}").both_outputs();
-    match ctx.read(logs.within(Duration::from_secs(10))) {
+    match docker::logs(ctx, name, Duration::from_secs(10)) {
         Ok(text) => {
             if text.is_empty() {
                 "(empty)".into()

@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use anyhow::{Context, Result};
+use camino::Utf8Path;
 
 use super::*;
 use crate::{
@@ -245,6 +246,64 @@ impl Drop for TempContainer<'_> {
             }
         }
     }
+}
+
+/// Starts the container `name` made.
+pub fn start(ctx: &Ctx, name: &str) -> Result<()> {
+    ctx.run(cmd!("docker start {name}").quiet())
+        .map(drop)
+        .context("starting the container")
+}
+
+/// Starts the container `name` made and waits for its end: what it wrote to its standard output.
+pub fn start_attached(ctx: &Ctx, name: &str) -> Result<String> {
+    ctx.run(cmd!("docker start --attach {name}").kept())
+}
+
+/// Copies `path` out of the container `name` (a directory's contents with `PATH/.`) to `to` on
+/// this host; a link at `path` is followed.
+pub fn copy_out(ctx: &Ctx, name: &str, path: &str, to: &Utf8Path) -> Result<()> {
+    let from = format!("{name}:{path}");
+    ctx.run(cmd!("docker cp --follow-link {from} {to}").quiet())
+        .map(drop)
+        .with_context(|| format!("copying {path} out of the container {name}"))
+}
+
+/// Where the engine published the container's `port` (`8080/tcp`): `docker port`'s lines.
+pub fn port(ctx: &Ctx, name: &str, port: &str) -> Result<String> {
+    ctx.read(cmd!("docker port {name} {port}"))
+}
+
+/// Stops the container with SIGTERM; the engine kills it after `within_s` seconds. A clean-up:
+/// it runs after a signal too.
+pub fn stop(ctx: &Ctx, name: &str, within_s: u64) -> Result<()> {
+    let within = within_s.to_string();
+    ctx.cleanup(cmd!("docker stop -t {within} {name}"))
+        .map(drop)
+}
+
+/// `docker inspect --format FORMAT` of the container `name`.
+pub fn container_state(ctx: &Ctx, name: &str, format: &str) -> Result<String> {
+    ctx.read(cmd!("docker inspect --format {format} {name}"))
+}
+
+/// Runs `command` in the running container, within `timeout`: its output.
+pub fn exec(ctx: &Ctx, name: &str, command: &[String], timeout: Duration) -> Result<String> {
+    ctx.read(cmd!("docker exec {name} {command...}").within(timeout))
+}
+
+/// The container's log so far, both outputs as written, within `timeout`.
+pub fn logs(ctx: &Ctx, name: &str, timeout: Duration) -> Result<String> {
+    ctx.read(cmd!("docker logs {name}").both_outputs().within(timeout))
+}
+
+/// The container's log as it comes, into `writer`, until it ends or the run does.
+pub fn follow_logs(
+    ctx: &Ctx,
+    name: &str,
+    writer: os_pipe::PipeWriter,
+) -> Result<crate::infra::process::Running> {
+    ctx.start(cmd!("docker logs -f {name}").output_to(writer).as_cleanup())
 }
 
 #[cfg(test)]

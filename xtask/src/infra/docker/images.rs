@@ -514,6 +514,11 @@ fn parse_size(s: &str) -> u64 {
     (num.parse::<f64>().unwrap_or(0.0) * factor) as u64
 }
 
+/// `docker save` of `image` into the file `out`.
+pub fn save(ctx: &Ctx, image: &str, out: &camino::Utf8Path) -> Result<()> {
+    ctx.read(cmd!("docker save -o {out} {image}")).map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
