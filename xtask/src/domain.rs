@@ -265,12 +265,22 @@ impl fmt::Display for Digest {
 
 /// An image reference as docker takes it: `[REGISTRY/]NAME[:TAG][@sha256:DIGEST]`, or `scratch`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageRef(pub String);
+pub struct ImageRef(String);
 
 impl ImageRef {
+    /// `NAME:latest`, for a name already checked as an image's (an app's name).
+    pub fn latest(name: &str) -> Result<ImageRef, String> {
+        format!("{name}:latest").parse()
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
     /// Without the digest: what can be used as a tag.
     pub fn has_digest(&self) -> bool {
         self.0.contains('@')

@@ -122,7 +122,7 @@ fn report(found: &[Finding], mode: Mode) {
 /// The Go release and the CA bundle of what we ship, against what the host's package source
 /// offers now.
 fn rebuild_would_change(ctx: &Ctx, checkout: &Checkout) {
-    let image = &checkout.app.default_tag();
+    let image = &checkout.app.default_tag().into_string();
     let go = docker::label(ctx, image, project::LABEL_GO);
     match (go, audit::candidate(ctx, project::GO_PACKAGE)) {
         (Some(shipped), Some(offered)) => {

@@ -32,12 +32,10 @@ impl flags::Dev {
                 checkout.app.name
             );
         }
-        let tag = self
-            .tag
-            .unwrap_or_else(|| crate::domain::ImageRef(checkout.app.default_tag()));
+        let tag = self.tag.unwrap_or_else(|| checkout.app.default_tag());
         let mut request = Request {
             strategy,
-            tag: tag.as_str(),
+            tag: &tag,
             builder: None,
             builder_image: None,
             runtime_image: None,

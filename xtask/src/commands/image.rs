@@ -25,11 +25,7 @@ impl flags::Image {
         let tags: Vec<ImageRef> = checkout
             .images
             .iter()
-            .map(|app| {
-                self.tag
-                    .clone()
-                    .unwrap_or_else(|| ImageRef(app.default_tag()))
-            })
+            .map(|app| self.tag.clone().unwrap_or_else(|| app.default_tag()))
             .collect();
         // Before any work, for every image: a request that cannot be built is an error now (the
         // same for each, but for the tag, which only --tag can get wrong).
@@ -51,7 +47,7 @@ impl flags::Image {
     fn request<'a>(&'a self, tag: &'a ImageRef, strategy: Option<Strategy>) -> Request<'a> {
         Request {
             strategy: strategy.unwrap_or(self.strategy.unwrap_or_default()),
-            tag: tag.as_str(),
+            tag,
             builder: self.builder,
             builder_image: self.builder_image.as_ref().map(|i| i.as_str()),
             runtime_image: self.runtime_image.as_ref().map(|i| i.as_str()),

@@ -41,7 +41,7 @@ impl flags::Init {
             fsx::write_atomic(&file, text.as_bytes())
         })?;
         ctx.after_real_run(|| {
-            let tags: Vec<String> = images.iter().map(App::default_tag).collect();
+            let tags: Vec<String> = images.iter().map(|a| a.default_tag().into_string()).collect();
             println!(
                 "wrote {file}: edit it, commit it; then `cargo xtask image --smoke` builds {} and checks it",
                 tags.join(" and ")

@@ -25,8 +25,10 @@ use crate::{
 impl flags::Verify {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
         let image = match self.image {
-            Some(image) => image.0,
-            None => App::load(&ctx.paths.root, ctx.app.as_deref())?.default_tag(),
+            Some(image) => image.into_string(),
+            None => App::load(&ctx.paths.root, ctx.app.as_deref())?
+                .default_tag()
+                .into_string(),
         };
         let engine = Engine::ensure(ctx)?;
         let id = docker::image_id(ctx, &image)

@@ -10,6 +10,8 @@ use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use jzon::{object, JsonValue};
 
+use crate::domain::ImageRef;
+
 /// The contract's file, at the workspace root.
 pub const FILE: &str = "app.json";
 /// Where the image keeps the app's extra files; also its working directory when there are any.
@@ -448,8 +450,9 @@ impl App {
     }
 
     /// The default image tag: `NAME:latest`.
-    pub fn default_tag(&self) -> String {
-        format!("{}:latest", self.name)
+    pub fn default_tag(&self) -> ImageRef {
+        ImageRef::latest(&self.name)
+            .expect("an app's name is checked as an image's when the contract is read")
     }
 
     /// The image's environment as `K=V` lines, sorted.

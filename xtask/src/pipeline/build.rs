@@ -42,7 +42,7 @@ use crate::{
 /// What the user asked `image` for.
 pub struct Request<'a> {
     pub strategy: Strategy,
-    pub tag: &'a str,
+    pub tag: &'a ImageRef,
     pub builder: Option<Builder>,
     pub builder_image: Option<&'a str>,
     pub runtime_image: Option<&'a str>,
@@ -74,7 +74,7 @@ pub struct Built {
 /// Checks what `request` asks before any work: the strategy it takes (announced when it differs
 /// from the one asked).
 pub fn strategy(ctx: &Ctx, request: &Request) -> Result<Strategy> {
-    if ImageRef(request.tag.to_string()).has_digest() {
+    if request.tag.has_digest() {
         bail!(
             "--tag {}: a tag cannot carry a digest (the digest is what the build makes)",
             request.tag
@@ -152,13 +152,13 @@ pub fn build(
         checkout.vendor(ctx, Go::find(ctx))?;
     }
     // One question to the engine: the builder base, what the tag names now.
-    let mut names = vec![request.tag];
+    let mut names = vec![request.tag.as_str()];
     match request.builder_image {
         Some(requested) => names.push(requested),
         None => names.extend(base::candidates()),
     }
     let present = docker::ImageList::of(ctx, &engine, &names)?;
-    let previous = present.id_of(request.tag);
+    let previous = present.id_of(request.tag.as_str());
     let builder_base = checkout.builder_among(ctx, request.builder_image, &present)?;
     let mut built = Built {
         engine,
@@ -178,7 +178,7 @@ pub fn build(
             ctx,
             checkout,
             &mut built,
-            request.tag,
+            request.tag.as_str(),
             name,
             host_build,
             &builder_base,
@@ -219,7 +219,7 @@ fn name_at_load(
     let named = request.tag_at_load
         && built.engine.store == Store::Containerd
         && built.previous.as_deref().is_none_or(replaceable);
-    named.then(|| ImageRef(request.tag.to_string()))
+    named.then(|| request.tag.clone())
 }
 
 /// `dist/` on the host (`host_build`, started already, the engine asked meanwhile) or, without
@@ -358,7 +358,7 @@ fn dockerfile_build(
 ) -> Result<String> {
     let paths = &ctx.paths;
     let record = &mut checkout.record;
-    let builder_tag = ImageRef(request.tag.to_string()).builder_tag();
+    let builder_tag = request.tag.builder_tag();
     match strategy {
         Strategy::Multistage => {
             let file = Plan::dockerfile(paths, dockerfile::MULTISTAGE);

@@ -224,7 +224,7 @@ fn cycle<'a>(
     if let Some(old) = session.serving.replace(next) {
         old.stop(ctx, app)?;
     }
-    build::place_reporting(ctx, checkout, &built, request.tag, false)?;
+    build::place_reporting(ctx, checkout, &built, request.tag.as_str(), false)?;
     Ok((took, answering))
 }
 

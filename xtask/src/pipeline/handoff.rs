@@ -117,7 +117,7 @@ pub fn dist_in_builder(
         &meta,
         project::DEFAULT_RUNTIME_IMAGE,
     );
-    let builder_tag = crate::domain::ImageRef(app.default_tag()).builder_tag();
+    let builder_tag = app.default_tag().builder_tag();
     to_dist(ctx, paths, app, &plan, record, &builder_tag, false)
 }
 

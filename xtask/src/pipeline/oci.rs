@@ -642,7 +642,7 @@ mod tests {
     fn a_name_goes_to_the_index_alone_in_full() {
         let image = Image::assemble(&content(), &meta(), Platform::host()).unwrap();
         let rest = image
-            .rest_of_archive(Some(&ImageRef("go-docker-prod".into())))
+            .rest_of_archive(Some(&"go-docker-prod".parse().unwrap()))
             .unwrap();
         let archive = [
             opening().unwrap(),

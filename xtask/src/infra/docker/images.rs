@@ -20,7 +20,7 @@ use crate::{
 pub fn tag(ctx: &Ctx, id: &str, tag: &str) -> Result<()> {
     let done = match api(ctx) {
         Some(api) => {
-            let reference = crate::domain::ImageRef(tag.to_string());
+            let reference: crate::domain::ImageRef = tag.parse().map_err(anyhow::Error::msg)?;
             let (repo, version) = reference.repository_and_tag();
             let request = Request {
                 method: "POST",

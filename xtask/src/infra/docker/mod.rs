@@ -63,7 +63,10 @@ impl Store {
     /// uses: `REPOSITORY:TAG` without Docker Hub's `docker.io/library/` (and, on Podman, without
     /// `localhost/`, its name for images from no registry).
     pub fn normalise(self, name: &str) -> String {
-        let familiar = crate::domain::ImageRef(name.to_string()).familiar();
+        // A name the engine lists that our grammar refuses is compared as it is.
+        let familiar = name
+            .parse::<crate::domain::ImageRef>()
+            .map_or_else(|_| name.to_string(), |r| r.familiar());
         match familiar.strip_prefix("localhost/") {
             Some(rest) if self == Store::Podman => rest.to_string(),
             _ => familiar,
