@@ -653,7 +653,6 @@ impl<'a> Bench<'a> {
         let plan = Plan::fixture(builder, self.buildkit, cold, &self.builder_image);
         let dockerfile = self.ctx.paths.bench_fixtures().join(file);
         plan.build_fixture(self.ctx, &self.ws.xtask_dir(), &dockerfile, tag, context)
-            .map(drop)
     }
 
     /// Runs this xtask in the bench copy, with the global flags the bench was given.

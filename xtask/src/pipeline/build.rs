@@ -56,8 +56,8 @@ pub struct Request<'a> {
 /// What a build made: the candidate, untagged, and what the summary says of it.
 pub struct Built {
     pub engine: Engine,
-    /// As the engine calls it (empty under `--dry-run`).
-    pub id: String,
+    /// As the engine calls it (None under `--dry-run`: nothing was built).
+    pub id: Option<String>,
     /// Direct's image, bytes and digests.
     pub image: Option<Image>,
     /// What the tag named before the build.
@@ -162,7 +162,7 @@ pub fn build(
     let builder_base = checkout.builder_among(ctx, request.builder_image, &present)?;
     let mut built = Built {
         engine,
-        id: String::new(),
+        id: None,
         image: None,
         previous,
         tagged: false,
@@ -185,7 +185,7 @@ pub fn build(
         )?;
         built.id = image
             .as_ref()
-            .map_or_else(String::new, |i| i.engine_id(built.engine.store).to_string());
+            .map(|i| i.engine_id(built.engine.store).to_string());
         built.image = image;
     } else {
         started = Instant::now();
@@ -293,7 +293,7 @@ fn direct(
             ctx.announce(format!("{tag} is {id} already: load skipped"));
             None
         } else {
-            checkout.record.note_image(ctx, paths, &id)?;
+            checkout.record.note_image(ctx, paths, Some(&id))?;
             built.tagged = name.is_some();
             let load = match load {
                 Some(load) => load,
@@ -355,7 +355,7 @@ fn dockerfile_build(
     plan: &Plan,
     strategy: Strategy,
     request: &Request,
-) -> Result<String> {
+) -> Result<Option<String>> {
     let paths = &ctx.paths;
     let record = &mut checkout.record;
     let builder_tag = request.tag.builder_tag();
@@ -404,10 +404,9 @@ fn dockerfile_build(
 /// The smoke test of the candidate: on failure, the tag stays where it was, the candidate goes
 /// (when ours and nameless), and the error says both.
 pub fn smoke(ctx: &Ctx, checkout: &mut Checkout, built: &Built, tag: &str) -> Result<()> {
-    let id = built.id.as_str();
-    if id.is_empty() {
+    let Some(id) = built.id.as_deref() else {
         return Ok(()); // --dry-run
-    }
+    };
     let Err(e) = smoke::run(ctx, &checkout.record.checkout, &checkout.app, id, tag) else {
         return Ok(());
     };
@@ -449,8 +448,11 @@ pub fn place_reporting(
 ) -> Result<()> {
     let paths = &ctx.paths;
     let record = &mut checkout.record;
+    let Some(id) = built.id.as_deref() else {
+        return Ok(()); // --dry-run: nothing to tag
+    };
     let previous = built.previous.as_deref();
-    let placed = record.place(ctx, paths, tag, &built.id, previous, built.tagged)?;
+    let placed = record.place(ctx, paths, tag, id, previous, built.tagged)?;
     if report {
         ctx.after_real_run(|| {
             let size = match &built.image {
@@ -460,7 +462,7 @@ pub fn place_reporting(
                     .parse()
                     .unwrap_or(0),
             };
-            summary(ctx, built, tag, size, placed.dangling);
+            summary(ctx, built, id, tag, size, placed.dangling);
             Ok(())
         })?;
     }
@@ -483,7 +485,7 @@ pub fn place_reporting(
     Ok(())
 }
 
-fn summary(ctx: &Ctx, built: &Built, tag: &str, size: u64, dangling: usize) {
+fn summary(ctx: &Ctx, built: &Built, id: &str, tag: &str, size: u64, dangling: usize) {
     let builder = built.builder.map_or("-".to_string(), |b| b.to_string());
     println!();
     println!(
@@ -508,7 +510,7 @@ fn summary(ctx: &Ctx, built: &Built, tag: &str, size: u64, dangling: usize) {
         };
         println!("size: {what}");
     }
-    println!("image ID {}", built.id);
+    println!("image ID {id}");
     println!(
         "engine {} ({})",
         docker::engine_key(ctx),

@@ -30,7 +30,7 @@ use crate::{
     },
     pipeline::{
         app::App,
-        build::{self, Built, Request},
+        build::{self, Request},
         checkout::Checkout,
         smoke,
     },
@@ -165,9 +165,9 @@ fn cycle<'a>(
 ) -> Result<(Duration, Instant)> {
     let built = build::build(ctx, checkout, request, Some(&session.engine))?;
     let took = built.elapsed;
-    if built.id.is_empty() {
+    let Some(id) = built.id.as_deref() else {
         return Ok((took, Instant::now())); // --dry-run
-    }
+    };
     let app = &checkout.app;
     // An app whose port is fixed has one slot: the old container stops before the new one starts
     // (a gap, said).
@@ -193,14 +193,13 @@ fn cycle<'a>(
     };
     // The slot the serving container does not use.
     let slot = session.serving.as_ref().map_or(0, |s| 1 - s.slot);
-    let next = started.and_then(|network| {
-        Serving::start(ctx, &checkout.record.checkout, app, &built, network, slot)
-    });
+    let next = started
+        .and_then(|network| Serving::start(ctx, &checkout.record.checkout, app, id, network, slot));
     let next = match next {
         Ok(next) => next,
         Err(e) => {
-            if session.serving.as_ref().is_none_or(|s| s.id != built.id) {
-                checkout.record.discard(ctx, &ctx.paths, &built.id);
+            if session.serving.as_ref().is_none_or(|s| s.id != id) {
+                checkout.record.discard(ctx, &ctx.paths, id);
             }
             if gap.is_some() {
                 return Err(e.context(
@@ -285,7 +284,7 @@ struct Serving<'a> {
 }
 
 impl<'a> Serving<'a> {
-    /// Runs `built`'s image hardened in `network`, answering on `slot`'s port, until /healthz
+    /// Runs the image `id` hardened in `network`, answering on `slot`'s port, until /healthz
     /// answers there from this host (what the image's own check asks), or, where the engine runs
     /// elsewhere, its health check passes (run with `docker exec`, as the smoke test runs it);
     /// then its log is streamed with the time (from its start). The container is removed when
@@ -294,7 +293,7 @@ impl<'a> Serving<'a> {
         ctx: &'a Ctx,
         checkout: &str,
         app: &App,
-        built: &Built,
+        id: &str,
         network: &Network,
         slot: usize,
     ) -> Result<Serving<'a>> {
@@ -313,7 +312,7 @@ impl<'a> Serving<'a> {
             ..Confined::default()
         };
         let purpose = format!("{}-dev", app.name);
-        let container = TempContainer::run(ctx, checkout, &built.id, &purpose, &confined, &[])?;
+        let container = TempContainer::run(ctx, checkout, id, &purpose, &confined, &[])?;
         let name = container.name.clone();
         let addr = host.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
         let probe = &app.probes[0];
@@ -328,13 +327,13 @@ impl<'a> Serving<'a> {
                         format!("GET {} did not answer {status}", probe.path)
                     })
             }
-            None => smoke::wait_healthy(ctx, &name, &built.id, app, None, Instant::now()).map(drop),
+            None => smoke::wait_healthy(ctx, &name, id, app, None, Instant::now()).map(drop),
         };
         healthy.map_err(|e| {
             anyhow::anyhow!("{e:#}; its log:\n{}", smoke::container_log(ctx, &name))
         })?;
         Ok(Serving {
-            id: built.id.clone(),
+            id: id.to_string(),
             slot,
             container,
             addr,

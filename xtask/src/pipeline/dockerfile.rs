@@ -108,7 +108,7 @@ impl Plan {
     }
 
     /// `docker build` of `dockerfile` (its stage `target`, else the last) from `context`: the new
-    /// image's ID ("" under `--dry-run`), untagged and on `record`. The record notes the build
+    /// image's ID (None under `--dry-run`), untagged and on `record`. The record notes the build
     /// before it starts, and the build labels its images with that note (`record::build_label`).
     pub fn build(
         &self,
@@ -117,7 +117,7 @@ impl Plan {
         dockerfile: &Utf8Path,
         target: Option<&str>,
         context: BuildContext,
-    ) -> Result<String> {
+    ) -> Result<Option<String>> {
         let paths = &ctx.paths;
         let (dockerfile, context) = self.prepare(ctx, dockerfile, context)?;
         let (build, heartbeat) = record.intend_build(ctx, paths)?;
@@ -129,7 +129,7 @@ impl Plan {
         record.build_ended(ctx, paths, &build)?;
         drop(heartbeat);
         let id = built?;
-        record.note_image(ctx, paths, &id)?;
+        record.note_image(ctx, paths, id.as_deref())?;
         Ok(id)
     }
 
@@ -210,12 +210,14 @@ impl Plan {
         dockerfile: &Utf8Path,
         tag: &str,
         context: &Utf8Path,
-    ) -> Result<String> {
+    ) -> Result<()> {
         let extra = ["-t".to_string(), tag.to_string()];
         self.docker_build(ctx, scratch, dockerfile, &extra, context)
+            .map(drop)
     }
 
-    /// `docker build` with the plan's builder, cache and args, `extra` flags: the image's ID.
+    /// `docker build` with the plan's builder, cache and args, `extra` flags: the image's ID (None
+    /// under `--dry-run`).
     fn docker_build(
         &self,
         ctx: &Ctx,
@@ -223,7 +225,7 @@ impl Plan {
         dockerfile: &Utf8Path,
         extra: &[String],
         context: &Utf8Path,
-    ) -> Result<String> {
+    ) -> Result<Option<String>> {
         let iid = fsx::Temp::file_in(scratch, ".iid-")?;
         let iidfile = iid.path();
         let no_cache = self.no_cache.then_some("--no-cache");
@@ -248,10 +250,10 @@ impl Plan {
         })?;
         // Podman writes the bare hex; every listing says `sha256:…`.
         let Some(id) = id else {
-            return Ok(String::new()); // --dry-run
+            return Ok(None); // --dry-run
         };
         Digest::parse(&id)
-            .map(Digest::into_string)
+            .map(|d| Some(d.into_string()))
             .with_context(|| format!("{iidfile} holds no image ID: {id:?}"))
     }
 
@@ -264,10 +266,12 @@ impl Plan {
         target: Option<&str>,
         tag: &str,
         context: BuildContext,
-    ) -> Result<String> {
+    ) -> Result<Option<String>> {
         let previous = docker::image_id(ctx, tag);
         let id = self.build(ctx, record, dockerfile, target, context)?;
-        record.place(ctx, &ctx.paths, tag, &id, previous.as_deref(), false)?;
+        if let Some(id) = &id {
+            record.place(ctx, &ctx.paths, tag, id, previous.as_deref(), false)?;
+        }
         Ok(id)
     }
 }

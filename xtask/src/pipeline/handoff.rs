@@ -22,14 +22,14 @@ use crate::{
     project::{self, Paths},
 };
 
-/// The builder image (ex1), tagged `builder_tag`: its ID.
+/// The builder image (ex1), tagged `builder_tag`: its ID (None under `--dry-run`).
 pub fn build_builder(
     ctx: &Ctx,
     paths: &Paths,
     plan: &Plan,
     record: &mut Record,
     builder_tag: &str,
-) -> Result<String> {
+) -> Result<Option<String>> {
     let file = Plan::dockerfile(paths, dockerfile::EX1);
     plan.build_tagged(ctx, record, &file, None, builder_tag, BuildContext::App)
 }
@@ -50,10 +50,12 @@ pub fn to_dist(
     })?;
     let dist = paths.dist();
     // What the builder image holds, by its layers (its ID changes with every build's label).
-    let layers = docker::inspect(ctx, &id, "{{json .RootFS.Layers}}").unwrap_or_default();
+    let layers = id
+        .and_then(|id| docker::inspect(ctx, &id, "{{json .RootFS.Layers}}"))
+        .unwrap_or_default();
     let origin = format!("{layers} compress={compress}\n");
     let current = std::fs::read_to_string(dist.join(distdir::ORIGIN)).unwrap_or_default();
-    if !id.is_empty() && origin == current && dist.join(app.entrypoint()).is_file() {
+    if !layers.is_empty() && origin == current && dist.join(app.entrypoint()).is_file() {
         ctx.announce("dist/ already holds this builder image's output: copy skipped");
         return Ok(());
     }
@@ -83,8 +85,13 @@ pub fn to_dist(
     })
 }
 
-/// ex2 from `dist/` alone, untagged: its ID.
-pub fn build_runtime(ctx: &Ctx, paths: &Paths, plan: &Plan, record: &mut Record) -> Result<String> {
+/// ex2 from `dist/` alone, untagged: its ID (None under `--dry-run`).
+pub fn build_runtime(
+    ctx: &Ctx,
+    paths: &Paths,
+    plan: &Plan,
+    record: &mut Record,
+) -> Result<Option<String>> {
     let file = Plan::dockerfile(paths, dockerfile::EX2);
     plan.build(ctx, record, &file, None, BuildContext::Runtime)
 }

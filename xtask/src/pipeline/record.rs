@@ -239,9 +239,9 @@ impl Record {
     }
 
     /// An image this run made, or is about to make (`direct` notes it before the load): on
-    /// record, untagged, and the record written. An empty ID (`--dry-run`): the record written.
-    pub fn note_image(&mut self, ctx: &Ctx, paths: &Paths, id: &str) -> Result<()> {
-        if !id.is_empty() {
+    /// record, untagged, and the record written. None (`--dry-run`): the record written.
+    pub fn note_image(&mut self, ctx: &Ctx, paths: &Paths, id: Option<&str>) -> Result<()> {
+        if let Some(id) = id {
             self.images.entry(id.to_string()).or_default();
         }
         self.save(ctx, paths)
@@ -368,9 +368,6 @@ impl Record {
         previous: Option<&str>,
         tagged: bool,
     ) -> Result<Placed> {
-        if id.is_empty() {
-            return Ok(Placed::default()); // --dry-run
-        }
         if previous != Some(id) && !tagged {
             docker::tag(ctx, id, tag)?;
         }
