@@ -89,7 +89,7 @@ pub const OCI_CREATED: &str = "org.opencontainers.image.created";
 pub const OCI_SOURCE: &str = "org.opencontainers.image.source";
 
 /// Where the workspace keeps things.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Paths {
     pub root: Utf8PathBuf,
 }

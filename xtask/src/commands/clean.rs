@@ -23,7 +23,7 @@ impl flags::Clean {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
         let paths = &ctx.paths;
         let _lock = ctx.lock()?;
-        let mut record = Record::load(ctx, paths)?;
+        let mut record = Record::load(ctx)?;
         let mut dirs = clean::dirs(paths);
         let engine = tools::DOCKER
             .present()
@@ -41,7 +41,7 @@ impl flags::Clean {
         dirs.push(paths.xtask_dir());
         let removed_dirs = clean::remove_dirs(ctx, &dirs)?;
         if !record.images.is_empty() || !record.builds.is_empty() || !record.elsewhere.is_empty() {
-            record.save(ctx, paths)?;
+            record.save(ctx)?;
         }
         if !record.elsewhere.is_empty() {
             let engines: Vec<&str> = record.elsewhere.keys().map(String::as_str).collect();

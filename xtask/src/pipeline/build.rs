@@ -293,7 +293,7 @@ fn direct(
             ctx.announce(format!("{tag} is {id} already: load skipped"));
             None
         } else {
-            checkout.record.note_image(ctx, paths, Some(&id))?;
+            checkout.record.note_image(ctx, Some(&id))?;
             built.tagged = name.is_some();
             let load = match load {
                 Some(load) => load,
@@ -309,7 +309,7 @@ fn direct(
             if let Err(e) = loading.wait().with_context(|| format!("loading {id}")) {
                 // Stopped or failed: what the engine made of it goes (and stays on record if
                 // it arrives later).
-                checkout.record.discard(ctx, paths, &id);
+                checkout.record.discard(ctx, &id);
                 return Err(e);
             }
         }
@@ -418,7 +418,7 @@ pub fn smoke(ctx: &Ctx, checkout: &mut Checkout, built: &Built, tag: &str) -> Re
     };
     let fate = match previous == Some(id) {
         true => String::new(),
-        false => match checkout.record.discard(ctx, &ctx.paths, id) {
+        false => match checkout.record.discard(ctx, id) {
             Superseded::Removed => "; the candidate was removed".into(),
             Superseded::Stays(why) => format!("; the candidate stays ({why})"),
             Superseded::Named(names) => {
@@ -446,13 +446,12 @@ pub fn place_reporting(
     tag: &str,
     report: bool,
 ) -> Result<()> {
-    let paths = &ctx.paths;
     let record = &mut checkout.record;
     let Some(id) = built.id.as_deref() else {
         return Ok(()); // --dry-run: nothing to tag
     };
     let previous = built.previous.as_deref();
-    let placed = record.place(ctx, paths, tag, id, previous, built.tagged)?;
+    let placed = record.place(ctx, tag, id, previous, built.tagged)?;
     if report {
         ctx.after_real_run(|| {
             let size = match &built.image {

@@ -46,7 +46,7 @@ impl Checkout {
         let lock = ctx.lock()?;
         let images = App::load_all(&ctx.paths.root, ctx.app.as_deref())?;
         let app = App::union(&images)?;
-        let record = Record::load(ctx, &ctx.paths)?;
+        let record = Record::load(ctx)?;
         let version = gobuild::version(ctx, &ctx.paths.root, app_version);
         Ok(Checkout {
             record,

@@ -62,7 +62,7 @@ pub fn images(ctx: &Ctx, store: Store, record: &mut Record, all: bool) -> Result
     // What stayed stays on record.
     record.images.retain(|id, _| tally.kept.contains(id));
     if interrupted.is_err() {
-        record.save(ctx, &ctx.paths)?;
+        record.save(ctx)?;
         interrupted?;
     }
     // Then what our stopped builds left.

@@ -125,7 +125,7 @@ pub fn run(ctx: &Ctx, checkout: &mut Checkout, request: &Request, port: u16) -> 
     };
     drop(session.network.take());
     checkout.record.sweep(ctx, &[])?;
-    checkout.record.save(ctx, paths)?;
+    checkout.record.save(ctx)?;
     println!("dev: stopped{how}; {} stays, on record", request.tag);
     Ok(())
 }
@@ -199,7 +199,7 @@ fn cycle<'a>(
         Ok(next) => next,
         Err(e) => {
             if session.serving.as_ref().is_none_or(|s| s.id != id) {
-                checkout.record.discard(ctx, &ctx.paths, id);
+                checkout.record.discard(ctx, id);
             }
             if gap.is_some() {
                 return Err(e.context(

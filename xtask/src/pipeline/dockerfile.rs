@@ -120,16 +120,16 @@ impl Plan {
     ) -> Result<Option<String>> {
         let paths = &ctx.paths;
         let (dockerfile, context) = self.prepare(ctx, dockerfile, context)?;
-        let (build, heartbeat) = record.intend_build(ctx, paths)?;
+        let (build, heartbeat) = record.intend_build(ctx)?;
         let mut extra = vec!["--label".to_string(), record::build_label(&build)];
         if let Some(target) = target {
             extra.extend(["--target".to_string(), target.to_string()]);
         }
         let built = self.docker_build(ctx, &paths.xtask_dir(), &dockerfile, &extra, &context);
-        record.build_ended(ctx, paths, &build)?;
+        record.build_ended(ctx, &build)?;
         drop(heartbeat);
         let id = built?;
-        record.note_image(ctx, paths, id.as_deref())?;
+        record.note_image(ctx, id.as_deref())?;
         Ok(id)
     }
 
@@ -270,7 +270,7 @@ impl Plan {
         let previous = docker::image_id(ctx, tag);
         let id = self.build(ctx, record, dockerfile, target, context)?;
         if let Some(id) = &id {
-            record.place(ctx, &ctx.paths, tag, id, previous.as_deref(), false)?;
+            record.place(ctx, tag, id, previous.as_deref(), false)?;
         }
         Ok(id)
     }

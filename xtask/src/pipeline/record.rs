@@ -68,6 +68,8 @@ pub struct Record {
     pub builds: BTreeMap<String, Build>,
     /// What other engines hold, by their key: kept as it is.
     pub elsewhere: BTreeMap<String, JsonValue>,
+    /// The checkout it is the record of: where it is written, where builds beat.
+    paths: Paths,
 }
 
 /// When a Dockerfile build ran, in Unix milliseconds: `ended` is None while it runs (or when it
@@ -118,19 +120,21 @@ impl Record {
     /// The checkout's record; the first time, a new one with a new random id, written at once
     /// (temporary containers carry the id before any image is recorded). A record that cannot be
     /// read is moved aside, and said so.
-    pub fn load(ctx: &Ctx, paths: &Paths) -> Result<Record> {
+    pub fn load(ctx: &Ctx) -> Result<Record> {
+        let paths = &ctx.paths;
         let path = paths.record();
         let engine = docker::engine_key(ctx);
         let fresh = |checkout: Option<String>| Record {
             checkout: checkout.unwrap_or_else(|| fsx::random_hex(8)),
             engine: engine.clone(),
+            paths: paths.clone(),
             ..Record::default()
         };
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let record = fresh(None);
-                record.save(ctx, paths)?;
+                record.save(ctx)?;
                 return Ok(record);
             }
             Err(e) => return Err(e).with_context(|| format!("reading {path}")),
@@ -141,8 +145,9 @@ impl Record {
             .and_then(|text| Record::parse(text, engine.clone()));
         match parsed {
             Ok(mut record) => {
-                if record.end_killed_builds(paths, now()) {
-                    record.save(ctx, paths)?;
+                record.paths = paths.clone();
+                if record.end_killed_builds(now()) {
+                    record.save(ctx)?;
                 }
                 Ok(record)
             }
@@ -156,7 +161,7 @@ impl Record {
                      started, and `cargo xtask clean` still removes the images the old one names"
                 ));
                 let record = fresh(None);
-                record.save(ctx, paths)?;
+                record.save(ctx)?;
                 Ok(record)
             }
         }
@@ -224,8 +229,8 @@ impl Record {
             + "\n"
     }
 
-    pub fn save(&self, ctx: &Ctx, paths: &Paths) -> Result<()> {
-        let path = paths.record();
+    pub fn save(&self, ctx: &Ctx) -> Result<()> {
+        let path = self.paths.record();
         let text = self.to_json();
         ctx.note(format!("record what was built in {path}"), || {
             fsx::write_atomic(&path, text.as_bytes()).with_context(|| format!("writing {path}"))
@@ -240,22 +245,18 @@ impl Record {
 
     /// An image this run made, or is about to make (`direct` notes it before the load): on
     /// record, untagged, and the record written. None (`--dry-run`): the record written.
-    pub fn note_image(&mut self, ctx: &Ctx, paths: &Paths, id: Option<&str>) -> Result<()> {
+    pub fn note_image(&mut self, ctx: &Ctx, id: Option<&str>) -> Result<()> {
         if let Some(id) = id {
             self.images.entry(id.to_string()).or_default();
         }
-        self.save(ctx, paths)
+        self.save(ctx)
     }
 
     /// Intent: a Dockerfile build is about to start; its images will carry `LABEL_BUILD` with the
     /// id returned. Its heartbeat beats until dropped (None under `--dry-run`).
-    pub fn intend_build(
-        &mut self,
-        ctx: &Ctx,
-        paths: &Paths,
-    ) -> Result<(String, Option<fsx::Heartbeat>)> {
+    pub fn intend_build(&mut self, ctx: &Ctx) -> Result<(String, Option<fsx::Heartbeat>)> {
         let build = format!("{}-{}", self.checkout, fsx::random_hex(6));
-        let path = paths.build_heartbeat(&build);
+        let path = self.paths.build_heartbeat(&build);
         let heartbeat = ctx.note(format!("keep {path} fresh while the build runs"), || {
             fsx::Heartbeat::start(&path, HEARTBEAT)
         })?;
@@ -267,17 +268,17 @@ impl Record {
                 ended: None,
             },
         );
-        self.save(ctx, paths)?;
+        self.save(ctx)?;
         Ok((build, heartbeat))
     }
 
     /// Builds that never said they ended and whose heartbeat stopped (killed) end at their last
     /// beat and the slack, or, with no beat, at their start and the slack. A build whose beat is
     /// fresh runs still. Whether any ended.
-    fn end_killed_builds(&mut self, paths: &Paths, now: u64) -> bool {
+    fn end_killed_builds(&mut self, now: u64) -> bool {
         let mut ended = false;
         for (id, build) in self.builds.iter_mut().filter(|(_, b)| b.ended.is_none()) {
-            let heartbeat = paths.build_heartbeat(id);
+            let heartbeat = self.paths.build_heartbeat(id);
             let last = fsx::Heartbeat::last(&heartbeat).map_or(build.started, millis);
             if now.saturating_sub(last) > HEARTBEAT_SLACK_MS {
                 build.ended = Some(last.max(build.started) + HEARTBEAT_SLACK_MS);
@@ -289,11 +290,11 @@ impl Record {
     }
 
     /// The build `build` is over, however it ended (written after a signal too).
-    pub fn build_ended(&mut self, ctx: &Ctx, paths: &Paths, build: &str) -> Result<()> {
+    pub fn build_ended(&mut self, ctx: &Ctx, build: &str) -> Result<()> {
         if let Some(b) = self.builds.get_mut(build) {
             b.ended = Some(now());
         }
-        self.save(ctx, paths)
+        self.save(ctx)
     }
 
     /// Ours that may be left dangling go, round by round, so that a chain of intermediate images
@@ -362,7 +363,6 @@ impl Record {
     pub fn place(
         &mut self,
         ctx: &Ctx,
-        paths: &Paths,
         tag: &str,
         id: &str,
         previous: Option<&str>,
@@ -395,7 +395,7 @@ impl Record {
             let outcome = self.remove_superseded(ctx, prev, present.remove(prev));
             (prev.to_string(), outcome)
         });
-        self.save(ctx, paths)?;
+        self.save(ctx)?;
         // The superseded image counts when it stays: it has no name (else it is `Named`).
         let stays = superseded
             .as_ref()
@@ -409,12 +409,12 @@ impl Record {
 
     /// A candidate this run made that is not wanted (it failed its smoke test): removed when it
     /// is ours and nameless.
-    pub fn discard(&mut self, ctx: &Ctx, paths: &Paths, id: &str) -> Superseded {
+    pub fn discard(&mut self, ctx: &Ctx, id: &str) -> Superseded {
         let outcome = match docker::names(ctx, &[id]) {
             Ok(mut present) => self.remove_superseded(ctx, id, present.remove(id)),
             Err(e) => Superseded::Stays(format!("{e:#}")),
         };
-        if let Err(e) = self.save(ctx, paths) {
+        if let Err(e) = self.save(ctx) {
             ctx.warn(format!("{e:#}"));
         }
         outcome
@@ -531,7 +531,10 @@ mod tests {
         };
         let now = 1_000_000_000;
         let at = |ms: u64| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-        let mut record = Record::default();
+        let mut record = Record {
+            paths: paths.clone(),
+            ..Record::default()
+        };
         let mut beat = |id: &str, started: u64, last: Option<u64>| {
             record.builds.insert(
                 id.into(),
@@ -552,7 +555,7 @@ mod tests {
         beat("running", now - 600_000, Some(now - 1_000));
         beat("no-beat", now - 600_000, None);
         beat("starting", now - 1_000, None);
-        assert!(record.end_killed_builds(&paths, now));
+        assert!(record.end_killed_builds(now));
         let ended = |id: &str| record.builds[id].ended;
         assert_eq!(ended("killed"), Some(now - 60_000 + HEARTBEAT_SLACK_MS));
         assert_eq!(ended("running"), None);
@@ -563,10 +566,7 @@ mod tests {
         // An image the user made 30 s after the kill is not the killed build's.
         assert!(!record.builds["killed"].made(now - 30_000));
         assert!(record.builds["killed"].made(now - 62_000));
-        assert!(
-            !record.end_killed_builds(&paths, now),
-            "nothing more to end"
-        );
+        assert!(!record.end_killed_builds(now), "nothing more to end");
     }
 
     #[test]
