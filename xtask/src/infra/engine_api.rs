@@ -214,7 +214,7 @@ impl Pending {
             }
             if !noticed && started.elapsed() >= STILL_WAITING {
                 noticed = true;
-                say_still_waiting(shown, true);
+                say_still_waiting(shown, true, started.elapsed());
             }
         }
         let (status, chunked, body) = split_answer(&answer)

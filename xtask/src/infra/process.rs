@@ -348,8 +348,9 @@ pub struct Running {
 pub(crate) const STILL_WAITING: Duration = Duration::from_secs(10);
 
 /// Says, once `STILL_WAITING` has passed, what is waited for and how to stop it (a command, or a
-/// request to the engine's API: `engine`, which the delay is then said to be).
-pub(crate) fn say_still_waiting(shown: &str, engine: bool) {
+/// request to the engine's API: `engine`, which the delay is then said to be), `waited` since it
+/// started (a command started long before it is waited for has waited longer).
+pub(crate) fn say_still_waiting(shown: &str, engine: bool, waited: Duration) {
     let why = if engine {
         "the engine has not answered (stuck or busy)"
     } else {
@@ -357,7 +358,7 @@ pub(crate) fn say_still_waiting(shown: &str, engine: bool) {
     };
     eprintln!(
         "... still waiting for `{shown}` after {} s: {why}; Ctrl-C stops it",
-        STILL_WAITING.as_secs()
+        waited.as_secs()
     );
 }
 
@@ -423,7 +424,7 @@ impl Running {
             if self.notice && self.started.elapsed() >= STILL_WAITING {
                 self.notice = false;
                 let engine = self.program.rsplit('/').next() == Some(super::tools::DOCKER.name);
-                say_still_waiting(&self.shown, engine);
+                say_still_waiting(&self.shown, engine, self.started.elapsed());
             }
         };
         if let Some(signal) = signals::received().filter(|_| self.stoppable) {
