@@ -49,7 +49,17 @@ impl flags::Ci {
         // of the two lanes. Stopped if a check fails.
         ctx.run(cmd!("{cargo} test --workspace --no-run --quiet"))?;
         let beside = start_beside(ctx, &cargo)?;
-        // The checks below use the host's engine: the tests wait meanwhile.
+        ctx.step("cargo fmt --check", || {
+            ctx.run(cmd!("{cargo} fmt --all -- --check"))
+        })?;
+        ctx.step("cargo clippy", || {
+            ctx.run(cmd!(
+                "{cargo} clippy --workspace --all-targets --quiet -- -D warnings"
+            ))
+        })?;
+        ctx.step("go vet, gofmt, go test", || go_checks(ctx))?;
+        // The checks below use the host's engine (and the bench counts what it leaves there):
+        // the tests that use it wait meanwhile.
         let target = ctx
             .var("CARGO_TARGET_DIR")
             .map_or_else(|| ctx.paths.target(), camino::Utf8PathBuf::from);
@@ -63,15 +73,6 @@ impl flags::Ci {
                 "no rustup: the build with Rust {DEBIAN_RUST} is not checked"
             ));
         }
-        ctx.step("cargo fmt --check", || {
-            ctx.run(cmd!("{cargo} fmt --all -- --check"))
-        })?;
-        ctx.step("cargo clippy", || {
-            ctx.run(cmd!(
-                "{cargo} clippy --workspace --all-targets --quiet -- -D warnings"
-            ))
-        })?;
-        ctx.step("go vet, gofmt, go test", || go_checks(ctx))?;
         ctx.step("cargo xtask bench --quick", || {
             let exe = std::env::current_exe()?;
             ctx.run(cmd!("{exe} bench --quick"))
