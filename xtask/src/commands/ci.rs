@@ -19,8 +19,9 @@ use crate::{
 };
 
 /// The test binaries that, after a short use of the host's engine (locked, as every test locks
-/// it: `xtask/tests/common`), work on engines of their own: run beside the others.
-const BESIDE: [&str; 3] = ["engines", "remote", "hosts"];
+/// it: `xtask/tests/common`), work on engines of their own: run beside the others, in lanes of
+/// their own (the longest first).
+const BESIDE: [&[&str]; 2] = [&["engines"], &["hosts", "remote"]];
 
 /// Debian 13's rustc: the oldest Rust the xtask must build with (`rust-version` in Cargo.toml).
 const DEBIAN_RUST: &str = "1.85.0";
@@ -83,19 +84,25 @@ impl flags::Ci {
     }
 }
 
-/// The second `cargo test`: the tests of `BESIDE`, their output kept for the end.
-fn start_beside(ctx: &Ctx, cargo: &str) -> Result<Running> {
-    let beside: Vec<&str> = BESIDE.iter().flat_map(|t| ["--test", t]).collect();
+/// A `cargo test` for each lane of `BESIDE`, their output kept for the end.
+fn start_beside(ctx: &Ctx, cargo: &str) -> Result<Vec<Running>> {
+    let names: Vec<String> = BESIDE.iter().map(|lane| lane.join(" and ")).collect();
     ctx.announce(format!(
-        "tests {} start now and run beside the rest; their output comes at the end",
-        BESIDE.join(", ")
+        "tests {} start now, each lane beside the rest; their output comes at the end",
+        names.join(", then ")
     ));
-    ctx.start(cmd!("{cargo} test --workspace {beside...} -- --include-ignored").kept())
+    BESIDE
+        .iter()
+        .map(|lane| {
+            let tests: Vec<&str> = lane.iter().flat_map(|t| ["--test", t]).collect();
+            ctx.start(cmd!("{cargo} test --workspace {tests...} -- --include-ignored").kept())
+        })
+        .collect()
 }
 
-/// Every test: the rest, while `beside` runs (both wait whenever the other uses the host's
-/// engine); then `beside`'s output.
-fn all_tests(ctx: &Ctx, cargo: &str, beside: Running) -> Result<()> {
+/// Every test: the rest, while the lanes of `beside` run (each waits whenever another uses the
+/// host's engine); then their output.
+fn all_tests(ctx: &Ctx, cargo: &str, beside: Vec<Running>) -> Result<()> {
     let dir = ctx.paths.integration_tests();
     let mut rest = Vec::new();
     for entry in dir
@@ -104,7 +111,7 @@ fn all_tests(ctx: &Ctx, cargo: &str, beside: Running) -> Result<()> {
     {
         let name = entry?.file_name().to_string();
         match name.strip_suffix(".rs") {
-            Some(test) if !BESIDE.contains(&test) => {
+            Some(test) if !BESIDE.iter().any(|lane| lane.contains(&test)) => {
                 rest.extend(["--test".to_string(), test.into()])
             }
             _ => {}
@@ -115,10 +122,14 @@ fn all_tests(ctx: &Ctx, cargo: &str, beside: Running) -> Result<()> {
             "{cargo} test --workspace --lib --bins {rest...} -- --include-ignored"
         ))
         .and_then(|_| ctx.run(cmd!("{cargo} test --workspace --doc")));
-    let second = beside
-        .wait()
-        .map(|out| print!("{}", String::from_utf8_lossy(&out)));
-    first.map(drop).and(second)
+    let mut result = first.map(drop);
+    for lane in beside {
+        let done = lane
+            .wait()
+            .map(|out| print!("{}", String::from_utf8_lossy(&out)));
+        result = result.and(done);
+    }
+    result
 }
 
 /// Every tool the tests need, installed when missing; an engine answering.
