@@ -19,9 +19,8 @@ use crate::{
 };
 
 /// The test binaries that, after a short use of the host's engine (locked, as every test locks
-/// it: `xtask/tests/common`), work on engines of their own: run beside the others, in lanes of
-/// their own (the longest first).
-const BESIDE: [&[&str]; 2] = [&["engines"], &["hosts", "remote"]];
+/// it: `xtask/tests/common`), work on engines of their own: run beside the others.
+const BESIDE: [&str; 3] = ["engines", "remote", "hosts"];
 
 /// Debian 13's rustc: the oldest Rust the xtask must build with (`rust-version` in Cargo.toml).
 const DEBIAN_RUST: &str = "1.85.0";
@@ -84,25 +83,19 @@ impl flags::Ci {
     }
 }
 
-/// A `cargo test` for each lane of `BESIDE`, their output kept for the end.
-fn start_beside(ctx: &Ctx, cargo: &str) -> Result<Vec<Running>> {
-    let names: Vec<String> = BESIDE.iter().map(|lane| lane.join(" and ")).collect();
+/// The second `cargo test`: the tests of `BESIDE`, their output kept for the end.
+fn start_beside(ctx: &Ctx, cargo: &str) -> Result<Running> {
+    let beside: Vec<&str> = BESIDE.iter().flat_map(|t| ["--test", t]).collect();
     ctx.announce(format!(
-        "tests {} start now, each lane beside the rest; their output comes at the end",
-        names.join(", then ")
+        "tests {} start now and run beside the rest; their output comes at the end",
+        BESIDE.join(", ")
     ));
-    BESIDE
-        .iter()
-        .map(|lane| {
-            let tests: Vec<&str> = lane.iter().flat_map(|t| ["--test", t]).collect();
-            ctx.start(cmd!("{cargo} test --workspace {tests...} -- --include-ignored").kept())
-        })
-        .collect()
+    ctx.start(cmd!("{cargo} test --workspace {beside...} -- --include-ignored").kept())
 }
 
-/// Every test: the rest, while the lanes of `beside` run (each waits whenever another uses the
-/// host's engine); then their output.
-fn all_tests(ctx: &Ctx, cargo: &str, beside: Vec<Running>) -> Result<()> {
+/// Every test: the rest, while `beside` runs (both wait whenever the other uses the host's
+/// engine); then `beside`'s output.
+fn all_tests(ctx: &Ctx, cargo: &str, beside: Running) -> Result<()> {
     let dir = ctx.paths.integration_tests();
     let mut rest = Vec::new();
     for entry in dir
@@ -111,7 +104,7 @@ fn all_tests(ctx: &Ctx, cargo: &str, beside: Vec<Running>) -> Result<()> {
     {
         let name = entry?.file_name().to_string();
         match name.strip_suffix(".rs") {
-            Some(test) if !BESIDE.iter().any(|lane| lane.contains(&test)) => {
+            Some(test) if !BESIDE.contains(&test) => {
                 rest.extend(["--test".to_string(), test.into()])
             }
             _ => {}
@@ -122,14 +115,10 @@ fn all_tests(ctx: &Ctx, cargo: &str, beside: Vec<Running>) -> Result<()> {
             "{cargo} test --workspace --lib --bins {rest...} -- --include-ignored"
         ))
         .and_then(|_| ctx.run(cmd!("{cargo} test --workspace --doc")));
-    let mut result = first.map(drop);
-    for lane in beside {
-        let done = lane
-            .wait()
-            .map(|out| print!("{}", String::from_utf8_lossy(&out)));
-        result = result.and(done);
-    }
-    result
+    let second = beside
+        .wait()
+        .map(|out| print!("{}", String::from_utf8_lossy(&out)));
+    first.map(drop).and(second)
 }
 
 /// Every tool the tests need, installed when missing; an engine answering.
