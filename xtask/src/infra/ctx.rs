@@ -142,13 +142,13 @@ impl Ctx {
             program: cmd.program(),
             args: cmd.arguments(),
             handle: None,
-            stoppable: !matches!(kind, Kind::Cleanup | Kind::Fed),
+            stoppable: !matches!(kind, Kind::Cleanup | Kind::Fed | Kind::Whole),
             deadline: timeout.map(|t| (Instant::now() + t, t)),
             // What shows no output of its own says, once, that it is still waited for.
             notice: stdout != Stdout::Shown,
             started: Instant::now(),
         };
-        let changes = matches!(kind, Kind::Change | Kind::Fed);
+        let changes = matches!(kind, Kind::Change | Kind::Fed | Kind::Whole);
         if kind != Kind::Query && self.dry_run {
             println!("[dry-run] {shown}");
             return Ok(running);
@@ -236,7 +236,7 @@ impl Ctx {
                 println!("[dry-run] {}", request.shown);
                 return Ok(false);
             }
-            if matches!(request.kind, Kind::Change | Kind::Fed) {
+            if matches!(request.kind, Kind::Change | Kind::Fed | Kind::Whole) {
                 self.check_signal(&request.shown)?;
             }
             eprintln!("$ {}", request.shown);

@@ -177,7 +177,8 @@ impl Pending {
     }
 
     /// Reads the whole answer within `timeout` (see `Api::send`). A change fed from here
-    /// (`Kind::Fed`) is let finish after a signal for `STOP_GRACE`, as its process would be.
+    /// (`Kind::Fed`), or one not to be cut short (`Kind::Whole`), is let finish after a signal for
+    /// `STOP_GRACE`, as its process would be.
     pub fn answer(mut self, timeout: Duration) -> Result<Vec<u8>> {
         let Pending { stream, request } = &mut self;
         let shown = &request.shown;
@@ -200,7 +201,7 @@ impl Pending {
                 let at = *signalled.get_or_insert_with(Instant::now);
                 let stops = match request.kind {
                     Kind::Cleanup => false,
-                    Kind::Fed => at.elapsed() > STOP_GRACE,
+                    Kind::Fed | Kind::Whole => at.elapsed() > STOP_GRACE,
                     Kind::Change | Kind::Query => true,
                 };
                 if stops {

@@ -35,6 +35,10 @@ pub enum Kind {
     /// A change that reads what the xtask writes (`docker load`): it ends when its input does,
     /// and the xtask decides when: like a clean-up, never stopped by a signal.
     Fed,
+    /// A change the engine may finish after its client is gone (`docker create`): refused after a
+    /// signal, but once started let finish, out of reach of Ctrl-C, so that what it made is known
+    /// and its guard removes it.
+    Whole,
     /// Reads state: quiet, runs under `--dry-run`, always within a bound.
     Query,
 }
@@ -187,6 +191,12 @@ impl Cmd {
         if self.stdout == Stdout::Shown {
             self.stdout = Stdout::Quiet;
         }
+        self
+    }
+
+    /// A change not to be cut short once started (`Kind::Whole`).
+    pub fn whole(mut self) -> Cmd {
+        self.kind = Kind::Whole;
         self
     }
 

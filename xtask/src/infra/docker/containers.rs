@@ -187,7 +187,8 @@ impl<'a> TempContainer<'a> {
             ]
             .concat()
             .join(" "),
-            kind: Kind::Change,
+            // Cut short, the engine could make it after the guard's removal.
+            kind: Kind::Whole,
         };
         let start = Request {
             method: "POST",
@@ -218,12 +219,14 @@ impl<'a> TempContainer<'a> {
     ) -> Result<TempContainer<'a>> {
         let name = TempContainer::new_name(purpose);
         let label = format!("{}={checkout_id}", project::LABEL_TEMP);
-        // The guard first: a `docker create` stopped by Ctrl-C may still have made the container.
+        // The guard first, and the command let finish: cut short by Ctrl-C, the CLI would leave
+        // the engine making a container after the guard's `docker rm`.
         let container = TempContainer { ctx, name };
         let name = &container.name;
         ctx.run(
             cmd!("docker {verb} --name {name} --label {label} {extra...} {image} {command...}")
-                .quiet(),
+                .quiet()
+                .whole(),
         )
         .with_context(|| format!("making a container from {image}"))?;
         Ok(container)
